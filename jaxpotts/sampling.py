@@ -1,0 +1,425 @@
+r"""Single-site MCMC for Potts models: Gibbs (heat-bath) and Metropolis kernels.
+
+A *kernel* advances one chain at one site (blackjax style): `step(key, s[L], site) ->
+(s[L], SiteInfo)`. `jax.vmap` runs it over chains and `lax.scan` over the L site updates of a
+sweep and over sweeps. Both kernels leave $p(s) \propto e^{-\beta E(s)}$ invariant and satisfy
+detailed balance for each single-site update:
+
+* Gibbs: draw $s_k \sim p(s_k \mid s_{-k}) = \mathrm{softmax}(\beta\phi_k)$, with local field
+  $\phi_k(a) = h_k(a) + \sum_{j \ne k} J_{kj}(a, s_j)$.
+* Metropolis: propose $a' \neq s_k$ uniformly, accept with $\min(1, e^{\beta(\phi_k(a') - \phi_k(s_k))})$.
+
+Cost per site update and chain: dense Gibbs $O(Lq)$ (one gathered row of $J_{jk}(s_j,\cdot)$ per
+j), dense Metropolis $O(L)$; factored Gibbs $O(L + q^2)$ (colour counts weighted by $J_{kj}$,
+then one product with U), factored Metropolis $O(L)$. The factored kernels never build the
+(L, L, q, q) couplings. All kernels use the symmetry $J_{kj}(a,b) = J_{jk}(b,a)$ of a joint model
+to read contiguous rows, which is why sampling refuses non-symmetric couplings.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any, Callable, NamedTuple, Optional
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, Scalar, ScalarLike
+
+from ._progress import progress_bar
+from ._validation import check_sequences
+from .potts import AnyPotts, FactoredPotts, PottsModel, check_joint, energy
+
+__all__ = [
+    "SiteInfo",
+    "SampleResult",
+    "gibbs_kernel",
+    "metropolis_kernel",
+    "sweep",
+    "sample",
+]
+
+# Partial unrolling of the loop over the L neighbours: XLA:CPU fuses 16 row gathers into
+# one loop body, which measured ~2.5x faster than unroll=1 at L=64 and L=200.
+_NEIGHBOUR_UNROLL = 16
+
+
+class SiteInfo(NamedTuple):
+    """What one site update did: proposal accepted (always True for Gibbs) and colour changed."""
+
+    accepted: Bool[Array, ""]
+    changed: Bool[Array, ""]
+
+
+# ----------------------------------------------------------------------------- local fields
+
+
+def _site_field(model: AnyPotts, s: Int[Array, " L"], k: Int[Array, ""]) -> Float[Array, " q"]:
+    r"""$\phi_k(\cdot) = h_k + \sum_j J_{kj}(\cdot, s_j)$ for one chain, reading rows
+    $J_{jk}(s_j, \cdot)$ (equal by symmetry) so each neighbour costs one contiguous gather."""
+    q = model.q
+    if isinstance(model, PottsModel):
+
+        C = model.couplings
+
+        # Index the full tensor inside the body: scanning over C itself would copy an
+        # (L, q, q) slab per neighbour.
+        def add_row(acc, xs):
+            j, s_j = xs
+            return acc + C[j, k, s_j], None
+
+        acc0 = jnp.zeros((q,), model.fields.dtype)
+        acc, _ = jax.lax.scan(add_row, acc0, (jnp.arange(model.L), s), unroll=_NEIGHBOUR_UNROLL)
+        return model.fields[k] + acc
+
+    colours = jnp.arange(q)
+
+    def add_count(acc, xs):
+        J_kj, s_j = xs
+        return acc + jnp.where(colours == s_j, J_kj, 0.0), None
+
+    acc0 = jnp.zeros((q,), model.fields.dtype)
+    counts, _ = jax.lax.scan(add_count, acc0, (model.J[k], s), unroll=_NEIGHBOUR_UNROLL)
+    # counts[b] = sum_j J_kj [s_j = b];  phi_k(a) = h_k(a) + sum_b U(a, b) counts[b]
+    return model.fields[k] + model.U @ counts
+
+
+def _site_field_difference(
+    model: AnyPotts, s: Int[Array, " L"], k: Int[Array, ""], new: Int[Array, ""], old: Int[Array, ""]
+) -> Scalar:
+    r"""$\phi_k(\text{new}) - \phi_k(\text{old})$ in $O(L)$ (the Metropolis energy change is its negative)."""
+    dh = model.fields[k, new] - model.fields[k, old]
+    if isinstance(model, PottsModel):
+
+        C = model.couplings
+
+        def add_pair(acc, xs):
+            j, s_j = xs
+            return acc + (C[j, k, s_j, new] - C[j, k, s_j, old]), None
+
+        acc0 = jnp.zeros((), model.fields.dtype)
+        acc, _ = jax.lax.scan(add_pair, acc0, (jnp.arange(model.L), s), unroll=_NEIGHBOUR_UNROLL)
+        return dh + acc
+    dU = model.U[new] - model.U[old]  # U symmetric: U(new, b) - U(old, b)
+    return dh + model.J[k] @ dU[s]
+
+
+# ----------------------------------------------------------------------------- kernels
+
+
+def _inverse_cdf(logits: Float[Array, " q"], u: Float[Array, ""]) -> Int[Array, ""]:
+    """Index a with probability softmax(logits)_a, from one uniform u in (0, 1).
+
+    The cumulative sum is a product with a triangular matrix: XLA:CPU's cumsum lowers to a
+    slow reduce-window, the tiny matmul is several times faster once vmapped over chains.
+    """
+    q = logits.shape[-1]
+    p = jnp.exp(logits - jnp.max(logits))
+    cdf = p @ jnp.triu(jnp.ones((q, q), p.dtype))
+    # p(argmax) = 1, so cdf[-1] >= 1 and t > 0: colours of zero probability are never picked.
+    t = u * cdf[-1]
+    return jnp.sum(cdf < t).astype(jnp.int32)
+
+
+def _uniform_open(key: PRNGKeyArray, dtype) -> Float[Array, ""]:
+    return jax.random.uniform(key, (), dtype, minval=jnp.finfo(dtype).tiny, maxval=1.0)
+
+
+def gibbs_kernel(model: AnyPotts, beta: ScalarLike = 1.0) -> Callable:
+    r"""Heat-bath kernel for one chain: `step(key, s, site) -> (s, SiteInfo)`.
+
+    Redraws $s_k$ from $p(s_k = a \mid s_{-k}) = \mathrm{softmax}_a(\beta\phi_k(a))$.
+    """
+    dtype = model.fields.dtype
+
+    def step(key: PRNGKeyArray, s: Int[Array, " L"], site: Int[Array, ""]):
+        logits = beta * _site_field(model, s, site)
+        new = _inverse_cdf(logits, _uniform_open(key, dtype))
+        changed = new != s[site]
+        return s.at[site].set(new), SiteInfo(jnp.asarray(True), changed)
+
+    return step
+
+
+def metropolis_kernel(model: AnyPotts, beta: ScalarLike = 1.0) -> Callable:
+    r"""Metropolis kernel for one chain: `step(key, s, site) -> (s, SiteInfo)`.
+
+    Proposes a colour $a' \ne s_k$ uniformly among the other $q-1$ (a symmetric proposal) and
+    accepts with probability $\min(1, \exp(\beta[\phi_k(a') - \phi_k(s_k)]))$.
+    """
+    q = model.q
+    dtype = model.fields.dtype
+
+    def step(key: PRNGKeyArray, s: Int[Array, " L"], site: Int[Array, ""]):
+        k_prop, k_acc = jax.random.split(key)
+        old = s[site]
+        new = (old + 1 + jax.random.randint(k_prop, (), 0, q - 1)) % q
+        log_ratio = beta * _site_field_difference(model, s, site, new, old)
+        accept = jnp.log(_uniform_open(k_acc, dtype)) < log_ratio
+        return s.at[site].set(jnp.where(accept, new, old)), SiteInfo(accept, accept)
+
+    return step
+
+
+_KERNELS = {"gibbs": gibbs_kernel, "metropolis": metropolis_kernel}
+_SCHEDULES = ("sequential", "random")
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+
+def sweep(
+    step: Callable,
+    key: PRNGKeyArray,
+    states: Int[Array, "n_chains L"],
+    schedule: str = "sequential",
+) -> tuple[Int[Array, "n_chains L"], Int[Array, "2"]]:
+    """One sweep (L site updates per chain) of `step` over all chains.
+
+    `sequential` visits sites 0..L-1 in order, the same site in every chain (so dense couplings
+    are read once per site for all chains); `random` draws an independent uniform site for each
+    update of each chain. Returns the new states and the counts (accepted, changed).
+    """
+    n_chains, L = states.shape
+    k_sites, k_steps = jax.random.split(key)
+    keys = jax.random.split(k_steps, (L, n_chains))
+    if schedule == "sequential":
+        sites = jnp.arange(L)
+        site_axis = None
+    elif schedule == "random":
+        sites = jax.random.randint(k_sites, (L, n_chains), 0, L)
+        site_axis = 0
+    else:
+        raise ValueError(f"schedule must be one of {_SCHEDULES}, got {schedule!r}")
+    batched_step = jax.vmap(step, in_axes=(0, 0, site_axis))
+
+    def update(carry, xs):
+        states, counts = carry
+        keys_t, site_t = xs
+        states, info = batched_step(keys_t, states, site_t)
+        counts = counts + jnp.stack([jnp.sum(info.accepted), jnp.sum(info.changed)]).astype(counts.dtype)
+        return (states, counts), None
+
+    counts0 = jnp.zeros((2,), jnp.int32)
+    (states, counts), _ = jax.lax.scan(update, (states, counts0), (keys, sites))
+    return states, counts
+
+
+def _sweep_key(key: PRNGKeyArray, index: Int[Array, ""]) -> PRNGKeyArray:
+    # Keys depend on the global sweep index only, so results do not depend on how the run is
+    # cut into jitted chunks (progress display, block sizes).
+    return jax.random.fold_in(key, index)
+
+
+@partial(jax.jit, static_argnames=("method", "schedule"))
+def _advance(model, beta, key, states, start, n_sweeps, *, method, schedule):
+    """Run n_sweeps (dynamic) sweeps starting at global sweep index `start`."""
+    step = _KERNELS[method](model, beta)
+
+    def body(i, carry):
+        states, counts = carry
+        states, c = sweep(step, _sweep_key(key, start + i), states, schedule)
+        return states, counts + c
+
+    return jax.lax.fori_loop(0, n_sweeps, body, (states, jnp.zeros((2,), jnp.int32)))
+
+
+@partial(jax.jit, static_argnames=("method", "schedule", "n_record"))
+def _record(model, beta, key, states, start, thin, *, method, schedule, n_record):
+    """Record n_record (static) samples, each after `thin` (dynamic) sweeps."""
+    step = _KERNELS[method](model, beta)
+    batched_energy = jax.vmap(lambda s: energy(model, s))
+
+    def one_sample(carry, r):
+        states, counts = carry
+
+        def body(i, c):
+            states, counts = c
+            states, d = sweep(step, _sweep_key(key, start + r * thin + i), states, schedule)
+            return states, counts + d
+
+        states, counts = jax.lax.fori_loop(0, thin, body, (states, counts))
+        return (states, counts), (states, batched_energy(states))
+
+    (states, counts), (seqs, energies) = jax.lax.scan(
+        one_sample, (states, jnp.zeros((2,), jnp.int32)), jnp.arange(n_record)
+    )
+    # scan stacks along time first; callers want chains first.
+    return states, counts, jnp.swapaxes(seqs, 0, 1), jnp.swapaxes(energies, 0, 1)
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+class SampleResult(eqx.Module):
+    """Samples and diagnostics of `sample`.
+
+    Attributes:
+        sequences: int32 (n_chains, n_samples, L).
+        energies: energy of every recorded sample, (n_chains, n_samples).
+        acceptance_rate: accepted / proposed site updates after burn-in (1 for Gibbs).
+        change_rate: fraction of site updates after burn-in that changed the colour.
+        burnin_acceptance_rate: the same as acceptance_rate during burn-in.
+        tau: integrated autocorrelation time of the energy, in recorded samples.
+        ess: effective sample size of the energy over all chains.
+        rhat: split R-hat of the energy across chains.
+    """
+
+    sequences: Int[Array, "n_chains n_samples L"]
+    energies: Float[Array, "n_chains n_samples"]
+    final_states: Int[Array, "n_chains L"]
+    acceptance_rate: float = eqx.field(static=True)
+    change_rate: float = eqx.field(static=True)
+    burnin_acceptance_rate: float = eqx.field(static=True)
+    tau: float = eqx.field(static=True)
+    ess: float = eqx.field(static=True)
+    rhat: float = eqx.field(static=True)
+    method: str = eqx.field(static=True)
+    beta: float = eqx.field(static=True)
+
+    def summary(self) -> dict:
+        """Diagnostics as a JSON-ready dict."""
+        n_chains, n_samples, L = self.sequences.shape
+        e = np.asarray(self.energies, dtype=np.float64)
+        return {
+            "method": self.method,
+            "beta": self.beta,
+            "n_chains": n_chains,
+            "n_samples": n_samples,
+            "L": L,
+            "acceptance_rate": self.acceptance_rate,
+            "change_rate": self.change_rate,
+            "burnin_acceptance_rate": self.burnin_acceptance_rate,
+            "energy_mean": float(e.mean()),
+            "energy_std": float(e.std()),
+            "tau": self.tau,
+            "ess": self.ess,
+            "rhat": self.rhat,
+        }
+
+
+def _check_count(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _initial_states(model: AnyPotts, key: PRNGKeyArray, n_chains: int, init: Any) -> jax.Array:
+    if init is None:
+        return jax.random.randint(key, (n_chains, model.L), 0, model.q, dtype=jnp.int32)
+    init = check_sequences(init, model.L, model.q, name="init")
+    if init.ndim == 1:
+        init = jnp.broadcast_to(init, (n_chains, model.L))
+    if init.shape != (n_chains, model.L):
+        raise ValueError(
+            f"init must have shape (L,) or (n_chains, L) = ({n_chains}, {model.L}), got {tuple(init.shape)}"
+        )
+    return init
+
+
+def _energy_diagnostics(energies: np.ndarray) -> tuple[float, float, float]:
+    n_chains, n_samples = energies.shape
+    if n_samples < 4:
+        return float("nan"), float("nan"), float("nan")
+    from . import diagnostics
+
+    summary = diagnostics.summarize(energies)
+    return summary["tau"], summary["ess"], summary["rhat"]
+
+
+def sample(
+    model: AnyPotts,
+    key: PRNGKeyArray,
+    *,
+    n_chains: int,
+    n_samples: int,
+    n_burnin: int,
+    thin: int = 1,
+    method: str = "gibbs",
+    beta: float = 1.0,
+    schedule: str = "sequential",
+    init: Optional[Int[Array, "n_chains L"]] = None,
+    progress: Optional[bool] = None,
+) -> SampleResult:
+    r"""Sample $p(s) \propto e^{-\beta E(s)}$ with vmapped single-site MCMC chains.
+
+    Each chain runs `n_burnin` sweeps, then records `n_samples` samples, each after `thin`
+    sweeps (a sweep is L site updates per chain). Chains start from `init` (shape (L,) or
+    (n_chains, L)) or from uniformly random colours.
+
+    Args:
+        model: a joint `PottsModel` or `FactoredPotts` (non-symmetric couplings are refused).
+        key: PRNG key; the same key gives the same samples.
+        method: "gibbs" (heat bath) or "metropolis".
+        schedule: "sequential" sweeps (default, fastest) or "random" sites per update.
+        progress: show a progress bar (None: only when stderr is a terminal).
+
+    Returns:
+        `SampleResult` with `.sequences[n_chains, n_samples, L]` (int32), energies, acceptance
+        rate, and energy autocorrelation time, ESS and split R-hat (`jaxpotts.diagnostics`).
+    """
+    if not isinstance(model, (PottsModel, FactoredPotts)):
+        raise TypeError(f"model must be a PottsModel or FactoredPotts, got {type(model).__name__}")
+    check_joint(model, "sampling")
+    n_chains = _check_count(n_chains, "n_chains", 1)
+    n_samples = _check_count(n_samples, "n_samples", 1)
+    n_burnin = _check_count(n_burnin, "n_burnin", 0)
+    thin = _check_count(thin, "thin", 1)
+    if method not in _KERNELS:
+        raise ValueError(f"method must be 'gibbs' or 'metropolis', got {method!r}")
+    if schedule not in _SCHEDULES:
+        raise ValueError(f"schedule must be one of {_SCHEDULES}, got {schedule!r}")
+    if not (isinstance(beta, (int, float, np.floating, np.integer)) and math.isfinite(beta) and beta >= 0):
+        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
+
+    k_init, k_run = jax.random.split(key)
+    states = _initial_states(model, k_init, n_chains, init)
+    beta_arr = jnp.asarray(beta, model.fields.dtype)
+    opts = dict(method=method, schedule=schedule)
+    updates_per_sweep = n_chains * model.L
+
+    # A few dozen chunks: enough for a live display, few enough that dispatch costs nothing.
+    burn_chunk = max(1, -(-n_burnin // 20))
+    record_block = max(1, -(-n_samples // 20))
+    total = n_burnin + n_samples * thin
+    burn_counts = np.zeros(2, np.int64)
+    counts = np.zeros(2, np.int64)
+    seq_blocks, energy_blocks = [], []
+    with progress_bar(total, f"{method} sampling", progress, unit="sweep") as bar:
+        done = 0
+        while done < n_burnin:
+            n = min(burn_chunk, n_burnin - done)
+            states, c = _advance(model, beta_arr, k_run, states, done, n, **opts)
+            burn_counts += np.asarray(c)
+            done += n
+            bar.update(n)
+        recorded = 0
+        while recorded < n_samples:
+            n = min(record_block, n_samples - recorded)
+            start = n_burnin + recorded * thin
+            states, c, seqs, energies = _record(model, beta_arr, k_run, states, start, thin, n_record=n, **opts)
+            counts += np.asarray(c)
+            seq_blocks.append(seqs)
+            energy_blocks.append(energies)
+            recorded += n
+            bar.update(n * thin)
+
+    sequences = jnp.concatenate(seq_blocks, axis=1)
+    energies = jnp.concatenate(energy_blocks, axis=1)
+    n_updates = n_samples * thin * updates_per_sweep
+    tau, ess, rhat = _energy_diagnostics(np.asarray(energies))
+    return SampleResult(
+        sequences=sequences,
+        energies=energies,
+        final_states=states,
+        acceptance_rate=float(counts[0] / n_updates),
+        change_rate=float(counts[1] / n_updates),
+        burnin_acceptance_rate=float(burn_counts[0] / (n_burnin * updates_per_sweep)) if n_burnin else float("nan"),
+        tau=tau,
+        ess=ess,
+        rhat=rhat,
+        method=method,
+        beta=float(beta),
+    )

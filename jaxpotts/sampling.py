@@ -213,41 +213,39 @@ def _sweep_key(key: PRNGKeyArray, index: Int[Array, ""]) -> PRNGKeyArray:
     return jax.random.fold_in(key, index)
 
 
-@partial(jax.jit, static_argnames=("method", "schedule"))
-def _advance(model, beta, key, states, start, n_sweeps, *, method, schedule):
-    """Run n_sweeps (dynamic) sweeps starting at global sweep index `start`."""
-    step = _KERNELS[method](model, beta)
+@partial(jax.jit, static_argnames=("method", "schedule", "buffer_size"))
+def _run_block(model, beta, key, states, start, n_pre, thin, n_record, *, method, schedule, buffer_size):
+    """`n_pre` sweeps, then `n_record` samples each after `thin` sweeps (all three dynamic).
 
-    def body(i, carry):
-        states, counts = carry
-        states, c = sweep(step, _sweep_key(key, start + i), states, schedule)
-        return states, counts + c
-
-    return jax.lax.fori_loop(0, n_sweeps, body, (states, jnp.zeros((2,), jnp.int32)))
-
-
-@partial(jax.jit, static_argnames=("method", "schedule", "n_record"))
-def _record(model, beta, key, states, start, thin, *, method, schedule, n_record):
-    """Record n_record (static) samples, each after `thin` (dynamic) sweeps."""
+    Samples go into a buffer of static size `buffer_size` (rows past n_record are zeros), so
+    burn-in chunks and record blocks of any length share one compiled function. Returns the
+    states, counts (accepted, changed) of the recorded part, and the buffers.
+    """
     step = _KERNELS[method](model, beta)
     batched_energy = jax.vmap(lambda s: energy(model, s))
+    zero = jnp.zeros((2,), jnp.int32)
 
-    def one_sample(carry, r):
-        states, counts = carry
+    def run_sweeps(first, n, states, counts):
+        def body(i, carry):
+            states, counts = carry
+            states, c = sweep(step, _sweep_key(key, first + i), states, schedule)
+            return states, counts + c
 
-        def body(i, c):
-            states, counts = c
-            states, d = sweep(step, _sweep_key(key, start + r * thin + i), states, schedule)
-            return states, counts + d
+        return jax.lax.fori_loop(0, n, body, (states, counts))
 
-        states, counts = jax.lax.fori_loop(0, thin, body, (states, counts))
-        return (states, counts), (states, batched_energy(states))
+    states, _ = run_sweeps(start, n_pre, states, zero)
 
-    (states, counts), (seqs, energies) = jax.lax.scan(
-        one_sample, (states, jnp.zeros((2,), jnp.int32)), jnp.arange(n_record)
-    )
-    # scan stacks along time first; callers want chains first.
-    return states, counts, jnp.swapaxes(seqs, 0, 1), jnp.swapaxes(energies, 0, 1)
+    def one_sample(r, carry):
+        states, counts, seqs, energies = carry
+        states, counts = run_sweeps(start + n_pre + r * thin, thin, states, counts)
+        seqs = jax.lax.dynamic_update_index_in_dim(seqs, states, r, axis=1)
+        energies = jax.lax.dynamic_update_index_in_dim(energies, batched_energy(states), r, axis=1)
+        return states, counts, seqs, energies
+
+    n_chains, L = states.shape
+    seqs = jnp.zeros((n_chains, buffer_size, L), states.dtype)
+    energies = jnp.zeros((n_chains, buffer_size), model.fields.dtype)
+    return jax.lax.fori_loop(0, n_record, one_sample, (states, zero, seqs, energies))
 
 
 # ----------------------------------------------------------------------------- driver
@@ -261,7 +259,6 @@ class SampleResult(eqx.Module):
         energies: energy of every recorded sample, (n_chains, n_samples).
         acceptance_rate: accepted / proposed site updates after burn-in (1 for Gibbs).
         change_rate: fraction of site updates after burn-in that changed the colour.
-        burnin_acceptance_rate: the same as acceptance_rate during burn-in.
         tau: integrated autocorrelation time of the energy, in recorded samples.
         ess: effective sample size of the energy over all chains.
         rhat: split R-hat of the energy across chains.
@@ -272,7 +269,6 @@ class SampleResult(eqx.Module):
     final_states: Int[Array, "n_chains L"]
     acceptance_rate: float = eqx.field(static=True)
     change_rate: float = eqx.field(static=True)
-    burnin_acceptance_rate: float = eqx.field(static=True)
     tau: float = eqx.field(static=True)
     ess: float = eqx.field(static=True)
     rhat: float = eqx.field(static=True)
@@ -291,7 +287,6 @@ class SampleResult(eqx.Module):
             "L": L,
             "acceptance_rate": self.acceptance_rate,
             "change_rate": self.change_rate,
-            "burnin_acceptance_rate": self.burnin_acceptance_rate,
             "energy_mean": float(e.mean()),
             "energy_std": float(e.std()),
             "tau": self.tau,
@@ -377,32 +372,30 @@ def sample(
     k_init, k_run = jax.random.split(key)
     states = _initial_states(model, k_init, n_chains, init)
     beta_arr = jnp.asarray(beta, model.fields.dtype)
-    opts = dict(method=method, schedule=schedule)
-    updates_per_sweep = n_chains * model.L
-
     # A few dozen chunks: enough for a live display, few enough that dispatch costs nothing.
     burn_chunk = max(1, -(-n_burnin // 20))
     record_block = max(1, -(-n_samples // 20))
+    opts = dict(method=method, schedule=schedule, buffer_size=record_block)
+    updates_per_sweep = n_chains * model.L
+
     total = n_burnin + n_samples * thin
-    burn_counts = np.zeros(2, np.int64)
     counts = np.zeros(2, np.int64)
     seq_blocks, energy_blocks = [], []
     with progress_bar(total, f"{method} sampling", progress, unit="sweep") as bar:
         done = 0
         while done < n_burnin:
             n = min(burn_chunk, n_burnin - done)
-            states, c = _advance(model, beta_arr, k_run, states, done, n, **opts)
-            burn_counts += np.asarray(c)
+            states, _, _, _ = _run_block(model, beta_arr, k_run, states, done, n, thin, 0, **opts)
             done += n
             bar.update(n)
         recorded = 0
         while recorded < n_samples:
             n = min(record_block, n_samples - recorded)
             start = n_burnin + recorded * thin
-            states, c, seqs, energies = _record(model, beta_arr, k_run, states, start, thin, n_record=n, **opts)
+            states, c, seqs, energies = _run_block(model, beta_arr, k_run, states, start, 0, thin, n, **opts)
             counts += np.asarray(c)
-            seq_blocks.append(seqs)
-            energy_blocks.append(energies)
+            seq_blocks.append(seqs[:, :n])
+            energy_blocks.append(energies[:, :n])
             recorded += n
             bar.update(n * thin)
 
@@ -416,7 +409,6 @@ def sample(
         final_states=states,
         acceptance_rate=float(counts[0] / n_updates),
         change_rate=float(counts[1] / n_updates),
-        burnin_acceptance_rate=float(burn_counts[0] / (n_burnin * updates_per_sweep)) if n_burnin else float("nan"),
         tau=tau,
         ess=ess,
         rhat=rhat,

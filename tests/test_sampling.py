@@ -1,0 +1,272 @@
+"""MCMC samplers against exact enumeration.
+
+Statistical tests use fixed seeds; each states the probability that a *correct* sampler fails
+it with a fresh seed (its false-failure rate). Independent samples come from many short chains
+(one state per chain after a burn-in much longer than the mixing time), so classical
+chi-square and binomial tests apply without autocorrelation corrections.
+"""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import jaxpotts
+from jaxpotts import exact
+from jaxpotts.potts import (
+    FactoredPotts,
+    PottsModel,
+    local_fields,
+    random_dense_potts,
+    random_factored_potts,
+)
+from jaxpotts.sampling import _site_field, _site_field_difference, gibbs_kernel, metropolis_kernel, sample, sweep
+
+ALPHA = 1e-3  # false-failure rate of each chi-square test below
+
+
+def small_models():
+    key = jax.random.PRNGKey(7)
+    k1, k2, k3 = jax.random.split(key, 3)
+    return {
+        "dense": random_dense_potts(k1, 4, 3, coupling_scale=1.5, field_scale=0.7),
+        "factored": random_factored_potts(k2, 4, 3, coupling_scale=1.5, field_scale=0.7),
+        "factored_er_potts": random_factored_potts(
+            k3, 5, 2, graph="erdos_renyi", colours="potts", mean_degree=2.0, coupling_scale=1.0
+        ),
+    }
+
+
+def state_index(seqs, q):
+    L = seqs.shape[-1]
+    return (np.asarray(seqs) * q ** np.arange(L - 1, -1, -1)).sum(-1)
+
+
+def independent_draws(model, key, n, method, schedule, beta=1.0, n_burnin=40):
+    """n independent draws: the last state of n chains after n_burnin sweeps."""
+    r = sample(model, key, n_chains=n, n_samples=1, n_burnin=n_burnin, method=method,
+               schedule=schedule, beta=beta, progress=False)
+    return np.asarray(r.sequences[:, 0, :])
+
+
+@pytest.mark.parametrize(
+    "name, method, schedule",
+    [(name, method, schedule) for name in ("dense", "factored") for method in ("gibbs", "metropolis")
+     for schedule in ("sequential", "random")]
+    + [("factored_er_potts", "gibbs", "sequential"), ("factored_er_potts", "metropolis", "random")],
+)
+def test_full_distribution_chi_square(name, method, schedule):
+    model = small_models()[name]
+    beta = 0.8
+    _, probs = exact.probabilities(model, beta)
+    probs = np.asarray(probs, np.float64)
+    n = 10_000
+    seqs = independent_draws(model, jax.random.PRNGKey(11), n, method, schedule, beta)
+    counts = np.bincount(state_index(seqs, model.q), minlength=probs.size)
+    # Pool states with expected count < 5 (chi-square validity), keep the rest separate.
+    expected = n * probs
+    small = expected < 5
+    obs = np.append(counts[~small], counts[small].sum())
+    exp_ = np.append(expected[~small], expected[small].sum())
+    if exp_[-1] == 0:
+        obs, exp_ = obs[:-1], exp_[:-1]
+    chi2, p_value = stats.chisquare(obs, exp_ * obs.sum() / exp_.sum())
+    assert p_value > ALPHA, f"chi2={chi2:.1f} on {obs.size - 1} dof, p={p_value:.2e}"
+
+
+@pytest.mark.parametrize("method", ["gibbs", "metropolis"])
+def test_marginals_match_enumeration(method):
+    model = small_models()["dense"]
+    n = 20_000
+    seqs = independent_draws(model, jax.random.PRNGKey(3), n, method, "sequential")
+    onehot = np.eye(model.q)[seqs]  # n, L, q
+    emp1 = onehot.mean(0)
+    emp2 = np.einsum("nia,njb->ijab", onehot, onehot) / n
+    p1 = np.asarray(exact.marginals(model))
+    p2 = np.asarray(exact.pair_marginals(model))
+    # Bonferroni over all entries: each |z| < 4.5 fails with prob 6.8e-6; with ~200 entries
+    # the false-failure rate of this test is < 2e-3.
+    for emp, p in ((emp1, p1), (emp2, p2)):
+        sd = np.sqrt(np.maximum(p * (1 - p), 1e-12) / n)
+        z = np.abs(emp - p) / sd
+        assert np.max(z[p > 1e-4]) < 4.5
+
+
+def exact_kernel_matrix(model, site, method, beta):
+    """Transition matrix of one update of `site`, from the maths (not from the code)."""
+    L, q = model.L, model.q
+    states = np.array(list(itertools.product(range(q), repeat=L)))
+    index = {tuple(s): i for i, s in enumerate(states)}
+    T = np.zeros((len(states), len(states)))
+    for i, s in enumerate(states):
+        phi = np.asarray(local_fields(model, jnp.asarray(s)), np.float64)[site]
+        for a in range(q):
+            t = s.copy()
+            t[site] = a
+            j = index[tuple(t)]
+            if method == "gibbs":
+                T[i, j] = np.exp(beta * phi[a] - np.logaddexp.reduce(beta * phi))
+            elif a != s[site]:
+                T[i, j] = min(1.0, np.exp(beta * (phi[a] - phi[s[site]]))) / (q - 1)
+        T[i, i] += 1.0 - T[i].sum()
+    return states, T
+
+
+@pytest.mark.parametrize("kind", ["dense", "factored"])
+@pytest.mark.parametrize("method", ["gibbs", "metropolis"])
+def test_one_kernel_step_transition_and_detailed_balance(kind, method):
+    key = jax.random.PRNGKey(5)
+    model = (random_dense_potts if kind == "dense" else random_factored_potts)(key, 2, 3, coupling_scale=1.2)
+    beta, site, n = 0.9, 1, 40_000
+    states, T = exact_kernel_matrix(model, site, method, beta)
+    _, pi = exact.probabilities(model, beta)
+    pi = np.asarray(pi, np.float64)
+    # The maths: detailed balance holds exactly for the ideal kernel.
+    flow = pi[:, None] * T
+    np.testing.assert_allclose(flow, flow.T, rtol=1e-5, atol=1e-9)
+    # The code: each row of the empirical kernel matches T (binomial z-test, Bonferroni over
+    # 81 entries at |z| < 4.5: false-failure rate < 6e-4).
+    step = (gibbs_kernel if method == "gibbs" else metropolis_kernel)(model, beta)
+    run = jax.jit(jax.vmap(step, in_axes=(0, None, None)))
+    keys = jax.random.split(jax.random.PRNGKey(9), n)
+    for i, s in enumerate(states):
+        out, _ = run(keys, jnp.asarray(s, jnp.int32), site)
+        emp = np.bincount(state_index(out, model.q), minlength=len(states)) / n
+        sd = np.sqrt(np.maximum(T[i] * (1 - T[i]), 1e-12) / n)
+        assert np.max(np.abs(emp - T[i]) / sd) < 4.5, f"row {i} ({s})"
+
+
+@pytest.mark.parametrize("kind", ["dense", "factored"])
+def test_site_fields_match_local_fields(kind):
+    key = jax.random.PRNGKey(2)
+    L, q = 7, 4
+    model = (random_dense_potts if kind == "dense" else random_factored_potts)(key, L, q)
+    s = jax.random.randint(key, (L,), 0, q)
+    full = local_fields(model, s)
+    sites = jnp.arange(L)
+    np.testing.assert_allclose(jax.vmap(lambda k: _site_field(model, s, k))(sites), full, rtol=1e-5, atol=1e-5)
+    for new, old in [(0, 3), (2, 2), (3, 1)]:
+        diff = jax.vmap(lambda k: _site_field_difference(model, s, k, new, old))(sites)
+        np.testing.assert_allclose(diff, full[:, new] - full[:, old], rtol=1e-5, atol=1e-5)
+
+
+def test_same_key_same_samples_and_chunking_invariance():
+    model = small_models()["factored"]
+    kw = dict(n_chains=8, n_burnin=7, thin=2, method="metropolis", progress=False)
+    a = sample(model, jax.random.PRNGKey(0), n_samples=20, **kw)
+    b = sample(model, jax.random.PRNGKey(0), n_samples=20, **kw)
+    c = sample(model, jax.random.PRNGKey(1), n_samples=20, **kw)
+    np.testing.assert_array_equal(a.sequences, b.sequences)
+    assert not np.array_equal(a.sequences, c.sequences)
+    # Longer runs are cut into different jitted blocks but see the same random stream.
+    d = sample(model, jax.random.PRNGKey(0), n_samples=45, **kw)
+    np.testing.assert_array_equal(a.sequences, d.sequences[:, :20])
+
+
+def test_result_shapes_dtypes_and_diagnostics():
+    model = small_models()["dense"]
+    r = sample(model, jax.random.PRNGKey(0), n_chains=16, n_samples=200, n_burnin=10, method="metropolis",
+               progress=False)
+    assert r.sequences.shape == (16, 200, model.L) and r.sequences.dtype == jnp.int32
+    assert r.energies.shape == (16, 200)
+    np.testing.assert_allclose(r.energies[3, 5], jaxpotts.energy(model, r.sequences[3, 5]), rtol=1e-5)
+    assert 0.0 < r.acceptance_rate < 1.0 and r.change_rate == r.acceptance_rate
+    assert 0.95 < r.rhat < 1.05 and r.tau >= 0.5 and r.ess > 100
+    g = sample(model, jax.random.PRNGKey(0), n_chains=16, n_samples=50, n_burnin=0, progress=False)
+    assert g.acceptance_rate == 1.0 and 0 < g.change_rate < 1
+    assert set(r.summary()) >= {"acceptance_rate", "tau", "ess", "rhat", "energy_mean"}
+
+
+def test_init_states_are_used():
+    # At beta = 0 Metropolis accepts everything, so use a huge beta on a ferromagnet instead:
+    # a ground-state init never moves.
+    L, q = 6, 3
+    J = 5.0 * (np.ones((L, L)) - np.eye(L))
+    model = FactoredPotts(np.zeros((L, q)), J, np.eye(q))
+    init = np.full((L,), 2)
+    r = sample(model, jax.random.PRNGKey(0), n_chains=4, n_samples=3, n_burnin=0, beta=20.0,
+               method="metropolis", init=init, progress=False)
+    assert np.all(np.asarray(r.sequences) == 2)
+    init2 = np.tile(np.arange(L) % q, (4, 1))
+    r2 = sample(model, jax.random.PRNGKey(0), n_chains=4, n_samples=1, n_burnin=0, beta=0.0,
+                method="gibbs", init=init2, progress=False)
+    assert r2.sequences.shape == (4, 1, L)
+
+
+def test_float64_chi_square(x64):
+    key = jax.random.PRNGKey(4)
+    model = random_factored_potts(key, 3, 3, coupling_scale=1.5)
+    assert model.fields.dtype == jnp.float64
+    _, probs = exact.probabilities(model)
+    n = 10_000
+    seqs = independent_draws(model, jax.random.PRNGKey(1), n, "gibbs", "sequential")
+    counts = np.bincount(state_index(seqs, 3), minlength=27)
+    _, p_value = stats.chisquare(counts, n * np.asarray(probs))
+    assert p_value > ALPHA
+
+
+def test_factored_sweep_never_builds_dense_couplings():
+    L, q = 12, 5
+    model = random_factored_potts(jax.random.PRNGKey(0), L, q)
+    states = jnp.zeros((3, L), jnp.int32)
+    for kernel in (gibbs_kernel, metropolis_kernel):
+        for schedule in ("sequential", "random"):
+            jaxpr = jax.make_jaxpr(lambda m, s: sweep(kernel(m, 1.0), jax.random.PRNGKey(0), s, schedule))(
+                model, states
+            )
+            sizes = [int(np.prod(v.aval.shape)) for eqn in _all_eqns(jaxpr.jaxpr) for v in eqn.outvars]
+            assert max(sizes) < L * L * q * q / 4, "an (L, L, q, q)-sized array appeared"
+
+
+def _all_eqns(jaxpr):
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for sub in jax.core.subjaxprs(eqn) if hasattr(jax.core, "subjaxprs") else _subjaxprs(eqn):
+            yield from _all_eqns(sub)
+
+
+def _subjaxprs(eqn):
+    for value in eqn.params.values():
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if hasattr(v, "jaxpr") and hasattr(v.jaxpr, "eqns"):
+                yield v.jaxpr
+            elif hasattr(v, "eqns"):
+                yield v
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(method="hmc"), "method"),
+        (dict(schedule="checkerboard"), "schedule"),
+        (dict(n_chains=0), "n_chains"),
+        (dict(n_samples=2.5), "n_samples"),
+        (dict(n_burnin=-1), "n_burnin"),
+        (dict(thin=0), "thin"),
+        (dict(beta=-1.0), "beta"),
+        (dict(beta=float("nan")), "beta"),
+        (dict(init=np.full((4,), 3)), "outside 0..2"),
+        (dict(init=np.zeros((5, 4), int)), "init must have shape"),
+    ],
+)
+def test_invalid_arguments(kwargs, match):
+    model = small_models()["dense"]
+    args = dict(n_chains=2, n_samples=2, n_burnin=1, progress=False)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        sample(model, jax.random.PRNGKey(0), **args)
+
+
+def test_non_symmetric_couplings_are_refused():
+    key = jax.random.PRNGKey(0)
+    L, q = 3, 2
+    C = np.array(jax.random.normal(key, (L, L, q, q)))
+    C[np.arange(L), np.arange(L)] = 0
+    model = PottsModel(np.zeros((L, q)), C)
+    with pytest.raises(ValueError, match="joint model"):
+        sample(model, key, n_chains=2, n_samples=2, n_burnin=1, progress=False)
+    with pytest.raises(TypeError, match="PottsModel or FactoredPotts"):
+        sample("model", key, n_chains=2, n_samples=2, n_burnin=1)

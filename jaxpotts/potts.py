@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar, ScalarLike
 
-from ._validation import as_float_array, check_finite, check_ndim, concrete, symmetry_tolerance
+from ._validation import as_float_array, check_finite, check_ndim, check_sequences, concrete, symmetry_tolerance
 
 __all__ = [
     "PottsModel",
@@ -207,6 +207,19 @@ def check_joint(model: AnyPotts, what: str) -> None:
 # ----------------------------------------------------------------------------- numerics
 
 
+def _check_sequence(model: AnyPotts, s) -> Int[Array, " L"]:
+    """One sequence of length L with colours in 0..q-1, as int32.
+
+    Without this, out-of-range colours are silently clamped by JAX indexing (wrong energies)
+    and a batch (M, L) with M == L broadcasts into a meaningless scalar.
+    """
+    s = check_sequences(s, model.L, model.q, "s")
+    if s.ndim != 1:
+        raise ValueError(f"s must be one sequence of shape (L,) = ({model.L},), got shape {tuple(s.shape)}; "
+                         "use jax.vmap for batches")
+    return s
+
+
 def _one_hot(s: Int[Array, " L"], q: int, dtype) -> Float[Array, "L q"]:
     return jax.nn.one_hot(s, q, dtype=dtype)
 
@@ -220,6 +233,7 @@ def local_fields(model: AnyPotts, s: Int[Array, " L"]) -> Float[Array, "L q"]:
     Defined for non-symmetric couplings too (each row i is the conditional of site i).
     """
     _require_model(model)
+    s = _check_sequence(model, s)
     x = _one_hot(s, model.q, model.fields.dtype)
     if isinstance(model, PottsModel):
         return model.fields + jnp.einsum("ijab,jb->ia", model.couplings, x)
@@ -253,6 +267,7 @@ def energy(model: AnyPotts, s: Int[Array, " L"]) -> Scalar:
     Cost $O(L^2)$ for both dense and factored models.
     """
     check_joint(model, "energy")
+    s = _check_sequence(model, s)
     L = model.L
     fields = model.fields[jnp.arange(L), s]
     pairs = _pair_energy_terms(model, s)

@@ -1,6 +1,7 @@
 """jaxpotts: generalized Potts models and the factored self-attention layer that learns them."""
 
-from . import potts
+from . import diagnostics, exact, losses, potts, sampling
+from .losses import mlm_loss, pseudo_likelihood
 from .potts import (
     FactoredPotts,
     PottsModel,
@@ -12,5 +13,27 @@ from .potts import (
     to_dense,
     zero_sum_gauge,
 )
+from .sampling import SampleResult, sample
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "FactoredPotts",
+    "PottsModel",
+    "SampleResult",
+    "check_joint",
+    "conditional_logits",
+    "diagnostics",
+    "energy",
+    "exact",
+    "is_joint",
+    "local_fields",
+    "losses",
+    "mlm_loss",
+    "potts",
+    "pseudo_likelihood",
+    "sample",
+    "sampling",
+    "to_dense",
+    "zero_sum_gauge",
+]

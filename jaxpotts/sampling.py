@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, Scalar, ScalarLike
 
+from . import diagnostics
 from ._progress import progress_bar
 from ._validation import check_sequences
 from .potts import AnyPotts, FactoredPotts, PottsModel, check_joint, energy
@@ -315,11 +316,10 @@ def _initial_states(model: AnyPotts, key: PRNGKeyArray, n_chains: int, init: Any
 
 
 def _energy_diagnostics(energies: np.ndarray) -> tuple[float, float, float]:
+    """tau, ESS and split R-hat of the energy; NaN (undefined) for too short runs."""
     n_chains, n_samples = energies.shape
-    if n_samples < 4:
+    if n_samples < 2 * diagnostics.MIN_DRAWS_TAU:
         return float("nan"), float("nan"), float("nan")
-    from . import diagnostics
-
     summary = diagnostics.summarize(energies)
     return summary["tau"], summary["ess"], summary["rhat"]
 

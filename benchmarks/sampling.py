@@ -1,0 +1,157 @@
+"""Sampling throughput: jaxpotts (dense and factored) against adabmDCA on identical parameters.
+
+    python benchmarks/sampling.py                 # the table of benchmarks/README.md
+    python benchmarks/sampling.py --quick         # small smoke run
+    pip install torch==2.13.0 adabmDCA            # to include the peer (torch on CPU)
+
+Prints a table and writes JSON (default benchmarks/results/sampling.json). Times exclude
+compilation (one warm-up run of the same shapes first) and are the best of `--repeats` runs,
+because these shared machines are noisy. Runs unchanged on any JAX backend and records it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpotts.potts import random_factored_potts, to_dense
+from jaxpotts.sampling import sample
+
+
+def time_jaxpotts(model, method, n_chains, n_sweeps, repeats):
+    def run(key):
+        res = sample(model, key, n_chains=n_chains, n_samples=1, n_burnin=n_sweeps - 1, method=method,
+                     progress=False)
+        return res.sequences.block_until_ready()
+
+    run(jax.random.PRNGKey(0))  # compile
+    best = np.inf
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        run(jax.random.PRNGKey(r + 1))
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def time_adabmdca(model, method, n_chains, n_sweeps, repeats, threads):
+    import torch
+    from adabmDCA.sampling import get_sampler
+
+    torch.set_num_threads(threads)
+    dense = to_dense(model)
+    L, q = dense.L, dense.q
+    params = {
+        "bias": torch.tensor(np.asarray(dense.fields), dtype=torch.float32),
+        # adabmDCA stores J[i, a, j, b]
+        "coupling_matrix": torch.tensor(np.asarray(dense.couplings).transpose(0, 2, 1, 3).copy(), dtype=torch.float32),
+    }
+    sampler = torch.jit.script(get_sampler(method))
+    gen = torch.Generator().manual_seed(0)
+    chains = torch.nn.functional.one_hot(torch.randint(0, q, (n_chains, L), generator=gen), q).float()
+    sampler(chains, params, 1, 1.0)  # warm-up (scripting)
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        sampler(chains, params, n_sweeps, 1.0)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def peer_available() -> str | None:
+    try:
+        import adabmDCA  # noqa: F401
+        import torch
+
+        return torch.__version__
+    except ImportError:
+        return None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    parser.add_argument("--sizes", default=None, help="comma-separated L values (default 64,200; quick: 16)")
+    parser.add_argument("--q", type=int, default=21)
+    parser.add_argument("--chains", type=int, default=None, help="default 1000 (quick: 100)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads for the peer")
+    parser.add_argument("--no-peer", action="store_true", help="skip adabmDCA even if installed")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "sampling.json")
+    args = parser.parse_args(argv)
+
+    sizes = [int(x) for x in (args.sizes or ("16" if args.quick else "64,200")).split(",")]
+    n_chains = args.chains or (100 if args.quick else 1000)
+    q = args.q
+    peer = None if args.no_peer else peer_available()
+    rows = []
+    for L in sizes:
+        # Enough sweeps for ~1 s of work at each size.
+        n_sweeps = 3 if args.quick else max(4, int(round(20 * (64 / L) ** 2)))
+        factored = random_factored_potts(jax.random.PRNGKey(L), L, q, coupling_scale=0.5, field_scale=0.3)
+        dense = to_dense(factored)
+        for method in ("gibbs", "metropolis"):
+            entries = [("jaxpotts", "dense", dense), ("jaxpotts", "factored", factored)]
+            for impl, kind, model in entries:
+                seconds = time_jaxpotts(model, method, n_chains, n_sweeps, args.repeats)
+                rows.append(dict(impl=impl, kind=kind, method=method, L=L, q=q, n_chains=n_chains,
+                                 n_sweeps=n_sweeps, seconds=seconds))
+            if peer:
+                peer_sweeps = max(2, n_sweeps // 4)
+                seconds = time_adabmdca(dense, method, n_chains, peer_sweeps, args.repeats, args.threads)
+                rows.append(dict(impl="adabmDCA", kind="dense", method=method, L=L, q=q, n_chains=n_chains,
+                                 n_sweeps=peer_sweeps, seconds=seconds))
+    for r in rows:
+        r["sweeps_per_s"] = r["n_sweeps"] / r["seconds"]
+        r["site_updates_per_s"] = r["sweeps_per_s"] * r["n_chains"] * r["L"]
+
+    def rate(impl, kind, method, L):
+        for r in rows:
+            if (r["impl"], r["kind"], r["method"], r["L"]) == (impl, kind, method, L):
+                return r["sweeps_per_s"]
+        return None
+
+    ratios = []
+    for L in sizes:
+        for method in ("gibbs", "metropolis"):
+            dense_rate = rate("jaxpotts", "dense", method, L)
+            fact_rate = rate("jaxpotts", "factored", method, L)
+            peer_rate = rate("adabmDCA", "dense", method, L)
+            ratios.append(dict(L=L, method=method,
+                               dense_vs_adabmDCA=dense_rate / peer_rate if peer_rate else None,
+                               factored_vs_dense=fact_rate / dense_rate,
+                               factored_vs_adabmDCA=fact_rate / peer_rate if peer_rate else None))
+
+    device = jax.devices()[0]
+    meta = dict(backend=jax.default_backend(), device=str(device), device_kind=getattr(device, "device_kind", ""),
+                cpu_count=os.cpu_count(), machine=platform.machine(), processor=platform.processor(),
+                jax=jax.__version__, torch=peer, x64=bool(jax.config.jax_enable_x64))
+    print(f"device: {meta['backend']} ({meta['device_kind']}), {meta['cpu_count']} CPUs, jax {meta['jax']}"
+          + (f", torch {peer}" if peer else ", adabmDCA not installed"))
+    print(f"{'impl':9} {'kind':9} {'method':11} {'L':>4} {'q':>3} {'chains':>6} {'sweeps/s':>9} {'site-updates/s':>15}")
+    for r in rows:
+        print(f"{r['impl']:9} {r['kind']:9} {r['method']:11} {r['L']:>4} {r['q']:>3} {r['n_chains']:>6} "
+              f"{r['sweeps_per_s']:>9.2f} {r['site_updates_per_s']:>15.3e}")
+    print()
+    print(f"{'L':>4} {'method':11} {'dense/adabmDCA':>15} {'factored/dense':>15} {'factored/adabmDCA':>18}")
+
+    def fmt(x):
+        return f"{x:.2f}x" if x is not None else "n/a"
+
+    for r in ratios:
+        print(f"{r['L']:>4} {r['method']:11} {fmt(r['dense_vs_adabmDCA']):>15} {fmt(r['factored_vs_dense']):>15} "
+              f"{fmt(r['factored_vs_adabmDCA']):>18}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(dict(meta=meta, rows=rows, ratios=ratios), indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -17,17 +17,7 @@ from jaxpotts import exact, potts
 from jaxpotts.potts import FactoredPotts, PottsModel
 
 
-def _enable_x64():
-    ctx = getattr(jax, "enable_x64", None)
-    if ctx is None:  # jax < 0.7
-        from jax.experimental import enable_x64 as ctx
-    return ctx(True)
-
-
-@pytest.fixture
-def x64():
-    with _enable_x64():
-        yield
+# The `x64` fixture (float64 enabled for one test) comes from conftest.py.
 
 
 # ----------------------------------------------------------------------------- reference

@@ -18,18 +18,7 @@ from jaxpotts import potts
 from jaxpotts.potts import FactoredPotts, PottsModel
 
 
-def _enable_x64():
-    # jax >= 0.7 has jax.enable_x64; older releases had it under jax.experimental.
-    ctx = getattr(jax, "enable_x64", None)
-    if ctx is None:
-        from jax.experimental import enable_x64 as ctx
-    return ctx(True)
-
-
-@pytest.fixture
-def x64():
-    with _enable_x64():
-        yield
+# The `x64` fixture (float64 enabled for one test) comes from conftest.py.
 
 
 # ----------------------------------------------------------------------------- numpy reference

@@ -9,12 +9,32 @@ $$\mathrm{PL}(\theta) = \frac{\sum_m w_m \sum_{i=1}^L -\log p_\theta(s^m_i \mid 
 The MLM loss masks every site in turn and averages over sites; the pseudo-likelihood sums over
 sites. For a factored attention layer the identity $L\cdot\mathrm{MLM}(fa) =
 \mathrm{PL}(fa.\mathrm{to\_potts}())$ is algebraic (docs/mlm_equals_pl.md).
+
+The *stochastic* MLM loss masks one uniformly random site $i_m$ per sequence (the way
+Transformers are trained); since $\mathbb E_{i_m}[-\log p(s^m_{i_m}\mid s^m_{-i_m})] =
+\frac1L\sum_i -\log p(s^m_i \mid s^m_{-i})$ it is an unbiased estimate of the MLM loss.
+
+**Regularisation convention** (the one place it is defined; docs/conventions.md): the
+penalised objective is
+
+$$F(\theta) = \mathrm{PL}(\theta) + \frac{\lambda_J}{2}\sum_{i \ne j}\sum_{a,b} J_{ij}(a,b)^2
++ \lambda_h \sum_i \sum_a h_i(a)^2 ,$$
+
+with PL the weighted *mean* over sequences (normalised by $\sum_m w_m = N_\text{eff}$) and the
+coupling sum over ordered pairs, so that for symmetric couplings the penalty is
+$\lambda_J\sum_{i<j}\|J_{ij}\|_F^2$. `l2_penalty` computes the two penalty terms. With this
+convention $\lambda_J$ and $\lambda_h$ are *exactly* plmDCA's `lambda_J`, `lambda_h` (symmetric and
+asymmetric variants; default 0.01). Other tools: PlmDCA.jl (asymmetric) `lambdaJ` $= \lambda_J/2$;
+CCMpred `lambda_pair` $= \lambda_J N_\text{eff}$ (its default $0.2\,(L-1)$) and `lambda_single`
+$= \lambda_h N_\text{eff}$; plmc `-le` $= \lambda_J N_\text{eff}$, `-lh` $= \lambda_h N_\text{eff}$. The
+training loop minimises $F/L$ (the same minimiser, in per-site MLM units).
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, Scalar
@@ -24,9 +44,16 @@ from .potts import FactoredPotts, PottsModel, local_fields
 
 __all__ = [
     "all_conditional_logits",
+    "site_logits",
     "site_negative_log_likelihood",
+    "sequence_pseudo_likelihoods",
+    "masked_site_nll",
     "pseudo_likelihood",
     "mlm_loss",
+    "stochastic_mlm_loss",
+    "coupling_norm2",
+    "field_norm2",
+    "l2_penalty",
     "weighted_mean",
     "check_weights",
 ]
@@ -92,6 +119,22 @@ def _sequence_site_nll(model: Any, s: Int[Array, " L"]) -> Float[Array, " L"]:
     return -jnp.take_along_axis(logp, s[:, None], axis=-1)[:, 0]
 
 
+# The numerical cores are jitted (equinox filter_jit: the model's arrays are traced, the rest is
+# static), so eager calls compile once per model structure and shape instead of dispatching op by
+# op; input checks run before, on concrete values. Inside an outer jit they simply inline.
+
+
+@eqx.filter_jit
+def _sequence_pseudo_likelihoods(model: Any, seqs: Int[Array, "M L"]) -> Float[Array, " M"]:
+    return jnp.sum(jax.vmap(lambda s: _sequence_site_nll(model, s))(seqs), axis=-1)
+
+
+def sequence_pseudo_likelihoods(model: Any, seqs: Int[Array, "M L"]) -> Float[Array, " M"]:
+    r"""Negative log pseudo-likelihood of each sequence, $\sum_i -\log p(s^m_i \mid s^m_{-i})$."""
+    seqs, _ = _prepare(model, seqs, None)
+    return _sequence_pseudo_likelihoods(model, seqs)
+
+
 def pseudo_likelihood(
     model: Any, seqs: Int[Array, "M L"], weights: Optional[Float[Array, " M"]] = None
 ) -> Scalar:
@@ -102,8 +145,7 @@ def pseudo_likelihood(
     `__call__(s[L])` returns the L conditional logits.
     """
     seqs, weights = _prepare(model, seqs, weights)
-    per_seq = jnp.sum(jax.vmap(lambda s: _sequence_site_nll(model, s))(seqs), axis=-1)
-    return weighted_mean(per_seq, weights)
+    return weighted_mean(sequence_pseudo_likelihoods(model, seqs), weights)
 
 
 def mlm_loss(model: Any, seqs: Int[Array, "M L"], weights: Optional[Float[Array, " M"]] = None) -> Scalar:
@@ -111,6 +153,108 @@ def mlm_loss(model: Any, seqs: Int[Array, "M L"], weights: Optional[Float[Array,
     $-\log p(s_i \mid s_{-i})$, weighted mean over sequences. Equals `pseudo_likelihood / L`."""
     L, _ = _model_size(model)
     return pseudo_likelihood(model, seqs, weights) / L
+
+
+def site_logits(model: Any, s: Int[Array, " L"], i: Int[Array, ""]) -> Float[Array, " q"]:
+    r"""Logits of the single conditional $p(s_i \mid s_{-i})$ of one sequence.
+
+    Potts models compute only row i of the local fields; models with a `site_logits(s, i)`
+    method (attention layers) use it (one Transformer pass instead of L); any other model
+    falls back to row i of `model(s)`.
+    """
+    if isinstance(model, PottsModel):
+        x = jax.nn.one_hot(s, model.q, dtype=model.fields.dtype)
+        return model.fields[i] + jnp.einsum("jab,jb->a", model.couplings[i], x)
+    if isinstance(model, FactoredPotts):
+        return model.fields[i] + model.J[i] @ model.U[:, s].T
+    if hasattr(model, "site_logits"):
+        return model.site_logits(s, i)
+    return model(s)[i]
+
+
+def masked_site_nll(model: Any, seqs: Int[Array, "M L"], sites: Int[Array, " M"]) -> Float[Array, " M"]:
+    r"""$-\log p(s^m_{i_m} \mid s^m_{-i_m})$ for one masked site $i_m$ per sequence."""
+    seqs, _ = _prepare(model, seqs, None)
+    sites = jnp.asarray(sites)
+    if sites.shape != seqs.shape[:1] or not jnp.issubdtype(sites.dtype, jnp.integer):
+        raise ValueError(f"sites must be integers of shape (M,) = ({seqs.shape[0]},), got {sites.dtype}{tuple(sites.shape)}")
+    value = concrete(sites)
+    L = seqs.shape[1]
+    if value is not None and value.size and (value.min() < 0 or value.max() >= L):
+        raise ValueError(f"sites must be in 0..{L - 1}, found min {int(value.min())}, max {int(value.max())}")
+
+    return _masked_site_nll(model, seqs, sites)
+
+
+@eqx.filter_jit
+def _masked_site_nll(model: Any, seqs: Int[Array, "M L"], sites: Int[Array, " M"]) -> Float[Array, " M"]:
+    def nll(s, i):
+        return -jax.nn.log_softmax(site_logits(model, s, i))[s[i]]
+
+    return jax.vmap(nll)(seqs, sites)
+
+
+def stochastic_mlm_loss(
+    model: Any, seqs: Int[Array, "M L"], key: Any, weights: Optional[Float[Array, " M"]] = None
+) -> Scalar:
+    r"""MLM loss with one uniformly random masked site per sequence (how Transformers train):
+    $\sum_m w_m\,[-\log p(s^m_{i_m} \mid s^m_{-i_m})] / \sum_m w_m$, $i_m \sim \mathcal U\{0..L-1\}$.
+
+    Unbiased: its expectation over `key` is `mlm_loss(model, seqs, weights)`. It costs one
+    conditional per sequence instead of L (one Transformer pass instead of L).
+    """
+    seqs, weights = _prepare(model, seqs, weights)
+    M, L = seqs.shape
+    sites = jax.random.randint(key, (M,), 0, L)
+    return weighted_mean(masked_site_nll(model, seqs, sites), weights)
+
+
+# ----------------------------------------------------------------------------- regularisation
+
+
+def coupling_norm2(model: Any) -> Scalar:
+    r"""$\sum_{i \ne j}\sum_{a,b} J_{ij}(a,b)^2$ over ordered pairs (diagonal blocks excluded).
+
+    Dense and factored Potts models use their couplings ($\sum_{ij} J_{ij}^2\,\|U\|_F^2$ for
+    factored); other models provide `coupling_norm2()` (an attention layer: its implied
+    couplings $\sum_h A^h_{ij} V^h(a,b)$; a Transformer: the squared norm of its weights).
+    """
+    if isinstance(model, PottsModel):
+        L = model.L
+        off = 1.0 - jnp.eye(L, dtype=model.couplings.dtype)
+        return jnp.sum(off[:, :, None, None] * model.couplings**2)
+    if isinstance(model, FactoredPotts):
+        J = model.J * (1.0 - jnp.eye(model.L, dtype=model.J.dtype))
+        return jnp.sum(J**2) * jnp.sum(model.U**2)
+    if hasattr(model, "coupling_norm2"):
+        return model.coupling_norm2()
+    raise TypeError(f"model {type(model).__name__} has no couplings to regularise (no coupling_norm2 method)")
+
+
+def field_norm2(model: Any) -> Scalar:
+    r"""$\sum_i \sum_a h_i(a)^2$ (zero for models without fields)."""
+    if isinstance(model, (PottsModel, FactoredPotts)):
+        return jnp.sum(model.fields**2)
+    if hasattr(model, "field_norm2"):
+        return model.field_norm2()
+    return jnp.zeros(())
+
+
+def l2_penalty(model: Any, l2: Any = 0.0, l2_fields: Any = 0.0) -> Scalar:
+    r"""The L2 penalty of the package's one convention (module docstring, docs/conventions.md):
+
+    $$R(\theta) = \frac{\lambda_J}{2}\sum_{i \ne j}\|J_{ij}\|_F^2 + \lambda_h \sum_i \|h_i\|^2 ,$$
+
+    added to `pseudo_likelihood` (a weighted mean over sequences). $\lambda_J$ = `l2` equals
+    plmDCA's `lambda_J`, $\lambda_h$ = `l2_fields` its `lambda_h`. Terms with a zero
+    coefficient given as a Python number are skipped.
+    """
+    total = jnp.zeros(())
+    if not (isinstance(l2, (int, float)) and l2 == 0):
+        total = total + 0.5 * l2 * coupling_norm2(model)
+    if not (isinstance(l2_fields, (int, float)) and l2_fields == 0):
+        total = total + l2_fields * field_norm2(model)
+    return total
 
 
 def site_negative_log_likelihood(
@@ -126,18 +270,7 @@ def site_negative_log_likelihood(
     if not (isinstance(site, int) and 0 <= site < L):
         raise ValueError(f"site must be an integer in 0..{L - 1}, got {site!r}")
 
-    if isinstance(model, PottsModel):
-        def logits(s):
-            x = jax.nn.one_hot(s, model.q, dtype=model.fields.dtype)
-            return model.fields[site] + jnp.einsum("jab,jb->a", model.couplings[site], x)
-    elif isinstance(model, FactoredPotts):
-        def logits(s):
-            return model.fields[site] + model.J[site] @ model.U[:, s].T
-    else:
-        def logits(s):
-            return all_conditional_logits(model, s)[site]
-
     def nll(s):
-        return -jax.nn.log_softmax(logits(s))[s[site]]
+        return -jax.nn.log_softmax(site_logits(model, s, site))[s[site]]
 
     return weighted_mean(jax.vmap(nll)(seqs), weights)

@@ -28,7 +28,7 @@ def as_float_array(x: Any, name: str) -> jax.Array:
     else:
         try:
             arr = jnp.asarray(x)
-        except TypeError as err:
+        except (TypeError, ValueError) as err:
             raise TypeError(f"{name} must be an array of numbers, got {type(x).__name__}") from err
     if jnp.issubdtype(arr.dtype, jnp.complexfloating):
         raise TypeError(f"{name} must be real, got dtype {arr.dtype}")

@@ -6,7 +6,8 @@
 
 Prints a table and writes JSON (default benchmarks/results/sampling.json). Times exclude
 compilation (one warm-up run of the same shapes first) and are the best of `--repeats` runs,
-because these shared machines are noisy. Runs unchanged on any JAX backend and records it.
+because these shared machines are noisy. The peer runs in a subprocess of its own. Runs
+unchanged on any JAX backend and records it.
 """
 
 from __future__ import annotations
@@ -41,28 +42,43 @@ def time_jaxpotts(model, method, n_chains, n_sweeps, repeats):
     return best
 
 
-def time_adabmdca(model, method, n_chains, n_sweeps, repeats, threads):
-    import torch
-    from adabmDCA.sampling import get_sampler
+_PEER_SCRIPT = r"""
+import sys, time, numpy as np, torch
+from adabmDCA.sampling import get_sampler
+path, method, n_sweeps, repeats, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+torch.set_num_threads(threads)
+data = np.load(path)
+params = {"bias": torch.tensor(data["fields"]), "coupling_matrix": torch.tensor(data["couplings"])}
+L, q = data["fields"].shape
+sampler = torch.jit.script(get_sampler(method))
+gen = torch.Generator().manual_seed(0)
+chains = torch.nn.functional.one_hot(torch.randint(0, q, (int(data["n_chains"]), L), generator=gen), q).float()
+sampler(chains, params, 1, 1.0)
+best = float("inf")
+for _ in range(repeats):
+    t0 = time.perf_counter()
+    sampler(chains, params, n_sweeps, 1.0)
+    best = min(best, time.perf_counter() - t0)
+print(best)
+"""
 
-    torch.set_num_threads(threads)
+
+def time_adabmdca(model, method, n_chains, n_sweeps, repeats, threads):
+    """Best time of adabmDCA's TorchScript sampler, in its own process: XLA's CPU thread pool
+    in this process would otherwise compete with torch's threads and slow the peer down."""
+    import subprocess
+    import sys
+    import tempfile
+
     dense = to_dense(model)
-    L, q = dense.L, dense.q
-    params = {
-        "bias": torch.tensor(np.asarray(dense.fields), dtype=torch.float32),
-        # adabmDCA stores J[i, a, j, b]
-        "coupling_matrix": torch.tensor(np.asarray(dense.couplings).transpose(0, 2, 1, 3).copy(), dtype=torch.float32),
-    }
-    sampler = torch.jit.script(get_sampler(method))
-    gen = torch.Generator().manual_seed(0)
-    chains = torch.nn.functional.one_hot(torch.randint(0, q, (n_chains, L), generator=gen), q).float()
-    sampler(chains, params, 1, 1.0)  # warm-up (scripting)
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        sampler(chains, params, n_sweeps, 1.0)
-        best = min(best, time.perf_counter() - t0)
-    return best
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "params.npz"
+        np.savez(path, fields=np.asarray(dense.fields, np.float32), n_chains=n_chains,
+                 # adabmDCA stores J[i, a, j, b]
+                 couplings=np.ascontiguousarray(np.asarray(dense.couplings, np.float32).transpose(0, 2, 1, 3)))
+        out = subprocess.run([sys.executable, "-c", _PEER_SCRIPT, str(path), method, str(n_sweeps), str(repeats),
+                              str(threads)], check=True, capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def peer_available() -> str | None:

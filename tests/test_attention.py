@@ -15,24 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import enable_x64  # the `x64` fixture comes from conftest.py too
 from jaxpotts import losses
 from jaxpotts.attention import FactoredAttention, Transformer
 from jaxpotts.potts import FactoredPotts, conditional_logits, is_joint
 
 L, Q, H, D = 6, 3, 2, 4
-
-
-def _enable_x64():
-    ctx = getattr(jax, "enable_x64", None)
-    if ctx is None:
-        from jax.experimental import enable_x64 as ctx
-    return ctx(True)
-
-
-@pytest.fixture
-def x64():
-    with _enable_x64():
-        yield
 
 
 def random_layer(rng: np.random.Generator, L, q, H, d, *, softmax: bool, fields: bool = True) -> FactoredAttention:
@@ -76,7 +64,7 @@ def logits_ref(fa, s) -> np.ndarray:
 @pytest.fixture(scope="module")
 def layers():
     rng = np.random.default_rng(0)
-    with _enable_x64():
+    with enable_x64():
         return {sm: random_layer(rng, L, Q, H, D, softmax=sm) for sm in (True, False)}
 
 
@@ -158,7 +146,7 @@ def test_constructor_sizes_dtypes_and_diagonal():
 
 def test_free_attention_diagonal_gets_no_gradient(layers, seqs):
     """The diagonal is masked in the forward pass, so neither the loss nor the L2 penalty moves it."""
-    with _enable_x64():
+    with enable_x64():
         fa = layers[False]
         assert np.any(np.diagonal(np.asarray(fa.weights), axis1=1, axis2=2) == 0.0)
         grads = eqx.filter_jit(eqx.filter_grad(lambda m: losses.mlm_loss(m, seqs) + losses.l2_penalty(m, 0.3)))(fa)

@@ -15,22 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import enable_x64  # the `x64` fixture comes from conftest.py too
 from jaxpotts import losses
 from jaxpotts.attention import FactoredAttention
 from jaxpotts.potts import FactoredPotts, PottsModel
-
-
-def _enable_x64():
-    ctx = getattr(jax, "enable_x64", None)
-    if ctx is None:
-        from jax.experimental import enable_x64 as ctx
-    return ctx(True)
-
-
-@pytest.fixture
-def x64():
-    with _enable_x64():
-        yield
 
 
 def random_layer(rng, L, q, H, d, *, softmax, fields=True, scale=1.0):
@@ -76,7 +64,7 @@ def pl_reference(h, J, seqs, w) -> float:
 )
 def test_mlm_equals_pseudo_likelihood_of_to_potts(L, q, H, d, M, softmax, fields, weighted, scale, seed):
     rng = np.random.default_rng(seed)
-    with _enable_x64():
+    with enable_x64():
         fa = random_layer(rng, L, q, H, d, softmax=softmax, fields=fields, scale=scale)
         seqs = rng.integers(0, q, size=(M, L))
         w = None

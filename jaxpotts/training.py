@@ -78,6 +78,8 @@ class History:
         train_loss: MLM loss on the training data (data term only, mean per site): the mean
             of the minibatch estimates over the chunk (exact for full-batch fits).
         val_loss: weighted MLM loss on the validation set (NaN without validation).
+        test_loss: weighted MLM loss on `test_data` (NaN without it); recorded only, never used
+            to select or stop.
         objective: the minimised objective (train_loss + penalty / L) at the last step of the chunk.
         step_loss: minibatch objective of every step.
         best_step: step of the lowest validation loss (the returned model when validation is
@@ -92,6 +94,7 @@ class History:
     epoch: np.ndarray
     train_loss: np.ndarray
     val_loss: np.ndarray
+    test_loss: np.ndarray
     objective: np.ndarray
     step_loss: np.ndarray
     best_step: int = 0
@@ -103,7 +106,7 @@ class History:
     @classmethod
     def empty(cls) -> "History":
         z = np.zeros((0,))
-        return cls(step=z.astype(np.int64), epoch=z, train_loss=z, val_loss=z, objective=z, step_loss=z)
+        return cls(step=z.astype(np.int64), epoch=z, train_loss=z, val_loss=z, test_loss=z, objective=z, step_loss=z)
 
     def to_dict(self) -> dict:
         """JSON-ready dict (NaN written as null)."""
@@ -127,6 +130,7 @@ class History:
             epoch=arr(d["epoch"]),
             train_loss=arr(d["train_loss"]),
             val_loss=arr(d["val_loss"]),
+            test_loss=arr(d["test_loss"]),
             objective=arr(d["objective"]),
             step_loss=arr(d["step_loss"]),
             best_step=int(d["best_step"]),
@@ -136,11 +140,12 @@ class History:
             wall_time=float(d["wall_time"]),
         )
 
-    def _append(self, step, epoch, train, val, objective, step_losses) -> None:
+    def _append(self, step, epoch, train, val, test, objective, step_losses) -> None:
         self.step = np.append(self.step, step)
         self.epoch = np.append(self.epoch, epoch)
         self.train_loss = np.append(self.train_loss, train)
         self.val_loss = np.append(self.val_loss, val)
+        self.test_loss = np.append(self.test_loss, test)
         self.objective = np.append(self.objective, objective)
         self.step_loss = np.concatenate([self.step_loss, step_losses])
 
@@ -475,6 +480,19 @@ def _fingerprint(*arrays) -> str:
     return h.hexdigest()[:16]
 
 
+def _check_held_out(data, name: str, L: int, q: int, dtype):
+    """A held-out `(seqs, weights_or_None)` pair as numpy arrays (weights filled with ones)."""
+    if data is None:
+        return None
+    if not isinstance(data, (tuple, list)) or len(data) not in (1, 2):
+        raise TypeError(f"{name} must be a tuple (seqs, weights_or_None)")
+    s = np.asarray(check_sequences(data[0], L, q, f"{name} sequences"), np.int32)
+    if s.ndim != 2 or s.shape[0] == 0:
+        raise ValueError(f"{name} sequences must be a non-empty (M, L={L}) array, got shape {s.shape}")
+    w = losses.check_weights(data[1] if len(data) > 1 else None, s.shape[0])
+    return s, (np.ones((s.shape[0],), dtype) if w is None else np.asarray(w, dtype))
+
+
 def _split(key, seqs: np.ndarray, weights: np.ndarray, validation_fraction: float, validation_data):
     M = seqs.shape[0]
     if validation_data is not None:
@@ -521,6 +539,7 @@ def fit(
     l2_fields: float = 0.0,
     validation_fraction: float = 0.0,
     validation_data: Optional[tuple] = None,
+    test_data: Optional[tuple] = None,
     patience: Optional[int] = None,
     restore_best: bool = True,
     eval_every: Optional[int] = None,
@@ -548,6 +567,8 @@ def fit(
         l2, l2_fields: $\lambda_J$ and $\lambda_h$ of the convention above.
         validation_fraction: fraction of the sequences held out (chosen with `key`), or
         validation_data: an explicit `(seqs, weights_or_None)` held-out set.
+        test_data: `(seqs, weights_or_None)` whose loss is recorded at every evaluation
+            (`History.test_loss`, e.g. for learning curves); it never influences training.
         patience: stop after this many evaluations without a lower validation loss (None: never).
         restore_best: with validation, return the parameters with the lowest validation loss.
         eval_every: steps per chunk, i.e. between evaluations (default: one epoch; 25 for full batch).
@@ -587,12 +608,8 @@ def fit(
     n_epochs = _check_optional_count(n_epochs, "n_epochs")
     batch_size = _check_optional_count(batch_size, "batch_size")
 
-    if validation_data is not None:
-        v_seqs = np.asarray(check_sequences(validation_data[0], L, q, "validation sequences"), np.int32)
-        if v_seqs.ndim != 2 or v_seqs.shape[0] == 0:
-            raise ValueError("validation_data sequences must be a non-empty (M_val, L) array")
-        v_w = losses.check_weights(validation_data[1] if len(validation_data) > 1 else None, v_seqs.shape[0])
-        validation_data = (v_seqs, np.ones((v_seqs.shape[0],), dtype) if v_w is None else np.asarray(v_w, dtype))
+    validation_data = _check_held_out(validation_data, "validation_data", L, q, dtype)
+    test_data = _check_held_out(test_data, "test_data", L, q, dtype)
     k_split, k_batch, k_mask = jax.random.split(key, 3)
     tr_seqs, tr_w, val_seqs, val_w = _split(k_split, seqs_np, w_np, float(validation_fraction), validation_data)
     M_tr = tr_seqs.shape[0]
@@ -633,6 +650,7 @@ def fit(
         tol=jnp.asarray(tol, dtype),
     )
     val = None if val_seqs is None else _chunked(val_seqs, val_w, _EVAL_BATCH)
+    test = None if test_data is None else _chunked(*test_data, _EVAL_BATCH)
     n_pad = steps_per_epoch * B - M_tr
 
     opt_state = _strong(opt.init(params))
@@ -645,7 +663,8 @@ def fit(
         L=L, q=q, model=type(model).__name__, optimizer=optimizer if isinstance(optimizer, str) else repr(optimizer),
         learning_rate=learning_rate, batch_size=B, loss=loss, l2=l2, l2_fields=l2_fields,
         validation_fraction=float(validation_fraction), eval_every=chunk, tol=tol,
-        data=_fingerprint(seqs_np, w_np) + ("" if validation_data is None else _fingerprint(*validation_data)),
+        data=_fingerprint(seqs_np, w_np) + ("" if validation_data is None else _fingerprint(*validation_data))
+        + ("" if test_data is None else _fingerprint(*test_data)),
         key=_fingerprint(jax.random.key_data(key)), params=_fingerprint(*jax.tree_util.tree_leaves(params)),
     )
     ckpt = None if checkpoint_path is None else Path(checkpoint_path)
@@ -703,7 +722,8 @@ def fit(
             terms = np.asarray(terms)[:n_active]
             step += n_active
             v = math.nan if val is None else float(_evaluate(params, static, *val))
-            history._append(step, step / steps_per_epoch, float(np.mean(terms)), v, float(values[-1]), values)
+            t = math.nan if test is None else float(_evaluate(params, static, *test))
+            history._append(step, step / steps_per_epoch, float(np.mean(terms)), v, t, float(values[-1]), values)
             if val is not None:
                 if v < best["val"]:
                     best.update(params=params, val=v, step=step, bad=0)
@@ -712,7 +732,8 @@ def fit(
                     if patience is not None and best["bad"] >= patience:
                         stopped = True
             bar.update(n_active)
-            bar.set_postfix_str(f"train {history.train_loss[-1]:.4f}" + ("" if val is None else f" val {v:.4f}"))
+            bar.set_postfix_str(f"train {history.train_loss[-1]:.4f}" + ("" if val is None else f" val {v:.4f}")
+                                + ("" if test is None else f" test {t:.4f}"))
             history.stopped_early = stopped
             history.converged = bool(done)
             save()

@@ -147,8 +147,9 @@ def test_deterministic_resumable_and_keeps_best(layer, data, tmp_path):
 def test_early_stopping_on_overfitting(layer, data):
     """A 2-head layer with fields on 64 sequences overfits at a high learning rate: the validation
     loss turns up, patience runs out, and the best model is returned."""
-    model, hist = _fit_layer(layer, data, n_epochs=200, patience=3, learning_rate=0.3)
+    model, hist = _fit_layer(layer, data, n_epochs=200, patience=3, learning_rate=0.3, test_data=(data[1], None))
     assert hist.stopped_early and len(hist.step) < 200
+    np.testing.assert_array_equal(hist.test_loss, hist.val_loss)  # test data is only recorded
     best = int(np.argmin(hist.val_loss))
     assert len(hist.step) == best + 1 + 3
     assert float(losses.mlm_loss(model, data[1])) == pytest.approx(hist.val_loss[best], rel=1e-5)
@@ -199,8 +200,10 @@ def test_clear_errors(layer, data):
         fit(layer, np.zeros((4, L + 1), np.int32), key=jax.random.PRNGKey(0), n_steps=1)
     with pytest.raises(ValueError, match="outside 0..2"):
         fit(layer, np.full((4, L), 3), key=jax.random.PRNGKey(0), n_steps=1)
-    with pytest.raises(ValueError, match="outside 0..2"):
+    with pytest.raises(ValueError, match="validation_data sequences contain colour"):
         fit(layer, train, key=jax.random.PRNGKey(0), n_steps=1, validation_data=(np.full((2, L), 5), None))
+    with pytest.raises(TypeError, match="test_data must be a tuple"):
+        fit(layer, train, key=jax.random.PRNGKey(0), n_steps=1, test_data=train)
     with pytest.raises(ValueError, match="weights must have shape"):
         fit(layer, train, key=jax.random.PRNGKey(0), n_steps=1, weights=np.ones(3))
     with pytest.raises(ValueError, match="validation_fraction"):

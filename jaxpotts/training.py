@@ -87,6 +87,7 @@ class History:
         best_val_loss: that validation loss (NaN without validation).
         stopped_early: patience ran out.
         converged: L-BFGS reached `tol` or could not decrease the objective any further.
+        reached_target: the validation loss reached `target_loss` (training stopped there).
         wall_time: seconds spent in `fit` (this call, excluding a resumed run's past).
     """
 
@@ -101,6 +102,7 @@ class History:
     best_val_loss: float = float("nan")
     stopped_early: bool = False
     converged: bool = False
+    reached_target: bool = False
     wall_time: float = 0.0
 
     @classmethod
@@ -137,6 +139,7 @@ class History:
             best_val_loss=float("nan") if d["best_val_loss"] is None else float(d["best_val_loss"]),
             stopped_early=bool(d["stopped_early"]),
             converged=bool(d["converged"]),
+            reached_target=bool(d.get("reached_target", False)),
             wall_time=float(d["wall_time"]),
         )
 
@@ -246,8 +249,8 @@ class _Config(eqx.Module):
 
 
 class _Data(eqx.Module):
-    seqs: Int[Array, "M L"]
-    weights: Float[Array, " M"]
+    seqs: Optional[Int[Array, "M L"]]  # the whole training set (full batch) or None (minibatches)
+    weights: Optional[Float[Array, " M"]]
     norm: Scalar  # B * mean weight: the divisor of a batch's weighted sum
     l2: Scalar
     l2_fields: Scalar
@@ -292,19 +295,17 @@ def _select(flag, new, old):
 
 
 @eqx.filter_jit
-def _run_chunk(params, opt_state, done, static, cfg: _Config, data: _Data, batch_idx, steps, active, mask_key):
-    """`len(steps)` optimiser steps in one `lax.scan`. Inactive steps (past n_steps, or after
-    L-BFGS converged) leave the state unchanged. Returns the new state and per-step
-    (objective, data term)."""
+def _run_chunk(params, opt_state, done, static, cfg: _Config, data: _Data, batches, steps, active, mask_key):
+    """`len(steps)` optimiser steps in one `lax.scan`. Minibatches arrive pre-gathered as
+    `batches = (seqs[n, B, L], weights[n, B])`, so the compiled chunk does not depend on the
+    training-set size; a full batch reads `data`. Inactive steps (past n_steps, or after L-BFGS
+    converged) leave the state unchanged. Returns the new state and per-step (objective, data term)."""
     opt = cfg.optimizer
 
     def step(carry, xs):
         params, opt_state, done = carry
-        t, act, idx = xs
-        if cfg.full_batch:
-            seqs, weights = data.seqs, data.weights
-        else:
-            seqs, weights = data.seqs[idx], data.weights[idx]
+        t, act, batch = xs
+        seqs, weights = (data.seqs, data.weights) if cfg.full_batch else batch
         key = jax.random.fold_in(mask_key, t)
 
         if cfg.linesearch:
@@ -333,32 +334,38 @@ def _run_chunk(params, opt_state, done, static, cfg: _Config, data: _Data, batch
         done = done | (act & (converged | ~finite))
         return (params, opt_state, done), (value, term)
 
-    (params, opt_state, done), (values, terms) = jax.lax.scan(step, (params, opt_state, done), (steps, active, batch_idx))
+    xs = (steps, active, None if cfg.full_batch else batches)
+    (params, opt_state, done), (values, terms) = jax.lax.scan(step, (params, opt_state, done), xs)
     return params, opt_state, done, values, terms
 
 
 @eqx.filter_jit
-def _evaluate(params, static, seqs_chunks, weight_chunks) -> Scalar:
-    """Weighted MLM loss over data stored as (n_chunks, chunk, L), chunk by chunk."""
+def _evaluate_chunk(params, static, seqs, weights) -> tuple[Scalar, Scalar]:
+    """(sum_m w_m PL_m, sum_m w_m) over one fixed-size chunk of sequences."""
     model = eqx.combine(params, static)
-
-    def one(xs):
-        s, w = xs
-        per = losses.sequence_pseudo_likelihoods(model, s)
-        return jnp.sum(w.astype(per.dtype) * per), jnp.sum(w.astype(per.dtype))
-
-    num, den = jax.lax.map(one, (seqs_chunks, weight_chunks))
-    return jnp.sum(num) / (jnp.sum(den) * model.L)
+    per = losses.sequence_pseudo_likelihoods(model, seqs)
+    w = weights.astype(per.dtype)
+    return jnp.sum(w * per), jnp.sum(w)
 
 
-def _chunked(seqs: np.ndarray, weights: np.ndarray, size: int):
+def _evaluate(params, static, chunks) -> float:
+    """Weighted MLM loss of held-out data split in fixed-size chunks (one compilation per
+    model, whatever the data size)."""
+    num = den = 0.0
+    for s, w in chunks:
+        a, b = _evaluate_chunk(params, static, s, w)
+        num, den = num + float(a), den + float(b)
+    return num / (den * eqx.combine(params, static).L)
+
+
+def _chunked(seqs: np.ndarray, weights: np.ndarray, size: int) -> list:
+    """Held-out data as fixed-size (size, L) chunks, the last padded with zero-weight rows."""
     M = seqs.shape[0]
-    size = max(1, min(size, M))
     n = -(-M // size)
     pad = n * size - M
     s = np.concatenate([seqs, np.zeros((pad, seqs.shape[1]), seqs.dtype)]).reshape(n, size, -1)
     w = np.concatenate([weights, np.zeros((pad,), weights.dtype)]).reshape(n, size)
-    return jnp.asarray(s), jnp.asarray(w)
+    return [(jnp.asarray(s[i]), jnp.asarray(w[i])) for i in range(n)]
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -541,6 +548,7 @@ def fit(
     validation_data: Optional[tuple] = None,
     test_data: Optional[tuple] = None,
     patience: Optional[int] = None,
+    target_loss: Optional[float] = None,
     restore_best: bool = True,
     eval_every: Optional[int] = None,
     tol: float = 1e-6,
@@ -570,6 +578,8 @@ def fit(
         test_data: `(seqs, weights_or_None)` whose loss is recorded at every evaluation
             (`History.test_loss`, e.g. for learning curves); it never influences training.
         patience: stop after this many evaluations without a lower validation loss (None: never).
+        target_loss: stop as soon as the validation loss is at or below this value (for
+            time-to-accuracy measurements; needs validation data).
         restore_best: with validation, return the parameters with the lowest validation loss.
         eval_every: steps per chunk, i.e. between evaluations (default: one epoch; 25 for full batch).
         tol: L-BFGS stops when every gradient component is below this.
@@ -603,6 +613,8 @@ def fit(
     l2_fields = _check_nonneg(l2_fields, "l2_fields")
     tol = _check_nonneg(tol, "tol")
     patience = _check_optional_count(patience, "patience")
+    if target_loss is not None and not (isinstance(target_loss, (int, float)) and math.isfinite(target_loss)):
+        raise ValueError(f"target_loss must be a finite number or None, got {target_loss!r}")
     eval_every = _check_optional_count(eval_every, "eval_every")
     n_steps = _check_optional_count(n_steps, "n_steps")
     n_epochs = _check_optional_count(n_epochs, "n_epochs")
@@ -640,10 +652,13 @@ def fit(
 
     cfg = _Config(optimizer=opt, loss=loss, linesearch=linesearch, full_batch=full_batch, L=L)
     w_mean = float(tr_w.mean())
-    # Training data with one zero-weight dummy row (index M_tr) that pads the last batch.
+    # Minibatches are gathered on the host from the training data plus one zero-weight dummy
+    # row (index M_tr) that pads the last batch of an epoch.
+    host_seqs = np.concatenate([tr_seqs, np.zeros((1, L), np.int32)])
+    host_w = np.concatenate([tr_w, np.zeros((1,), dtype)])
     data = _Data(
-        seqs=jnp.asarray(np.concatenate([tr_seqs, np.zeros((1, L), np.int32)]) if not full_batch else tr_seqs),
-        weights=jnp.asarray(np.concatenate([tr_w, np.zeros((1,), dtype)]) if not full_batch else tr_w),
+        seqs=jnp.asarray(tr_seqs) if full_batch else None,
+        weights=jnp.asarray(tr_w) if full_batch else None,
         norm=jnp.asarray(B * w_mean, dtype),
         l2=jnp.asarray(l2, dtype),
         l2_fields=jnp.asarray(l2_fields, dtype),
@@ -651,6 +666,8 @@ def fit(
     )
     val = None if val_seqs is None else _chunked(val_seqs, val_w, _EVAL_BATCH)
     test = None if test_data is None else _chunked(*test_data, _EVAL_BATCH)
+    if target_loss is not None and val is None:
+        raise ValueError("target_loss needs validation data (validation_fraction or validation_data)")
     n_pad = steps_per_epoch * B - M_tr
 
     opt_state = _strong(opt.init(params))
@@ -694,9 +711,9 @@ def fit(
 
     epoch_cache: dict[int, np.ndarray] = {}
 
-    def batch_indices(t0: int) -> jax.Array:
+    def batches(t0: int):
         if full_batch:
-            return np.zeros((chunk, 1), np.int32)
+            return None
         rows = []
         for t in range(t0, t0 + chunk):
             e, p = divmod(t, steps_per_epoch)
@@ -705,36 +722,35 @@ def fit(
                     epoch_cache.clear()
                 epoch_cache[e] = _epoch_order(k_batch, e, M_tr, n_pad)
             rows.append(epoch_cache[e][p * B:(p + 1) * B])
-        return np.stack(rows).astype(np.int32)
+        idx = np.stack(rows)
+        return host_seqs[idx], host_w[idx]
 
-    stopped = history.stopped_early
     desc = f"fit {type(model).__name__}"
     with progress_bar(total_steps, desc, progress, unit="step") as bar:
         bar.update(min(step, total_steps))
-        while step < total_steps and not stopped and not bool(done):
+        while step < total_steps and not (history.stopped_early or history.reached_target or bool(done)):
             n_active = min(chunk, total_steps - step)
             steps = np.arange(step, step + chunk, dtype=np.int32)
             active = np.arange(chunk) < n_active
             params, opt_state, done, values, terms = _run_chunk(
-                params, opt_state, done, static, cfg, data, batch_indices(step), steps, active, k_mask
+                params, opt_state, done, static, cfg, data, batches(step), steps, active, k_mask
             )
             values = np.asarray(values)[:n_active]
             terms = np.asarray(terms)[:n_active]
             step += n_active
-            v = math.nan if val is None else float(_evaluate(params, static, *val))
-            t = math.nan if test is None else float(_evaluate(params, static, *test))
+            v = math.nan if val is None else _evaluate(params, static, val)
+            t = math.nan if test is None else _evaluate(params, static, test)
             history._append(step, step / steps_per_epoch, float(np.mean(terms)), v, t, float(values[-1]), values)
             if val is not None:
                 if v < best["val"]:
                     best.update(params=params, val=v, step=step, bad=0)
                 else:
                     best["bad"] += 1
-                    if patience is not None and best["bad"] >= patience:
-                        stopped = True
+                    history.stopped_early = patience is not None and best["bad"] >= patience
+                history.reached_target = target_loss is not None and v <= target_loss
             bar.update(n_active)
             bar.set_postfix_str(f"train {history.train_loss[-1]:.4f}" + ("" if val is None else f" val {v:.4f}")
                                 + ("" if test is None else f" test {t:.4f}"))
-            history.stopped_early = stopped
             history.converged = bool(done)
             save()
 

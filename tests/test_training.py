@@ -136,6 +136,9 @@ def test_deterministic_resumable_and_keeps_best(layer, data, tmp_path):
     assert h3.val_loss.min() < float(losses.mlm_loss(layer, data[1])) - 0.05
     assert h3.best_val_loss == h3.val_loss.min() and h3.best_step == h3.step[np.argmin(h3.val_loss)]
     assert float(losses.mlm_loss(straight, data[1])) == pytest.approx(h3.best_val_loss, rel=1e-5)
+    # a target validation loss stops training as soon as it is reached
+    _, h4 = _fit_layer(layer, data, n_epochs=8, target_loss=float(h3.val_loss[2]))
+    assert h4.reached_target and not h4.stopped_early and h4.step[-1] <= h3.step[2]
     # another key gives another run
     other, _ = _fit_layer(layer, data, n_epochs=8, key=jax.random.PRNGKey(6))
     assert not all(np.array_equal(a, b) for a, b in zip(_leaves(other), _leaves(straight)))

@@ -1,0 +1,319 @@
+r"""Factored attention vs standard Transformers on data from a generalized Potts model.
+
+The experiment of "Mapping of attention mechanisms to a generalized Potts model" (Rende, Gerace,
+Laio, Goldt): sequences of length L = 20 over q = 3 colours are drawn from a generalized Potts
+model $p(s) \propto \exp(\sum_{i<j} J_{ij} U(s_i, s_j))$ with a sparse (Erdos-Renyi) symmetric J
+and a random symmetric U; a single layer of factored attention and standard Transformers with
+1, 2 and 3 layers are trained by masked-language modelling, and their test loss is compared with
+the floor no predictor of a masked site can beat: the conditional entropy
+$\frac1L\sum_i \mathbb E_p[-\log p(s_i \mid s_{-i})]$ of the generating model.
+
+    python examples/attention_vs_transformer.py --quick          # about a minute on a CPU
+    python examples/attention_vs_transformer.py --out results/   # the full run (CPU: tens of minutes)
+
+What is done, and how it is checked:
+
+* Data. `jaxpotts.sample` (Gibbs, 50 chains). A pilot run with thin = 1 measures the largest
+  integrated autocorrelation time tau (in sweeps) of the energy and of every site-colour
+  indicator [s_i = a]; production uses a burn-in of at least 100 tau and 1000 sweeps, thins by at
+  least 5 tau, and reports tau and split R-hat of the recorded samples, for the energy and the
+  worst site indicator (tau ~ 1 record and R-hat ~ 1 mean independent, well-mixed samples; the
+  site indicators catch chains stuck in different modes of equal energy). Samples are ordered
+  record-major so every training subset spans all chains. The test set comes from a separate
+  sampling run (fresh chains).
+* Floor. q^L = 3^20 = 3.5e9 states are too many to enumerate, so the conditional entropy is
+  estimated as the mean over the test samples of $-\log p_\text{true}(s_i \mid s_{-i})$ (the
+  MLM loss of the true model), which is exact in expectation; its standard error is printed.
+  Every model is evaluated on the same test samples, so the excess loss (test loss - floor) is
+  a paired difference, much less noisy than either term.
+* Models. Factored attention with one head and free attention (`softmax=False`, fields on),
+  the exact parametrisation $J_{ij} U(a,b)$, trained on the full MLM loss (every site masked,
+  = pseudo-likelihood). Transformers (pre-LN, d_model 32, 4 heads, MLP 64) trained the way
+  Transformers are, one random masked site per sequence (`loss="stochastic"`, an unbiased
+  estimate of the same loss). Adam, minibatches of 128, 20% of the training set held out for
+  early stopping (the best validation model is kept), test loss recorded along the way.
+* Couplings. J and U are identifiable only up to scale ($A \to cA$, $V \to V/c$) and gauge
+  (shifts of U that change no conditional). We compare after the zero-sum gauge:
+  $U' = U - U(\cdot,b) - U(a,\cdot) + U(\cdot,\cdot)$, likewise $V'$, normalised to unit Frobenius
+  norm with the sign that aligns them; the attention matrix is rescaled by the same factor
+  ($A\,\|V'\|/\|U'\|$) and symmetrised, and compared with J off the diagonal. We report Pearson
+  correlations and the relative error of the full gauge-fixed couplings
+  $\|J'_\text{learned} - J'_\text{true}\|_F / \|J'_\text{true}\|_F$, which is scale-free.
+
+Writes `losses.png/.pdf`, `couplings.png/.pdf` and `results.json` to `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpotts import losses
+from jaxpotts.attention import FactoredAttention, Transformer
+from jaxpotts.potts import FactoredPotts, random_factored_potts, zero_sum_gauge
+from jaxpotts.sampling import sample
+from jaxpotts.training import fit
+
+SETTINGS = {
+    "full": dict(L=20, q=3, sizes=[250, 500, 1000, 2000, 4000], n_test=2000, n_steps=4000, eval_every=200,
+                 patience=5, batch_size=128, d_model=32, d_mlp=64, n_heads=4, layers=[1, 2, 3]),
+    "quick": dict(L=20, q=3, sizes=[400, 1600], n_test=500, n_steps=400, eval_every=100,
+                  patience=None, batch_size=128, d_model=16, d_mlp=32, n_heads=2, layers=[1, 2, 3]),
+}
+LEARNING_RATES = {"factored": 0.05, "transformer": 2e-3}
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def generating_model(key, L: int, q: int) -> FactoredPotts:
+    """Sparse symmetric J (Erdos-Renyi, mean degree 3, N(0, 1) weights), random symmetric U, no fields."""
+    return random_factored_potts(key, L, q, graph="erdos_renyi", colours="random", coupling_scale=1.0,
+                                 mean_degree=3.0, field_scale=0.0)
+
+
+def site_mixing(seqs: np.ndarray, q: int) -> tuple[float, float]:
+    """Worst split R-hat and worst autocorrelation time (in records) over the L*q site-colour
+    indicators [s_i = a] of chains (n_chains, n_samples, L): catches chains stuck in different
+    modes, which the energy (the sampler's own diagnostic) can miss when modes have equal energies."""
+    from jaxpotts import diagnostics
+
+    x = np.asarray(jax.nn.one_hot(seqs, q)).transpose(2, 3, 0, 1).reshape(-1, *seqs.shape[:2])
+    x = x[x.reshape(len(x), -1).std(1) > 0]  # colours never or always seen at a site carry no information
+    rhat = jax.jit(jax.vmap(diagnostics.split_rhat))(x)
+    tau = jax.jit(jax.vmap(diagnostics.integrated_autocorrelation_time))(x)
+    return float(np.nanmax(np.asarray(rhat))), float(np.nanmax(np.asarray(tau)))
+
+
+def draw(model, key, n: int, progress: bool) -> tuple[np.ndarray, dict]:
+    """n well-mixed samples: pilot run for tau (sweeps), then burn-in >= 100 tau, thin >= 5 tau.
+
+    Samples are returned record-major (the first record of every chain, then the second, ...),
+    so any prefix of the data set spans all chains."""
+    k_pilot, k_run = jax.random.split(key)
+    pilot = sample(model, k_pilot, n_chains=16, n_samples=2000, n_burnin=500, thin=1, progress=False)
+    tau_sweeps = max(1.0, float(pilot.tau), site_mixing(np.asarray(pilot.sequences), model.q)[1])
+    thin = max(1, math.ceil(5 * tau_sweeps))
+    burnin = max(1000, math.ceil(100 * tau_sweeps))
+    n_chains = 50
+    per_chain = -(-n // n_chains)
+    res = sample(model, k_run, n_chains=n_chains, n_samples=per_chain, n_burnin=burnin, thin=thin, progress=progress)
+    chains = np.asarray(res.sequences)
+    rhat_sites, tau_sites = site_mixing(chains, model.q) if per_chain >= 4 else (float("nan"), float("nan"))
+    seqs = chains.transpose(1, 0, 2).reshape(-1, model.L)[:n]
+    diag = dict(n=n, n_chains=n_chains, burnin_sweeps=burnin, thin_sweeps=thin, pilot_tau_sweeps=tau_sweeps,
+                tau_records=float(res.tau), rhat=float(res.rhat), ess=float(res.ess),
+                max_site_rhat=rhat_sites, max_site_tau_records=tau_sites)
+    return seqs, diag
+
+
+def floor(model, test: np.ndarray) -> tuple[float, float]:
+    """Mean and standard error over test sequences of (1/L) sum_i -log p_true(s_i | s_-i)."""
+    per_seq = np.asarray(losses.sequence_pseudo_likelihoods(model, test)) / model.L
+    return float(per_seq.mean()), float(per_seq.std(ddof=1) / np.sqrt(len(per_seq)))
+
+
+# ----------------------------------------------------------------------------- models and training
+
+
+def make_models(key, cfg) -> dict:
+    L, q = cfg["L"], cfg["q"]
+    keys = jax.random.split(key, 1 + len(cfg["layers"]))
+    models = {"factored attention": FactoredAttention(L, q, 1, 1, key=keys[0], softmax=False, fields=True)}
+    for k, n in zip(keys[1:], cfg["layers"]):
+        models[f"transformer, {n} layer{'s' if n > 1 else ''}"] = Transformer(
+            L, q, n, key=k, d_model=cfg["d_model"], n_heads=cfg["n_heads"], d_mlp=cfg["d_mlp"]
+        )
+    return models
+
+
+def train(name, model, train_seqs, test_seqs, key, cfg, progress):
+    factored = isinstance(model, FactoredAttention)
+    t0 = time.perf_counter()
+    trained, hist = fit(
+        model, train_seqs, key=key,
+        learning_rate=LEARNING_RATES["factored" if factored else "transformer"],
+        loss="mlm" if factored else "stochastic",
+        n_steps=cfg["n_steps"], batch_size=cfg["batch_size"], eval_every=cfg["eval_every"],
+        validation_fraction=0.2, patience=cfg["patience"], test_data=(test_seqs, None), progress=progress,
+    )
+    # the returned model is the best validation one; its test loss was recorded at that step
+    test_loss = float(hist.test_loss[int(np.argmin(hist.val_loss))])
+    return trained, dict(
+        test_loss=test_loss, best_step=int(hist.best_step), seconds=time.perf_counter() - t0,
+        steps=hist.step.tolist(), test_curve=hist.test_loss.tolist(), val_curve=hist.val_loss.tolist(),
+        stopped_early=bool(hist.stopped_early),
+    )
+
+
+# ----------------------------------------------------------------------------- couplings
+
+
+def _double_centre(U: np.ndarray) -> np.ndarray:
+    return U - U.mean(0, keepdims=True) - U.mean(1, keepdims=True) + U.mean()
+
+
+def compare_couplings(fa: FactoredAttention, true: FactoredPotts) -> dict:
+    """Learned (A, V) against (J, U) up to scale, sign and gauge (see the module docstring)."""
+    U_t = _double_centre(np.asarray(true.U, np.float64))
+    V_l = _double_centre(np.asarray(fa.values[0], np.float64))
+    sign = np.sign(np.sum(U_t * V_l)) or 1.0
+    U_n = U_t / np.linalg.norm(U_t)
+    V_n = sign * V_l / np.linalg.norm(V_l)
+    A = np.asarray(fa.attention()[0], np.float64) * sign * np.linalg.norm(V_l) / np.linalg.norm(U_t)
+    A_sym = 0.5 * (A + A.T)
+    J = np.asarray(true.J, np.float64)
+    off = ~np.eye(J.shape[0], dtype=bool)
+    C_l = np.asarray(zero_sum_gauge(fa.to_potts()).couplings, np.float64)
+    C_t = np.asarray(zero_sum_gauge(true.to_dense()).couplings, np.float64)
+    return dict(
+        J_true=J, J_learned=A_sym, U_true=U_n, U_learned=V_n,
+        corr_J=float(np.corrcoef(A_sym[off], J[off])[0, 1]),
+        corr_U=float(np.corrcoef(V_n.ravel(), U_n.ravel())[0, 1]),
+        rel_err_J=float(np.linalg.norm(A_sym[off] - J[off]) / np.linalg.norm(J[off])),
+        rel_err_couplings=float(np.linalg.norm(C_l - C_t) / np.linalg.norm(C_t)),
+        asymmetry=float(np.linalg.norm(A - A.T) / np.linalg.norm(A)),
+    )
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def plot_losses(results, floor_mean, floor_se, sizes, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results[str(sizes[-1])]["models"])
+    colours = dict(zip(names, ["C3", "C0", "C1", "C2", "C4"]))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.6), layout="constrained")
+    floor_label = f"floor: conditional entropy ({floor_mean:.3f} $\\pm$ {floor_se:.3f})"
+    for name in names:
+        r = results[str(sizes[-1])]["models"][name]
+        ax1.plot(r["steps"], r["test_curve"], color=colours[name], label=name)
+        ax2.plot(sizes, [results[str(M)]["models"][name]["test_loss"] for M in sizes], "o-", color=colours[name],
+                 label=name)
+        ax3.plot(sizes, [results[str(M)]["models"][name]["excess"] for M in sizes], "o-", color=colours[name],
+                 label=name)
+    for ax in (ax1, ax2):
+        ax.axhline(floor_mean, color="k", ls="--", lw=1, label=floor_label)
+    ax1.set(xlabel="optimiser steps", ylabel="test MLM loss (nats per site)", title=f"M = {sizes[-1]} training sequences")
+    ax2.set(xscale="log", xlabel="training-set size M", ylabel="test MLM loss (best validation model)",
+            title="test loss against M")
+    ax3.set(xscale="log", yscale="log", xlabel="training-set size M", ylabel="test loss - floor (paired, same test set)",
+            title="excess loss against M")
+    handles, labels = ax1.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=9, frameon=False)
+    for ext in ("png", "pdf"):
+        fig.savefig(out / f"losses.{ext}", dpi=150)
+    plt.close(fig)
+
+
+def plot_couplings(cmp: dict, M: int, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 5, figsize=(17, 3.6), constrained_layout=True,
+                             gridspec_kw=dict(width_ratios=[1, 1, 0.55, 0.55, 1]))
+    vj = np.max(np.abs(cmp["J_true"]))
+    for ax, key, title in [(axes[0], "J_true", "true $J_{ij}$"), (axes[1], "J_learned", "learned $A_{ij}$ (rescaled, sym.)")]:
+        im = ax.imshow(cmp[key], cmap="RdBu_r", vmin=-vj, vmax=vj)
+        ax.set_title(title)
+    fig.colorbar(im, ax=axes[1], shrink=0.8)
+    vu = np.max(np.abs(cmp["U_true"]))
+    for ax, key, title in [(axes[2], "U_true", "true $U'$"), (axes[3], "U_learned", "learned $V'$")]:
+        ax.imshow(cmp[key], cmap="RdBu_r", vmin=-vu, vmax=vu)
+        ax.set_title(title + " (zero-sum, unit norm)", fontsize=9)
+        ax.set_xticks([]), ax.set_yticks([])
+    off = ~np.eye(cmp["J_true"].shape[0], dtype=bool)
+    axes[4].scatter(cmp["J_true"][off], cmp["J_learned"][off], s=6, alpha=0.6)
+    lim = [-vj * 1.1, vj * 1.1]
+    axes[4].plot(lim, lim, "k--", lw=1)
+    axes[4].set(xlabel="true $J_{ij}$", ylabel="learned (rescaled)",
+                title=f"corr J {cmp['corr_J']:.3f}, corr U {cmp['corr_U']:.3f}")
+    fig.suptitle(f"factored attention trained on M = {M}: couplings up to scale and gauge")
+    for ext in ("png", "pdf"):
+        fig.savefig(out / f"couplings.{ext}", dpi=150)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small settings, about a minute on a CPU")
+    parser.add_argument("--out", type=Path, default=Path("results/attention_vs_transformer"), help="output folder")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--sizes", type=int, nargs="+", help="training-set sizes M (override)")
+    parser.add_argument("--steps", type=int, help="optimiser steps per fit (override)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    cfg = dict(SETTINGS["quick" if args.quick else "full"])
+    if args.sizes:
+        cfg["sizes"] = sorted(args.sizes)
+    if args.steps:
+        cfg["n_steps"] = args.steps
+    progress = None if not args.quiet else False
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+
+    k_model, k_train, k_test, k_init, k_fit = jax.random.split(jax.random.PRNGKey(args.seed), 5)
+    true = generating_model(k_model, cfg["L"], cfg["q"])
+    sizes = cfg["sizes"]
+    train_all, train_diag = draw(true, k_train, sizes[-1], progress)
+    test, test_diag = draw(true, k_test, cfg["n_test"], progress)
+    f_mean, f_se = floor(true, test)
+    print(f"sampling took {time.perf_counter() - t_start:.0f} s")
+    for name, d in (("train", train_diag), ("test", test_diag)):
+        print(f"{name} data ({d['n']} of L={cfg['L']}, q={cfg['q']}): {d['n_chains']} chains, burn-in "
+              f"{d['burnin_sweeps']} sweeps, thin {d['thin_sweeps']} sweeps (pilot tau {d['pilot_tau_sweeps']:.2f} "
+              f"sweeps); energy tau {d['tau_records']:.2f} records, R-hat {d['rhat']:.4f}; site indicators: "
+              f"max tau {d['max_site_tau_records']:.2f} records, max R-hat {d['max_site_rhat']:.4f}")
+    print(f"floor (conditional entropy, estimated on {len(test)} test samples): {f_mean:.4f} +- {f_se:.4f} "
+          f"nats per site (log q = {math.log(cfg['q']):.4f})")
+
+    models = make_models(k_init, cfg)
+    results: dict = {}
+    trained_fa = None
+    for M in sizes:
+        seqs = train_all[:M]
+        results[str(M)] = {"models": {}}
+        for name, model in models.items():
+            trained, r = train(name, model, seqs, test, k_fit, cfg, progress)
+            r["excess"] = r["test_loss"] - f_mean
+            results[str(M)]["models"][name] = r
+            print(f"M={M:5d}  {name:22s} test {r['test_loss']:.4f}  excess {r['excess']:+.4f}  "
+                  f"(best step {r['best_step']}, {r['seconds']:.0f} s)")
+            if M == sizes[-1] and isinstance(trained, FactoredAttention):
+                trained_fa = trained
+
+    cmp = compare_couplings(trained_fa, true)
+    print(f"couplings at M={sizes[-1]}: corr(J) {cmp['corr_J']:.4f}, corr(U') {cmp['corr_U']:.4f}, "
+          f"rel. error J {cmp['rel_err_J']:.3f}, rel. error of gauge-fixed J_ij(a,b) {cmp['rel_err_couplings']:.3f}")
+    plot_losses(results, f_mean, f_se, sizes, out)
+    plot_couplings(cmp, sizes[-1], out)
+    summary = dict(
+        settings=cfg, seed=args.seed, backend=jax.default_backend(), floor=f_mean, floor_stderr=f_se,
+        log_q=math.log(cfg["q"]), train_sampling=train_diag, test_sampling=test_diag, results=results,
+        couplings={k: v for k, v in cmp.items() if not isinstance(v, np.ndarray)},
+        seconds=time.perf_counter() - t_start,
+    )
+    (out / "results.json").write_text(json.dumps(summary, indent=1))
+    print(f"wrote {out}/losses.png|pdf, couplings.png|pdf, results.json ({summary['seconds']:.0f} s)")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

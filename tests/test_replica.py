@@ -307,7 +307,20 @@ def test_k1_agrees_with_scipy_quadrature(kind):
 # ----------------------------------------------------------------------------- integrators
 
 
-@pytest.mark.parametrize("kind", ["star", pytest.param("independent", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("kind", ["star", "independent"])
+def test_gauss_hermite_and_monte_carlo_channel_integrals_agree(kind):
+    """One application of the saddle-point equations with both integrators, at a typical point."""
+    sc = potts3(kind)
+    args = (sc, 1.0, 1.0, 1.3, 0.29, 0.84)
+    gh = replica.saddle_point_update(*args)
+    mc = replica.saddle_point_update(*args, integrator=MonteCarlo(2**16, seed=5))
+    assert float(mc["m_hat"]) == float(replica.saddle_point_update(*args, integrator=MonteCarlo(2**16, seed=5))["m_hat"])
+    for key in ("m_hat", "Q_hat", "V_hat", "test_loss"):
+        np.testing.assert_allclose(float(mc[key]), float(gh[key]), rtol=5e-3, err_msg=key)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["star", "independent"])
 def test_gauss_hermite_and_monte_carlo_agree(kind):
     sc = potts3(kind)
     gh = replica.solve(sc, 1.0, 1.0)
@@ -369,3 +382,133 @@ def test_learning_curve_table_and_writers(tmp_path):
         replica.learning_curve(sc, alphas, lams, batching="pmap")
     with pytest.raises(ValueError, match="alphas"):
         replica.learning_curve(sc, [], lams)
+
+
+# ----------------------------------------------------------------------------- Bayes, optimal lambda
+
+
+def test_bayes_optimal_star_closed_form_and_bound():
+    sc = potts3("star")
+    b2 = np.sum(sc.B**2, axis=1)
+    pi = np.exp(9.0 * b2 / 2) / np.sum(np.exp(9.0 * b2 / 2))
+    for alpha in (0.5, 3.0):
+        bayes = replica.bayes_optimal(sc, alpha)
+        assert bayes.result == RESULTS.converged
+        q_hat = alpha * np.sum(pi * b2)
+        np.testing.assert_allclose(bayes.q, 81 * q_hat / (1 + 9 * q_hat), rtol=1e-12)
+        np.testing.assert_allclose(bayes.coupling_error, 1 - float(bayes.q) / 9, rtol=1e-12)
+        # No estimator beats the Bayes predictive: ERM at any lambda is worse.
+        for lam in (0.03, 0.3, 3.0):
+            assert float(replica.solve(sc, alpha, lam).test_loss) > float(bayes.test_loss)
+        assert float(bayes.excess_loss) > 0
+
+
+@pytest.mark.slow
+def test_optimal_lambda_by_implicit_differentiation():
+    sc = Scenario(2, np.eye(2), 4.0, "independent")
+    alpha = 2.0
+    res = replica.optimal_lambda(sc, alpha, lam0=1.0)
+    assert res.converged and not res.at_bound and abs(float(res.gradient)) < 1e-9
+    lam = float(res.lam)
+    best = float(res.solution.test_loss)
+    for factor in (0.8, 1.25):
+        assert float(replica.solve(sc, alpha, lam * factor).test_loss) > best
+    # The Bayes-optimal predictor is at least as good, and (independent inputs, Gaussian
+    # prior) optimally regularised ERM comes close to it.
+    bayes = replica.bayes_optimal(sc, alpha)
+    assert float(bayes.test_loss) <= best < float(bayes.test_loss) + 5e-3
+    table = replica.bayes_curve(sc, [0.5, alpha])
+    np.testing.assert_allclose(table["test_loss"][1], bayes.test_loss, rtol=1e-12)
+    assert table["converged"].all()
+    with pytest.raises(ValueError, match="metric"):
+        replica.optimal_lambda(sc, alpha, metric="accuracy")
+
+
+# ----------------------------------------------------------------------------- simulation
+
+
+def _enumerate_scenario(scenario, J_star):
+    """Exact joint probabilities of (s_0, s_1..s_N) for a tiny N, by enumeration."""
+    q, N = scenario.q, len(J_star)
+    states = np.array(np.meshgrid(*[np.arange(q)] * (N + 1), indexing="ij")).reshape(N + 1, -1).T
+    U = scenario.U
+    z = np.stack([np.sum(J_star[None, :] * U[a][states[:, 1:]], axis=1) for a in range(q)], axis=1)
+    if scenario.kind == "independent":
+        p_cond = np.exp(z - z.max(1, keepdims=True))
+        p_cond /= p_cond.sum(1, keepdims=True)
+        probs = p_cond[np.arange(len(states)), states[:, 0]] / q**N
+    else:
+        logw = z[np.arange(len(states)), states[:, 0]]
+        probs = np.exp(logw - logw.max())
+        probs /= probs.sum()
+    return states, probs
+
+
+@pytest.mark.parametrize("kind", ["star", "independent"])
+def test_exact_samplers_match_enumeration(kind):
+    U = np.array([[2.0, 0.3, -0.3], [0.3, 0.0, 1.7], [-0.3, 1.7, 0.6]])
+    sc = Scenario(3, U, 4.0, kind)
+    J_star = np.array([0.9, -0.6, 0.4])
+    states, probs = _enumerate_scenario(sc, J_star)
+    M = 200_000
+    seqs = np.asarray(replica.sample_scenario(sc, jnp.asarray(J_star), M, jax.random.key(1)))
+    codes = seqs @ (3 ** np.arange(3, -1, -1))
+    counts = np.bincount(codes, minlength=len(probs))
+    expected = M * probs[np.argsort(states @ (3 ** np.arange(3, -1, -1)))]
+    chi2 = np.sum((counts - expected) ** 2 / expected)
+    dof = len(probs) - 1
+    # chi-square with 80 degrees of freedom: mean 80, sd 12.6; 5 sd is a 1e-6 false alarm.
+    assert chi2 < dof + 5 * np.sqrt(2 * dof), chi2
+
+
+def test_fit_is_the_regularised_site_likelihood_minimiser():
+    from jaxpotts.losses import site_negative_log_likelihood
+    from jaxpotts.replica.simulate import _conditional_model
+
+    sc = potts3("independent")
+    N, alpha, lam = 30, 3.0, 0.5
+    J_star = jnp.sqrt(9.0 / N) * jax.random.normal(jax.random.key(2), (N,))
+    seqs = replica.sample_scenario(sc, J_star, int(alpha * N), jax.random.key(3))
+    U = jnp.asarray(sc.U)
+    J_hat, gnorm, n_iter, train_loss = replica.fit_conditional(seqs, U, alpha, lam, gtol=1e-9, max_iter=2000)
+
+    def objective(J):
+        return site_negative_log_likelihood(_conditional_model(J, U), seqs, 0) + lam / (2 * alpha) * jnp.sum(J**2)
+
+    assert float(jnp.linalg.norm(jax.grad(objective)(J_hat))) < 1e-9
+    np.testing.assert_allclose(train_loss, site_negative_log_likelihood(_conditional_model(J_hat, U), seqs, 0), rtol=1e-12)
+
+
+def test_simulate_smoke_and_validation():
+    sc = potts3("independent")  # same shapes as the fit test above: one compilation
+    res = replica.simulate(sc, 3.0, 1.0, N=30, key=jax.random.key(0), n_seeds=2, n_test=2000)
+    assert res.M == 90 and res.n_seeds == 2
+    assert set(res.mean) == set(replica.OBSERVABLES)
+    assert all(np.isfinite(res.mean[k]) and res.stderr[k] >= 0 for k in res.mean)
+    assert res.per_seed["m"].shape == (2,)
+    # Normalised teacher: coupling error = (Q - 2 m + rho) / rho exactly.
+    np.testing.assert_allclose(
+        res.per_seed["coupling_error"], (res.per_seed["Q"] - 2 * res.per_seed["m"] + 9.0) / 9.0, rtol=1e-10
+    )
+    assert res.max_grad_norm < 1e-6
+    with pytest.raises(ValueError, match="N must be"):
+        replica.simulate(sc, 2.0, 1.0, N=1, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="lam"):
+        replica.simulate(sc, 2.0, 0.0, N=10, key=jax.random.key(0))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["star", "independent"])
+def test_theory_matches_simulation_at_moderate_n(kind):
+    """Theory vs simulation (N = 400, 8 seeds): within 3 standard errors plus a finite-size
+    allowance. The allowance (3/N relative on m and Q, 1/N absolute on the losses) is of the
+    size of the O(1/N) corrections seen in the N-study of examples/replica_vs_simulation.py."""
+    sc = potts3(kind)
+    N = 400
+    for alpha in (1.0, 4.0):
+        theory = replica.solve(sc, alpha, 1.0)
+        sim = replica.simulate(sc, alpha, 1.0, N=N, key=jax.random.key(7), n_seeds=8, n_test=20_000)
+        for key, allowance in [("m", 3 / N * float(theory.m)), ("Q", 3 / N * float(theory.Q)),
+                               ("test_loss", 1 / N), ("train_loss", 1 / N), ("entropy", 1 / N)]:
+            dev = abs(sim.mean[key] - float(getattr(theory, key)))
+            assert dev < 3 * sim.stderr[key] + allowance, (kind, alpha, key, sim.mean[key], float(getattr(theory, key)), sim.stderr[key])

@@ -8,6 +8,9 @@ Public API::
     GaussHermite(n), MonteCarlo(n, seed)  integrators for the channel averages
     learning_curve(scenario, alphas, lams) -> tidy table (dict of numpy arrays)
     write_csv / write_json / read_csv     store tables
+    bayes_optimal(scenario, alpha), bayes_curve   Bayes-optimal state evolution
+    optimal_lambda(scenario, alpha), optimal_lambda_curve   ridge minimising the test loss
+    simulate(scenario, alpha, lam, *, N, key, n_seeds)   finite-N experiment, mean and stderr
 
 The derivation is in docs/replica.md.
 """
@@ -16,6 +19,8 @@ from .scenario import KINDS, Scenario
 from .integrals import GaussHermite, MonteCarlo, default_integrator
 from ._fixed_point import RESULTS
 from .solver import Solution, default_tol, saddle_point_update, solve
+from .bayes import BayesSolution, OptimalLambda, bayes_curve, bayes_optimal, optimal_lambda, optimal_lambda_curve
+from .simulate import OBSERVABLES, SimulationResult, fit_conditional, sample_scenario, simulate
 from .curve import TABLE_COLUMNS, learning_curve, read_csv, result_messages, write_csv, write_json
 
 __all__ = [
@@ -35,4 +40,15 @@ __all__ = [
     "result_messages",
     "write_csv",
     "write_json",
+    "BayesSolution",
+    "OptimalLambda",
+    "bayes_curve",
+    "bayes_optimal",
+    "optimal_lambda",
+    "optimal_lambda_curve",
+    "OBSERVABLES",
+    "SimulationResult",
+    "fit_conditional",
+    "sample_scenario",
+    "simulate",
 ]

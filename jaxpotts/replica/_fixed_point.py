@@ -5,19 +5,19 @@ componentwise residual
 
 $$r(x) = \max_i \frac{|F_i(x) - x_i|}{1 + |x_i|}$$
 
-is at most `tol`. Every evaluated point whose residual is below that of the last accepted
-point is accepted. The basic step is the damped iteration $x \leftarrow x_a + \eta\,g_a$ from
-the accepted point $x_a$, $g_a = F(x_a) - x_a$; $\eta = 1 - \text{damping}$ initially, grows
-by 10% (up to 1) after each accepted point and is halved (floor $10^{-3}$) when a damped step
-is rejected, which is then retried from $x_a$: a backtracking line search on the residual.
-After an accepted point the step is instead the Anderson (type II) extrapolation over the
-last `memory` accepted pairs $(x_i, g_i)$: with $k$ the latest, $\gamma$ minimises
-$|S(g_k + \sum_i \gamma_i (g_i - g_k))|$ ($S$ the residual's scaling; a pseudo-inverse drops
-near-collinear directions) and $x \leftarrow x_k + g_k + \sum_i \gamma_i ((x_i - x_k) + (g_i - g_k))$,
-a multisecant quasi-Newton step: for a 3-dimensional map it converges in about ten steps where
-plain damping needs tens or hundreds. A rejected Anderson point drops the history and falls
-back to the damped step; an extrapolated point that is not admissible (e.g. $Q < 0$) is
-replaced by the damped step.
+is at most `tol`. The basic step is the damped iteration $x \leftarrow x + \eta\,g$ with
+$g = F(x) - x$; $\eta = 1 - \text{damping}$ initially, halved (floor $10^{-3}$) whenever a
+damped step made the residual grow, and otherwise grown by 10% up to 1.
+
+It is accelerated by Anderson mixing (type II) over the last `memory` pairs $(x_i, g_i)$:
+with $k$ the latest pair, $\gamma$ minimises $|S(g_k + \sum_i \gamma_i (g_i - g_k))|$ ($S$ the
+residual's scaling; a pseudo-inverse drops near-collinear directions) and
+$x \leftarrow x_k + g_k + \sum_i \gamma_i ((x_i - x_k) + (g_i - g_k))$, a multisecant
+quasi-Newton step: for this 3-dimensional map it converges in about ten steps where plain
+damping needs tens or hundreds. Safeguards: the history is dropped and the damped step taken
+whenever the residual grew; an extrapolated point that is not admissible (e.g. $Q < 0$) is
+replaced by the damped step; and after `_STALL` steps without a new best residual the
+iteration runs damped steps for `_STALL` steps (Anderson mixing can stagnate).
 
 The solution is differentiable in $\theta$ by the implicit function theorem: at a fixed point
 $x^* = F(x^*, \theta)$,
@@ -176,9 +176,9 @@ def fixed_point(
     x0,
     aux0,
     *,
-    tol: float,
-    max_steps: int,
-    damping: float,
+    tol,
+    max_steps,
+    damping,
     memory: int = 3,
     admissible: Callable = lambda x, theta: True,
 ):
@@ -187,21 +187,26 @@ def fixed_point(
     `F(x, theta, aux) -> (F(x), aux')` maps a 1-d float array to one of the same shape; `aux`
     is a pytree carried from one evaluation to the next that may only change how F(x) is
     computed (a warm start for inner solvers), not its value. `theta` is a pytree of float
-    arrays (what derivatives are taken with respect to). `tol`, `max_steps`, `damping` and
-    `memory` (Anderson history length; 0 = plain damped iteration) are Python numbers;
+    arrays (what derivatives are taken with respect to). `tol`, `max_steps` and `damping` are
+    numbers or scalar arrays; `memory` (Anderson history length; 0 = plain damped iteration)
+    is a Python int;
     `admissible(x, theta)` says whether an extrapolated point may be used (else the damped
     step is). F and admissible must not close over traced values: pass them in `theta`.
     """
 
+    # The options travel as (non-differentiated) arguments, so that they may be traced values
+    # (no recompilation when they change) without being closed over by the custom JVP.
+    opts = (jnp.asarray(tol, x0.dtype), jnp.asarray(max_steps), jnp.asarray(damping, x0.dtype))
+
     @jax.custom_jvp
-    def solve(theta, x0, aux0):
-        return _iterate(F, theta, x0, aux0, tol, max_steps, damping, memory, admissible)
+    def solve(theta, x0, aux0, opts):
+        return _iterate(F, theta, x0, aux0, *opts, memory, admissible)
 
     @solve.defjvp
     def solve_jvp(primals, tangents):
-        theta, x0, aux0 = primals
+        theta, x0, aux0, opts = primals
         dtheta = tangents[0]
-        out = solve(theta, x0, aux0)
+        out = solve(theta, x0, aux0, opts)
         x, aux = out[0], out[1]
 
         def G(y, th):
@@ -217,4 +222,4 @@ def fixed_point(
         )
         return out, (dx, *jax.tree.map(zero, out[1:]))
 
-    return solve(theta, x0, aux0)
+    return solve(theta, x0, aux0, opts)

@@ -146,8 +146,8 @@ def learning_curve(
             if n_real < chunk:  # pad with the last alpha: same compiled shape, converges at once
                 seg = np.concatenate([seg, np.full(chunk - n_real, seg[-1])])
             x, sols = _segment(
-                kind, p, jnp.asarray(seg, dtype), lams_arr, x, tol, int(max_steps), float(damping), int(anderson),
-                batching,
+                kind, p, jnp.asarray(seg, dtype), lams_arr, x, jnp.asarray(tol, dtype), jnp.asarray(max_steps),
+                jnp.asarray(damping, dtype), int(anderson), batching,
             )
             pieces.append(jax.tree.map(lambda a: np.asarray(a)[:, :n_real], _as_numpy(sols)))
             bar.update(n_real)

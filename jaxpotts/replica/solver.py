@@ -316,7 +316,10 @@ def solve(
     p, kind = _make_problem(scenario, integrator, alpha, lam, dtype)
     if not (isinstance(anderson, (int, np.integer)) and anderson >= 0):
         raise ValueError(f"anderson must be a non-negative integer (history length), got {anderson!r}")
-    sol = _solve_jit(kind, p, _init_array(init, dtype), tol, int(max_steps), float(damping), int(anderson))
+    sol = _solve_jit(
+        kind, p, _init_array(init, dtype), jnp.asarray(tol, dtype), jnp.asarray(max_steps), jnp.asarray(damping, dtype),
+        int(anderson),
+    )
     if throw:
         sol = _throw(sol)
     return sol

@@ -1,0 +1,404 @@
+r"""Contact prediction from couplings: gauge, Frobenius norm, APC, ranking and precision.
+
+Scores (the plmDCA convention)
+    1. Symmetrise: $\bar J_{ij}(a,b) = \tfrac12\,[J_{ij}(a,b) + J_{ji}(b,a)]$ (a no-op on a
+       joint model; asymmetric plmDCA and attention layers give non-symmetric couplings).
+    2. Zero-sum gauge over all q colours, gap included:
+       $J'_{ij}(a,b) = \bar J_{ij}(a,b) - \bar J_{ij}(\cdot,b) - \bar J_{ij}(a,\cdot) + \bar J_{ij}(\cdot,\cdot)$
+       (a dot is the mean over that colour). This makes the scores gauge invariant: any
+       $\bar J_{ij}(a,b) + f_{ij}(a) + g_{ij}(b)$ gives the same $J'$.
+    3. Frobenius norm over the selected colours: by default the q - 1 non-gap colours (the 20
+       amino acids), $F_{ij} = (\sum_{a,b \ne \mathrm{gap}} J'_{ij}(a,b)^2)^{1/2}$, $F_{ii} = 0$.
+       The gauge is applied *before* the gap is dropped, as plmDCA does (the 20 x 20 block is
+       then not itself zero-sum); CCMpred takes the same 20 x 20 norm of its couplings, which its
+       L2 penalty keeps close to this gauge.
+    4. Average product correction (APC, Dunn et al. 2008), as in plmDCA:
+       $F^\mathrm{APC}_{ij} = F_{ij} - \bar F_{i\cdot}\,\bar F_{\cdot j} / \bar F_{\cdot\cdot}$ with
+       means over the off-diagonal entries ($j \ne i$).
+
+Evaluation
+    Pairs i < j with $j - i \ge$ `min_sep` are ranked by decreasing score; precision at k (PPV)
+    is the fraction of true contacts among the top k. A contact is a minimum heavy-atom distance
+    below 8 Angstrom. Pairs whose distance is unknown (NaN) are left out of the ranking when
+    `known` is passed (``known=np.isfinite(distances)``); otherwise they count as non-contacts.
+
+Indices are 0-based match columns of the alignment (distance files are 1-based and are
+converted by `read_distances`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import math
+import os
+from fractions import Fraction
+from functools import partial
+from typing import Optional, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int
+
+from ._validation import as_float_array, check_finite
+from .potts import FactoredPotts, PottsModel
+
+__all__ = [
+    "frobenius_scores",
+    "apc",
+    "scores",
+    "read_distances",
+    "contact_map",
+    "ranked_pairs",
+    "precision",
+    "precision_at",
+    "plot_contact_map",
+]
+
+# `predict(alignment_path, method="plm"|"attention", **options)`, the whole pipeline (read,
+# weight, fit, score), lives here too; it is added with the fitting code.
+
+
+# ----------------------------------------------------------------------------- scores
+
+
+def _kept_colours(q: int, include_gap: bool, gap_index: Optional[int]) -> np.ndarray:
+    if gap_index is not None:
+        if isinstance(gap_index, bool) or not isinstance(gap_index, (int, np.integer)) or not 0 <= gap_index < q:
+            raise ValueError(f"gap_index must be a colour in 0..{q - 1} or None, got {gap_index!r}")
+    if include_gap or gap_index is None:
+        return np.arange(q)
+    return np.array([a for a in range(q) if a != gap_index])
+
+
+def _zero_sum_pairs(C: Float[Array, "... q q"]) -> Float[Array, "... q q"]:
+    """Double centring over the two colour axes (the zero-sum gauge of every block)."""
+    return C - C.mean(axis=-1, keepdims=True) - C.mean(axis=-2, keepdims=True) + C.mean(axis=(-2, -1), keepdims=True)
+
+
+def frobenius_scores(
+    couplings: Float[Array, "L L q q"], *, include_gap: bool = False, gap_index: Optional[int] = 0
+) -> Float[Array, "L L"]:
+    r"""Frobenius norms $F_{ij} = \lVert J'_{ij} \rVert$ of the symmetrised, zero-sum-gauge couplings.
+
+    $J'$ is $\tfrac12[J_{ij}(a,b) + J_{ji}(b,a)]$ doubly centred over all q colours; the norm
+    runs over all colours except `gap_index` (all colours when `include_gap` or when
+    `gap_index` is None). Symmetric, zero diagonal, invariant under gauge changes
+    $J_{ij}(a,b) \to J_{ij}(a,b) + f_{ij}(a) + g_{ij}(b)$. See the module docstring.
+    Works inside jit.
+    """
+    C = as_float_array(couplings, "couplings")
+    if C.ndim != 4 or C.shape[0] != C.shape[1] or C.shape[2] != C.shape[3]:
+        raise ValueError(f"couplings must have shape (L, L, q, q), got {tuple(C.shape)}")
+    check_finite(C, "couplings")
+    keep = _kept_colours(C.shape[2], include_gap, gap_index)
+    return _frobenius_dense(C, keep=tuple(int(a) for a in keep))
+
+
+@partial(jax.jit, static_argnames=("keep",))
+def _frobenius_dense(C: Float[Array, "L L q q"], *, keep: tuple[int, ...]) -> Float[Array, "L L"]:
+    L, q = C.shape[0], C.shape[2]
+    C = 0.5 * (C + C.transpose(1, 0, 3, 2))
+    C = _zero_sum_pairs(C)
+    if len(keep) < q:
+        idx = np.asarray(keep)
+        C = C[:, :, idx][:, :, :, idx]
+    F = jnp.sqrt(jnp.sum(C * C, axis=(2, 3)))
+    return jnp.where(jnp.eye(L, dtype=bool), 0.0, F)
+
+
+def _factored_frobenius(model: FactoredPotts, include_gap: bool, gap_index: Optional[int]) -> Float[Array, "L L"]:
+    r"""$F_{ij}$ of $J_{ij} U(a,b)$ without building (L, L, q, q).
+
+    Symmetrising gives $J^s_{ij} U^s + J^a_{ij} U^a$ (symmetric and antisymmetric parts); after
+    centring and restricting colours, $A = [P U^s P]$ is symmetric and $B = [P U^a P]$
+    antisymmetric, so they are orthogonal and
+    $F_{ij}^2 = (J^s_{ij})^2 \lVert A\rVert^2 + (J^a_{ij})^2 \lVert B\rVert^2$.
+    """
+    keep = _kept_colours(model.q, include_gap, gap_index)
+    return _frobenius_factored(model.J, model.U, keep=tuple(int(a) for a in keep))
+
+
+@partial(jax.jit, static_argnames=("keep",))
+def _frobenius_factored(
+    J: Float[Array, "L L"], U: Float[Array, "q q"], *, keep: tuple[int, ...]
+) -> Float[Array, "L L"]:
+    idx = np.asarray(keep)
+    Js, Ja = 0.5 * (J + J.T), 0.5 * (J - J.T)
+    A = _zero_sum_pairs(0.5 * (U + U.T))[idx][:, idx]
+    B = _zero_sum_pairs(0.5 * (U - U.T))[idx][:, idx]
+    F = jnp.sqrt(Js**2 * jnp.sum(A * A) + Ja**2 * jnp.sum(B * B))
+    return jnp.where(jnp.eye(J.shape[0], dtype=bool), 0.0, F)
+
+
+def apc(scores: Float[Array, "L L"]) -> Float[Array, "L L"]:
+    r"""Average product correction $S_{ij} - \bar S_{i\cdot} \bar S_{\cdot j} / \bar S_{\cdot\cdot}$.
+
+    Means over the off-diagonal entries (the diagonal of `scores` is ignored):
+    $\bar S_{i\cdot} = \sum_{j\ne i} S_{ij} / (L-1)$, $\bar S_{\cdot j}$ likewise over i, and
+    $\bar S_{\cdot\cdot} = \sum_{i\ne j} S_{ij} / (L(L-1))$ (plmDCA's formula). The result has a
+    zero diagonal; if every off-diagonal score is zero the scores are returned unchanged.
+    Works inside jit.
+    """
+    S = as_float_array(scores, "scores")
+    if S.ndim != 2 or S.shape[0] != S.shape[1] or S.shape[0] < 2:
+        raise ValueError(f"scores must be a square (L, L) matrix with L >= 2, got shape {tuple(S.shape)}")
+    return _apc_core(S)
+
+
+@jax.jit
+def _apc_core(S: Float[Array, "L L"]) -> Float[Array, "L L"]:
+    L = S.shape[0]
+    off = ~jnp.eye(L, dtype=bool)
+    S = jnp.where(off, S, 0.0)
+    row = S.sum(axis=1) / (L - 1)
+    col = S.sum(axis=0) / (L - 1)
+    total = S.sum() / (L * (L - 1))
+    safe = jnp.where(total == 0, 1.0, total)
+    corrected = jnp.where(total == 0, S, S - jnp.outer(row, col) / safe)
+    return jnp.where(off, corrected, 0.0)
+
+
+def scores(
+    model: Union[PottsModel, FactoredPotts],
+    *,
+    include_gap: bool = False,
+    apc: bool = True,
+    gap_index: Optional[int] = 0,
+) -> Float[Array, "L L"]:
+    r"""Contact scores of a model: Frobenius norms of the gauge-fixed couplings, then APC.
+
+    `frobenius_scores` of the (symmetrised) couplings, followed by `apc` when ``apc=True``.
+    For a `FactoredPotts` the norm factorises and costs $O(L^2 + q^2)$: for symmetric U,
+    $F_{ij} = |J_{ij}|\,\lVert U' \rVert$ with $U'$ the centred U restricted to the kept colours.
+    Colour `gap_index` (default 0, the gap of the protein and RNA alphabets) is left out of
+    the norm unless `include_gap`; use ``gap_index=None`` for alphabets without a gap.
+    """
+    if isinstance(model, PottsModel):
+        F = frobenius_scores(model.couplings, include_gap=include_gap, gap_index=gap_index)
+    elif isinstance(model, FactoredPotts):
+        F = _factored_frobenius(model, include_gap, gap_index)
+    else:
+        raise TypeError(f"scores takes a PottsModel or FactoredPotts, got {type(model).__name__}")
+    return _apc(F) if apc else F
+
+
+_apc = apc
+
+
+# ----------------------------------------------------------------------------- structures
+
+
+def read_distances(path: Union[str, "os.PathLike[str]"], L: Optional[int] = None) -> Float[np.ndarray, "L L"]:
+    r"""Residue distance matrix from a pair list, NaN where unknown, zero diagonal.
+
+    Rows are ``i j ... distance`` with 1-based match-column indices i, j and the distance in
+    the *last* column; lines starting with '#' are skipped, gzip is detected. Both layouts in
+    ``shared/data/pfam`` read correctly:
+
+    - ``PF00763_distances.dat``: ``i j distance``.
+    - ``PF00014_struct.dat``: ``i j score distance``. The third column is not a distance: it
+      takes negative values, the rows are sorted by it in decreasing order and it is largest
+      for residues adjacent in sequence, i.e. a precomputed DCA score. The fourth is the minimum
+      heavy-atom distance in Angstrom (1.0 to 28): 1.0 to 1.3 for every pair j = i + 1, the
+      length of the peptide bond joining them, 2 or more for most other pairs.
+
+    Args:
+        path: the file.
+        L: number of match columns (default: the largest index in the file).
+
+    Returns:
+        Symmetric (L, L) float64 array, ``D[i-1, j-1] = D[j-1, i-1]`` = distance.
+
+    Raises:
+        ValueError: fewer than 3 columns, non-integer or out-of-range indices, negative
+            distances, or a pair listed twice with different distances.
+    """
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    if not data.strip():
+        raise ValueError(f"{os.fspath(path)}: the file is empty")
+    try:
+        table = np.loadtxt(io.BytesIO(data), comments="#", ndmin=2, dtype=np.float64)
+    except ValueError as err:
+        raise ValueError(f"{os.fspath(path)}: not a table of numbers ({err})") from err
+    if table.shape[1] < 3:
+        raise ValueError(f"{os.fspath(path)}: expected rows 'i j ... distance', found {table.shape[1]} column(s)")
+    ij, dist = table[:, :2], table[:, -1]
+    if not np.all(ij == np.round(ij)) or ij.min() < 1:
+        raise ValueError(f"{os.fspath(path)}: the first two columns must be 1-based integer residue indices")
+    ij = ij.astype(np.int64) - 1
+    top = int(ij.max()) + 1
+    if L is None:
+        L = top
+    elif top > L:
+        raise ValueError(f"{os.fspath(path)}: index {top} is larger than L={L}")
+    if np.any(dist < 0):
+        raise ValueError(f"{os.fspath(path)}: negative distance {float(dist[dist < 0][0])}")
+    i, j = ij[:, 0], ij[:, 1]
+    # A pair listed twice (as i j or as j i) must agree.
+    key = np.minimum(i, j) * L + np.maximum(i, j)
+    order = np.argsort(key, kind="stable")
+    same = key[order][1:] == key[order][:-1]
+    d_sorted = dist[order]
+    differ = same & ~((d_sorted[1:] == d_sorted[:-1]) | (np.isnan(d_sorted[1:]) & np.isnan(d_sorted[:-1])))
+    if differ.any():
+        k = order[int(np.flatnonzero(differ)[0])]
+        raise ValueError(
+            f"{os.fspath(path)}: pair ({i[k] + 1}, {j[k] + 1}) is listed more than once with different distances"
+        )
+    D = np.full((L, L), np.nan)
+    D[i, j] = dist
+    D[j, i] = dist
+    np.fill_diagonal(D, 0.0)
+    return D
+
+
+def contact_map(distances: Float[np.ndarray, "L L"], threshold: float = 8.0) -> Bool[np.ndarray, "L L"]:
+    r"""Contacts $d_{ij} <$ `threshold` (Angstrom); False on the diagonal and where d is NaN.
+
+    Pass ``known=np.isfinite(distances)`` to `precision` to leave unknown pairs out.
+    """
+    D = np.asarray(distances, dtype=np.float64)
+    if D.ndim != 2 or D.shape[0] != D.shape[1]:
+        raise ValueError(f"distances must be a square (L, L) matrix, got shape {D.shape}")
+    with np.errstate(invalid="ignore"):
+        C = D < threshold
+    np.fill_diagonal(C, False)
+    return C
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def _square(x, name: str) -> np.ndarray:
+    a = np.asarray(x)
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"{name} must be a square (L, L) matrix, got shape {a.shape}")
+    return a
+
+
+def ranked_pairs(
+    scores: Float[Array, "L L"], min_sep: int = 5, *, known: Optional[Bool[np.ndarray, "L L"]] = None
+) -> Int[np.ndarray, "n 2"]:
+    r"""Pairs (i, j), i < j, $j - i \ge$ `min_sep`, by decreasing score (ties: increasing i, then j).
+
+    Only the upper triangle of `scores` is read. Pairs where `known` is False are left out.
+    Returns an int array (n, 2) of 0-based indices.
+    """
+    S = _square(scores, "scores").astype(np.float64)
+    L = S.shape[0]
+    if isinstance(min_sep, bool) or not isinstance(min_sep, (int, np.integer)) or min_sep < 1:
+        raise ValueError(f"min_sep must be an integer >= 1, got {min_sep!r}")
+    i, j = np.triu_indices(L, k=min_sep)
+    if known is not None:
+        K = _square(known, "known").astype(bool)
+        if K.shape != S.shape:
+            raise ValueError(f"known has shape {K.shape}, scores {S.shape}")
+        ok = K[i, j]
+        i, j = i[ok], j[ok]
+    values = S[i, j]
+    if not np.all(np.isfinite(values)):
+        raise ValueError("scores contain NaN or inf among the ranked pairs")
+    order = np.argsort(-values, kind="stable")
+    return np.stack([i[order], j[order]], axis=1)
+
+
+def precision(
+    scores: Float[Array, "L L"],
+    contact_map: Bool[np.ndarray, "L L"],
+    k: int,
+    min_sep: int = 5,
+    *,
+    known: Optional[Bool[np.ndarray, "L L"]] = None,
+) -> float:
+    r"""Precision (PPV) of the top-k pairs: fraction of true contacts among them.
+
+    Pairs are ranked by `ranked_pairs` (i < j, $j - i \ge$ `min_sep`, pairs where `known` is
+    False left out). Raises if fewer than k pairs can be ranked.
+    """
+    C = _square(contact_map, "contact_map").astype(bool)
+    if C.shape != np.shape(scores):
+        raise ValueError(f"contact_map has shape {C.shape}, scores {np.shape(scores)}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    pairs = ranked_pairs(scores, min_sep, known=known)
+    if k > len(pairs):
+        raise ValueError(f"k={k} but only {len(pairs)} pairs with separation >= {min_sep} can be ranked")
+    top = pairs[:k]
+    return float(np.mean(C[top[:, 0], top[:, 1]]))
+
+
+def _fraction_label(f: float) -> str:
+    fr = Fraction(f).limit_denominator(1000)
+    num = "L" if fr.numerator == 1 else f"{fr.numerator}L"
+    return num if fr.denominator == 1 else f"{num}/{fr.denominator}"
+
+
+def precision_at(
+    scores: Float[Array, "L L"],
+    contact_map: Bool[np.ndarray, "L L"],
+    fractions: Sequence[float] = (1 / 5, 1 / 2, 1),
+    min_sep: int = 5,
+    *,
+    known: Optional[Bool[np.ndarray, "L L"]] = None,
+) -> dict[str, float]:
+    r"""Precision at $k = \lfloor f L \rfloor$ (at least 1) for each fraction f.
+
+    Returns a dict keyed "L/5", "L/2", "L", ... (e.g. L = 53: k = 10, 26, 53).
+    """
+    L = _square(scores, "scores").shape[0]
+    out = {}
+    for f in fractions:
+        if not f > 0:
+            raise ValueError(f"fractions must be positive, got {f!r}")
+        k = max(1, math.floor(f * L + 1e-9))
+        out[_fraction_label(f)] = precision(scores, contact_map, k, min_sep, known=known)
+    return out
+
+
+def plot_contact_map(
+    scores: Float[Array, "L L"],
+    contact_map: Bool[np.ndarray, "L L"],
+    k: int,
+    min_sep: int = 5,
+    *,
+    known: Optional[Bool[np.ndarray, "L L"]] = None,
+    ax=None,
+    title: Optional[str] = None,
+):
+    """Contact-map figure: top-k predictions above the diagonal, true contacts below.
+
+    True contacts (|i - j| >= `min_sep`) are grey squares in the lower triangle; the top-k
+    predicted pairs are drawn at (j, i) in the upper triangle, blue when in contact, red when
+    not. Positions are 1-based match columns. Draws into `ax` if given, else a new figure (no
+    pyplot state is touched). Returns the matplotlib Figure.
+    """
+    from matplotlib.figure import Figure
+
+    C = _square(contact_map, "contact_map").astype(bool)
+    L = C.shape[0]
+    pairs = ranked_pairs(scores, min_sep, known=known)[:k]
+    if ax is None:
+        fig = Figure(figsize=(5, 5.4), layout="constrained")
+        ax = fig.add_subplot(1, 1, 1)
+    else:
+        fig = ax.figure
+    ti, tj = np.nonzero(np.triu(C, k=min_sep))
+    ax.scatter(ti + 1, tj + 1, s=12, marker="s", color="0.7", linewidths=0, label="contacts")
+    hit = C[pairs[:, 0], pairs[:, 1]]
+    ax.scatter(pairs[hit, 1] + 1, pairs[hit, 0] + 1, s=14, color="tab:blue", label="predicted, true")
+    ax.scatter(pairs[~hit, 1] + 1, pairs[~hit, 0] + 1, s=14, color="tab:red", label="predicted, false")
+    ax.plot([0.5, L + 0.5], [0.5, L + 0.5], color="0.5", linewidth=0.5)
+    ax.set_xlim(0.5, L + 0.5)
+    ax.set_ylim(L + 0.5, 0.5)
+    ax.set_aspect("equal")
+    ax.set_xlabel("position j")
+    ax.set_ylabel("position i")
+    ppv = float(np.mean(hit)) if len(pairs) else float("nan")
+    ax.set_title(title if title is not None else f"top {len(pairs)} pairs, precision {ppv:.2f}")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize="small", frameon=False)
+    return fig

@@ -324,7 +324,7 @@ def test_gauss_hermite_and_monte_carlo_channel_integrals_agree(kind):
 def test_gauss_hermite_and_monte_carlo_agree(kind):
     sc = potts3(kind)
     gh = replica.solve(sc, 1.0, 1.0)
-    gh_fine = replica.solve(sc, 1.0, 1.0, integrator=GaussHermite(48, 24))
+    gh_fine = replica.solve(sc, 1.0, 1.0, integrator=GaussHermite(64, 24))
     mc = replica.solve(sc, 1.0, 1.0, integrator=MonteCarlo(2**16, seed=3))
     mc_again = replica.solve(sc, 1.0, 1.0, integrator=MonteCarlo(2**16, seed=3))
     assert mc.result == RESULTS.converged

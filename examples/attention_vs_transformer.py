@@ -28,7 +28,10 @@ What is done, and how it is checked:
   a paired difference, much less noisy than either term.
 * Models. Factored attention with one head and free attention (`softmax=False`, fields on),
   the exact parametrisation $J_{ij} U(a,b)$, trained on the full MLM loss (every site masked,
-  = pseudo-likelihood). Transformers (pre-LN, d_model 32, 4 heads, MLP 64) trained the way
+  = pseudo-likelihood). The product $A V$ is not convex: about one random start in five (Adam
+  and L-BFGS alike) ends in a spurious minimum whose V is unrelated to U (test loss ~0.08 nats
+  above the floor), so the layer is fitted from 3 starts and the one with the lowest
+  *validation* loss is kept (a fit costs about a second). Transformers (pre-LN, d_model 32, 4 heads, MLP 64) trained the way
   Transformers are, one random masked site per sequence (`loss="stochastic"`, an unbiased
   estimate of the same loss). Adam, minibatches of 128, 20% of the training set held out for
   early stopping (the best validation model is kept), test loss recorded along the way.
@@ -41,6 +44,26 @@ What is done, and how it is checked:
   $\|J'_\text{learned} - J'_\text{true}\|_F / \|J'_\text{true}\|_F$, which is scale-free.
 
 Writes `losses.png/.pdf`, `couplings.png/.pdf` and `results.json` to `--out`.
+
+Results of the full run (seed 1, CPU, 25 min). Mixing: pilot tau 62 sweeps (site indicators; the
+energy alone said 4), burn-in 6191 sweeps, thin 310; recorded samples have tau ~1 record and
+R-hat <= 1.011 for energy and every site indicator. Floor 0.5917 +- 0.0035 nats per site
+(log 3 = 1.0986). Excess test loss over the floor (paired, 2000 test sequences):
+
+    M                     250     500     1000    2000    4000
+    factored attention    0.059   0.020   0.012   0.0075  0.0046
+    transformer, 1 layer  0.081   0.042   0.023   0.016   0.015
+    transformer, 2 layers 0.135   0.052   0.030   0.020   0.013
+    transformer, 3 layers 0.122   0.051   0.034   0.018   0.013
+
+Factored attention is best at every M and its excess falls roughly as 1/M towards the floor
+(0.0046 at M = 4000); the Transformers level off at 0.013-0.015. Depth helps the Transformer
+only at the largest M and only slightly (0.015 -> 0.013); at small M the deeper ones overfit
+more. Couplings at M = 4000: corr(J, rescaled symmetrised A) = 0.968, corr(U', V') = 0.9999,
+relative error of the gauge-fixed couplings 0.27 (the noise of 380 free A entries from 3200
+training sequences; the learned A is 14% antisymmetric). The quick run (M = 400, 1600; 400
+steps; d_model 16) shows the same ranking of factored attention first, but its Transformers
+are far from converged, so their depth ordering there means nothing.
 """
 
 from __future__ import annotations
@@ -67,7 +90,8 @@ SETTINGS = {
     "quick": dict(L=20, q=3, sizes=[400, 1600], n_test=500, n_steps=400, eval_every=100,
                   patience=None, batch_size=128, d_model=16, d_mlp=32, n_heads=2, layers=[1, 2, 3]),
 }
-LEARNING_RATES = {"factored": 0.05, "transformer": 2e-3}
+LEARNING_RATES = {"factored": 0.02, "transformer": 2e-3}
+FACTORED_RESTARTS = 3  # A V is not convex: ~1 in 5 random starts ends in a spurious minimum
 
 
 # ----------------------------------------------------------------------------- data
@@ -126,7 +150,8 @@ def floor(model, test: np.ndarray) -> tuple[float, float]:
 def make_models(key, cfg) -> dict:
     L, q = cfg["L"], cfg["q"]
     keys = jax.random.split(key, 1 + len(cfg["layers"]))
-    models = {"factored attention": FactoredAttention(L, q, 1, 1, key=keys[0], softmax=False, fields=True)}
+    models = {"factored attention": [FactoredAttention(L, q, 1, 1, key=k, softmax=False, fields=True)
+                                     for k in jax.random.split(keys[0], FACTORED_RESTARTS)]}
     for k, n in zip(keys[1:], cfg["layers"]):
         models[f"transformer, {n} layer{'s' if n > 1 else ''}"] = Transformer(
             L, q, n, key=k, d_model=cfg["d_model"], n_heads=cfg["n_heads"], d_mlp=cfg["d_mlp"]
@@ -134,22 +159,31 @@ def make_models(key, cfg) -> dict:
     return models
 
 
-def train(name, model, train_seqs, test_seqs, key, cfg, progress):
+def _fit_one(model, train_seqs, test_seqs, key, cfg, progress):
     factored = isinstance(model, FactoredAttention)
-    t0 = time.perf_counter()
-    trained, hist = fit(
+    return fit(
         model, train_seqs, key=key,
         learning_rate=LEARNING_RATES["factored" if factored else "transformer"],
         loss="mlm" if factored else "stochastic",
         n_steps=cfg["n_steps"], batch_size=cfg["batch_size"], eval_every=cfg["eval_every"],
         validation_fraction=0.2, patience=cfg["patience"], test_data=(test_seqs, None), progress=progress,
     )
+
+
+def train(model, train_seqs, test_seqs, key, cfg, progress):
+    """Fit one model (or, for a list of initialisations, each, keeping the lowest validation loss)."""
+    t0 = time.perf_counter()
+    starts = model if isinstance(model, list) else [model]
+    fits = [_fit_one(m, train_seqs, test_seqs, key, cfg, progress) for m in starts]
+    best = int(np.argmin([h.best_val_loss for _, h in fits]))
+    trained, hist = fits[best]
     # the returned model is the best validation one; its test loss was recorded at that step
     test_loss = float(hist.test_loss[int(np.argmin(hist.val_loss))])
     return trained, dict(
         test_loss=test_loss, best_step=int(hist.best_step), seconds=time.perf_counter() - t0,
         steps=hist.step.tolist(), test_curve=hist.test_loss.tolist(), val_curve=hist.val_loss.tolist(),
-        stopped_early=bool(hist.stopped_early),
+        stopped_early=bool(hist.stopped_early), restarts=len(starts),
+        restart_val_losses=[float(h.best_val_loss) for _, h in fits],
     )
 
 
@@ -210,6 +244,9 @@ def plot_losses(results, floor_mean, floor_se, sizes, out: Path) -> None:
             title="test loss against M")
     ax3.set(xscale="log", yscale="log", xlabel="training-set size M", ylabel="test loss - floor (paired, same test set)",
             title="excess loss against M")
+    for ax in (ax2, ax3):
+        ax.set_xticks(sizes, [str(M) for M in sizes])
+        ax.minorticks_off()
     handles, labels = ax1.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=9, frameon=False)
     for ext in ("png", "pdf"):
@@ -291,7 +328,7 @@ def main(argv=None) -> dict:
         seqs = train_all[:M]
         results[str(M)] = {"models": {}}
         for name, model in models.items():
-            trained, r = train(name, model, seqs, test, k_fit, cfg, progress)
+            trained, r = train(model, seqs, test, k_fit, cfg, progress)
             r["excess"] = r["test_loss"] - f_mean
             results[str(M)]["models"][name] = r
             print(f"M={M:5d}  {name:22s} test {r['test_loss']:.4f}  excess {r['excess']:+.4f}  "

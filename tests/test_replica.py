@@ -165,6 +165,10 @@ def test_result_codes_and_throw():
         replica.solve(sc, 3.0, 1.0, max_steps=2, throw=True)
     ok = replica.solve(sc, 3.0, 1.0, throw=True)
     assert ok.message.startswith("converged")
+    # No ridge and separable data (alpha = 0.5 below the separability threshold): the
+    # minimiser does not exist and the order parameters run away.
+    runaway = replica.solve(Scenario(2, np.eye(2), 4.0, "independent"), 0.5, 0.0, max_steps=5000)
+    assert runaway.result == RESULTS.diverged and "diverged" in runaway.message
     # Warm start from the solution converges immediately.
     again = replica.solve(sc, 3.0, 1.0, init=ok)
     assert int(again.n_steps) <= 2

@@ -152,7 +152,7 @@ def learning_curve(
             pieces.append(jax.tree.map(lambda a: np.asarray(a)[:, :n_real], _as_numpy(sols)))
             bar.update(n_real)
     cols = {k: np.concatenate([piece[k] for piece in pieces], axis=1) for k in pieces[0]}
-    return {k: v.reshape(-1) for k, v in cols.items()}
+    return {k: cols[k].reshape(-1) for k in TABLE_COLUMNS}  # in the documented column order
 
 
 def _as_numpy(sol: Solution) -> dict[str, np.ndarray]:
@@ -186,7 +186,7 @@ def write_csv(table: dict[str, np.ndarray], path: str | os.PathLike) -> None:
 
 
 def read_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a table written by `write_csv` (numeric columns as float/int/bool arrays)."""
+    """Read a table written by `write_csv` (numeric columns as float/int/bool arrays, others as strings)."""
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
     names, body = rows[0], rows[1:]
@@ -199,7 +199,10 @@ def read_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
             try:
                 out[name] = np.array([int(v) for v in col])
             except ValueError:
-                out[name] = np.array([float(v) for v in col])
+                try:
+                    out[name] = np.array([float(v) for v in col])
+                except ValueError:  # a label column (e.g. the scenario kind)
+                    out[name] = np.array(col)
     return out
 
 

@@ -49,7 +49,9 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
 from . import losses
 from ._progress import progress_bar
 from ._validation import check_sequences
+from ._dense_pl import coupling_matrix
 from .potts import FactoredPotts, PottsModel
+from .sharding import DATA_AXIS, sum_over_rows
 
 __all__ = [
     "History",
@@ -184,6 +186,10 @@ class _DenseConditionals(eqx.Module):
         row = jnp.where((jnp.arange(self.L) != i)[:, None, None], self.couplings[i], 0.0)
         return self.fields[i] + jnp.einsum("jab,jb->a", row, x)
 
+    def dense_parts(self) -> tuple[Float[Array, "L q"], Float[Array, "Lq Lq"]]:
+        """Fields and coupling matrix for the fused pseudo-likelihood kernel (`jaxpotts._dense_pl`)."""
+        return self.fields, coupling_matrix(self._masked())
+
     def coupling_norm2(self) -> Scalar:
         return jnp.sum(self._masked() ** 2)
 
@@ -246,6 +252,8 @@ class _Config(eqx.Module):
     linesearch: bool = eqx.field(static=True)
     full_batch: bool = eqx.field(static=True)
     L: int = eqx.field(static=True)
+    chunk: int = eqx.field(static=True)
+    mesh: Any = eqx.field(static=True, default=None)
 
 
 class _Data(eqx.Module):
@@ -255,15 +263,22 @@ class _Data(eqx.Module):
     l2: Scalar
     l2_fields: Scalar
     tol: Scalar
+    ftol: Scalar
 
 
 def _data_term(model, cfg: _Config, seqs, weights, norm, key) -> Scalar:
     if cfg.loss == "mlm":
-        per = losses.sequence_pseudo_likelihoods(model, seqs) / cfg.L
+        total = losses.weighted_pseudo_likelihood_sum(model, seqs, weights, mesh=cfg.mesh) / cfg.L
     else:
         sites = jax.random.randint(key, (seqs.shape[0],), 0, cfg.L)
-        per = losses.masked_site_nll(model, seqs, sites)
-    return jnp.sum(weights.astype(per.dtype) * per) / norm
+        params, static = eqx.partition(model, eqx.is_array)
+
+        def shard_sum(params, s, w, i):
+            per = losses.masked_site_nll(eqx.combine(params, static), s, i)
+            return jnp.sum(w.astype(per.dtype) * per)
+
+        total = sum_over_rows(shard_sum, cfg.mesh)(params, seqs, weights, sites)
+    return total / norm
 
 
 def _objective(params, static, cfg: _Config, data: _Data, seqs, weights, key):
@@ -294,18 +309,27 @@ def _select(flag, new, old):
     return jax.tree_util.tree_map(lambda a, b: jnp.where(flag, a, b), new, old)
 
 
-@eqx.filter_jit
-def _run_chunk(params, opt_state, done, static, cfg: _Config, data: _Data, batches, steps, active, mask_key):
-    """`len(steps)` optimiser steps in one `lax.scan`. Minibatches arrive pre-gathered as
-    `batches = (seqs[n, B, L], weights[n, B])`, so the compiled chunk does not depend on the
-    training-set size; a full batch reads `data`. Inactive steps (past n_steps, or after L-BFGS
-    converged) leave the state unchanged. Returns the new state and per-step (objective, data term)."""
-    opt = cfg.optimizer
+_FTOL_WINDOW = 5
 
-    def step(carry, xs):
-        params, opt_state, done = carry
-        t, act, batch = xs
-        seqs, weights = (data.seqs, data.weights) if cfg.full_batch else batch
+
+@eqx.filter_jit
+def _run_chunk(params, opt_state, done, recent, static, cfg: _Config, data: _Data, batches, t0, n_active, mask_key):
+    """Up to `n_active` optimiser steps in one `lax.while_loop`, stopping early once done.
+
+    Minibatches arrive pre-gathered as `batches = (seqs[n, B, L], weights[n, B])`, so the compiled
+    chunk does not depend on the training-set size; a full batch reads `data`. A while loop
+    (rather than a masked scan) means no step after convergence costs anything and the
+    optimiser state is never copied to undo a step: only the parameters are kept back when a
+    step is rejected (non-finite, or a line search that found no decrease). `recent` holds the
+    objective of the last `_FTOL_WINDOW` line-search steps for the `ftol` test. Returns the new
+    state, the number of steps taken and per-step (objective, data term)."""
+    opt = cfg.optimizer
+    n = cfg.chunk
+
+    def body(carry):
+        i, params, opt_state, done, recent, values, terms = carry
+        t = t0 + i
+        seqs, weights = (data.seqs, data.weights) if cfg.full_batch else jax.tree_util.tree_map(lambda x: x[i], batches)
         key = jax.random.fold_in(mask_key, t)
 
         if cfg.linesearch:
@@ -314,38 +338,47 @@ def _run_chunk(params, opt_state, done, static, cfg: _Config, data: _Data, batch
 
             value, grad = optax.value_and_grad_from_state(value_fn)(params, state=opt_state)
             term = value - losses.l2_penalty(eqx.combine(params, static), data.l2, data.l2_fields) / cfg.L
-            updates, new_state = opt.update(grad, opt_state, params, value=value, grad=grad, value_fn=value_fn)
+            updates, opt_state = opt.update(grad, opt_state, params, value=value, grad=grad, value_fn=value_fn)
             new_params = optax.apply_updates(params, updates)
+            new_value = _tree_get(opt_state, "value")
             gmax = jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree_util.tree_leaves(grad)]))
-            # Converged: gradient below tol, or the line search found no decrease (precision limit).
-            converged = (gmax <= data.tol) | ~(_tree_get(new_state, "value") < value)
+            # Converged: gradient below tol, the line search found no decrease (precision limit),
+            # or the objective fell by less than a relative ftol over the last _FTOL_WINDOW steps.
+            no_decrease = ~(new_value < value)
+            slot = t % _FTOL_WINDOW
+            stalled = (recent[slot] - new_value) <= data.ftol * jnp.abs(new_value)
+            recent = recent.at[slot].set(new_value)
+            reject = no_decrease
+            converged = (gmax <= data.tol) | no_decrease | stalled
         else:
             (value, term), grad = jax.value_and_grad(_objective, has_aux=True)(
                 params, static, cfg, data, seqs, weights, key
             )
-            updates, new_state = opt.update(grad, opt_state, params)
+            updates, opt_state = opt.update(grad, opt_state, params)
             new_params = optax.apply_updates(params, updates)
-            converged = jnp.array(False)
+            reject = converged = jnp.array(False)
 
         finite = _finite(new_params)
-        ok = act & ~done & finite & ~converged
-        params = _select(ok, new_params, params)
-        opt_state = _select(ok, new_state, opt_state)
-        done = done | (act & (converged | ~finite))
-        return (params, opt_state, done), (value, term)
+        params = _select(finite & ~reject, new_params, params)
+        done = converged | ~finite
+        return i + 1, params, opt_state, done, recent, values.at[i].set(value), terms.at[i].set(term)
 
-    xs = (steps, active, None if cfg.full_batch else batches)
-    (params, opt_state, done), (values, terms) = jax.lax.scan(step, (params, opt_state, done), xs)
-    return params, opt_state, done, values, terms
+    def cond(carry):
+        i, done = carry[0], carry[3]
+        return (i < n_active) & ~done
+
+    dtype = jax.tree_util.tree_leaves(params)[0].dtype
+    init = (jnp.zeros((), jnp.int32), params, opt_state, done, recent,
+            jnp.full((n,), jnp.nan, dtype), jnp.full((n,), jnp.nan, dtype))
+    n_done, params, opt_state, done, recent, values, terms = jax.lax.while_loop(cond, body, init)
+    return params, opt_state, done, recent, n_done, values, terms
 
 
 @eqx.filter_jit
 def _evaluate_chunk(params, static, seqs, weights) -> tuple[Scalar, Scalar]:
     """(sum_m w_m PL_m, sum_m w_m) over one fixed-size chunk of sequences."""
     model = eqx.combine(params, static)
-    per = losses.sequence_pseudo_likelihoods(model, seqs)
-    w = weights.astype(per.dtype)
-    return jnp.sum(w * per), jnp.sum(w)
+    return losses.weighted_pseudo_likelihood_sum(model, seqs, weights), jnp.sum(weights)
 
 
 def _evaluate(params, static, chunks) -> float:
@@ -478,6 +511,14 @@ def _check_optional_count(x, name, minimum=1):
     return int(x)
 
 
+def _check_mesh(mesh) -> None:
+    if mesh is None:
+        return
+    if not isinstance(mesh, jax.sharding.Mesh) or DATA_AXIS not in mesh.axis_names or len(mesh.axis_names) != 1:
+        raise ValueError(f"mesh must be a one-axis jax.sharding.Mesh named {DATA_AXIS!r} "
+                         f"(jaxpotts.sharding.data_mesh()), got {mesh!r}")
+
+
 def _fingerprint(*arrays) -> str:
     h = hashlib.sha256()
     for a in arrays:
@@ -552,9 +593,11 @@ def fit(
     restore_best: bool = True,
     eval_every: Optional[int] = None,
     tol: float = 1e-6,
+    ftol: float = 0.0,
     progress: Optional[bool] = None,
     checkpoint_path: Optional[Union[str, os.PathLike]] = None,
     resume: bool = False,
+    mesh: Optional[jax.sharding.Mesh] = None,
 ) -> tuple[Any, History]:
     r"""Train `model` by masked-language modelling (= pseudo-likelihood) with L2 regularisation.
 
@@ -583,11 +626,16 @@ def fit(
         restore_best: with validation, return the parameters with the lowest validation loss.
         eval_every: steps per chunk, i.e. between evaluations (default: one epoch; 25 for full batch).
         tol: L-BFGS stops when every gradient component is below this.
+        ftol: L-BFGS also stops when the objective fell by less than `ftol` times its value over
+            the last 5 steps (CCMpred's and scipy's kind of test; 0 turns it off).
         progress: progress bar (None: only when stderr is a terminal; False: silent).
         checkpoint_path: save the training state there after every chunk (and at the end).
         resume: continue from `checkpoint_path` if it exists (same data, key and settings are
             required; `n_steps`/`n_epochs`/`patience` may grow). The result equals an
             uninterrupted run.
+        mesh: split every loss evaluation over the devices of this mesh (`jaxpotts.sharding.data_mesh()`,
+            one axis named "data"): data parallelism with replicated parameters; the result equals
+            a one-device fit up to floating-point rounding. None: one device.
 
     Returns:
         (trained model of the same type, `History`).
@@ -612,6 +660,7 @@ def fit(
     l2 = _check_nonneg(l2, "l2")
     l2_fields = _check_nonneg(l2_fields, "l2_fields")
     tol = _check_nonneg(tol, "tol")
+    ftol = _check_nonneg(ftol, "ftol")
     patience = _check_optional_count(patience, "patience")
     if target_loss is not None and not (isinstance(target_loss, (int, float)) and math.isfinite(target_loss)):
         raise ValueError(f"target_loss must be a finite number or None, got {target_loss!r}")
@@ -650,7 +699,8 @@ def fit(
     if linesearch and loss != "mlm":
         raise ValueError("L-BFGS / line-search optimisers need the deterministic loss='mlm'")
 
-    cfg = _Config(optimizer=opt, loss=loss, linesearch=linesearch, full_batch=full_batch, L=L)
+    _check_mesh(mesh)
+    cfg = _Config(optimizer=opt, loss=loss, linesearch=linesearch, full_batch=full_batch, L=L, chunk=chunk, mesh=mesh)
     w_mean = float(tr_w.mean())
     # Minibatches are gathered on the host from the training data plus one zero-weight dummy
     # row (index M_tr) that pads the last batch of an epoch.
@@ -663,6 +713,7 @@ def fit(
         l2=jnp.asarray(l2, dtype),
         l2_fields=jnp.asarray(l2_fields, dtype),
         tol=jnp.asarray(tol, dtype),
+        ftol=jnp.asarray(ftol, dtype),
     )
     val = None if val_seqs is None else _chunked(val_seqs, val_w, _EVAL_BATCH)
     test = None if test_data is None else _chunked(*test_data, _EVAL_BATCH)
@@ -672,6 +723,7 @@ def fit(
 
     opt_state = _strong(opt.init(params))
     done = jnp.asarray(False, dtype=bool)
+    recent = jnp.full((_FTOL_WINDOW,), jnp.inf, dtype)
     best = {"params": params, "val": math.inf, "step": 0, "bad": 0}
     history = History.empty()
     step = 0
@@ -679,7 +731,7 @@ def fit(
     settings = dict(
         L=L, q=q, model=type(model).__name__, optimizer=optimizer if isinstance(optimizer, str) else repr(optimizer),
         learning_rate=learning_rate, batch_size=B, loss=loss, l2=l2, l2_fields=l2_fields,
-        validation_fraction=float(validation_fraction), eval_every=chunk, tol=tol,
+        validation_fraction=float(validation_fraction), eval_every=chunk, tol=tol, ftol=ftol,
         data=_fingerprint(seqs_np, w_np) + ("" if validation_data is None else _fingerprint(*validation_data))
         + ("" if test_data is None else _fingerprint(*test_data)),
         key=_fingerprint(jax.random.key_data(key)), params=_fingerprint(*jax.tree_util.tree_leaves(params)),
@@ -688,12 +740,12 @@ def fit(
     if resume and ckpt is None:
         raise ValueError("resume=True needs a checkpoint_path")
     if resume and ckpt.exists():
-        state, meta = load_checkpoint(ckpt, (params, opt_state, done, best["params"]))
+        state, meta = load_checkpoint(ckpt, (params, opt_state, done, recent, best["params"]))
         if meta.get("settings") != settings:
             diff = sorted(k for k in settings if meta.get("settings", {}).get(k) != settings[k])
             raise ValueError(f"checkpoint {ckpt} was written by a run with different {', '.join(diff)}; "
                              "resume needs the same model, data, key and settings")
-        params, opt_state, done, best_params = state
+        params, opt_state, done, recent, best_params = state
         progress_state = meta["progress"]
         step = int(progress_state["step"])
         best = {"params": best_params, "val": progress_state["best_val"] if progress_state["best_val"] is not None else math.inf,
@@ -703,7 +755,7 @@ def fit(
     def save():
         if ckpt is None:
             return
-        save_checkpoint(ckpt, (params, opt_state, done, best["params"]), {
+        save_checkpoint(ckpt, (params, opt_state, done, recent, best["params"]), {
             "settings": settings, "history": history.to_dict(),
             "progress": {"step": step, "best_val": None if not math.isfinite(best["val"]) else best["val"],
                          "best_step": best["step"], "bad": best["bad"]},
@@ -730,14 +782,14 @@ def fit(
         bar.update(min(step, total_steps))
         while step < total_steps and not (history.stopped_early or history.reached_target or bool(done)):
             n_active = min(chunk, total_steps - step)
-            steps = np.arange(step, step + chunk, dtype=np.int32)
-            active = np.arange(chunk) < n_active
-            params, opt_state, done, values, terms = _run_chunk(
-                params, opt_state, done, static, cfg, data, batches(step), steps, active, k_mask
+            params, opt_state, done, recent, n_done, values, terms = _run_chunk(
+                params, opt_state, done, recent, static, cfg, data, batches(step),
+                jnp.asarray(step, jnp.int32), jnp.asarray(n_active, jnp.int32), k_mask,
             )
-            values = np.asarray(values)[:n_active]
-            terms = np.asarray(terms)[:n_active]
-            step += n_active
+            n_done = int(n_done)
+            values = np.asarray(values)[:n_done]
+            terms = np.asarray(terms)[:n_done]
+            step += n_done
             v = math.nan if val is None else _evaluate(params, static, val)
             t = math.nan if test is None else _evaluate(params, static, test)
             history._append(step, step / steps_per_epoch, float(np.mean(terms)), v, t, float(values[-1]), values)
@@ -748,7 +800,7 @@ def fit(
                     best["bad"] += 1
                     history.stopped_early = patience is not None and best["bad"] >= patience
                 history.reached_target = target_loss is not None and v <= target_loss
-            bar.update(n_active)
+            bar.update(n_done)
             bar.set_postfix_str(f"train {history.train_loss[-1]:.4f}" + ("" if val is None else f" val {v:.4f}")
                                 + ("" if test is None else f" test {t:.4f}"))
             history.converged = bool(done)

@@ -1,0 +1,196 @@
+r"""Dense pseudo-likelihood by row gathers: the hot loop of plmDCA fits.
+
+A dense Potts model is stored here as the matrix $W \in \mathbb R^{Lq \times Lq}$,
+$W[(j,b),(i,a)] = J_{ij}(a,b)$ (`coupling_matrix`). The coupling part of the local fields of a
+sequence s is a sum of L rows of W:
+
+$$\phi_{(i,a)}(s) - h_i(a) = \sum_j J_{ij}(a, s_j) = \sum_j W[(j, s_j), (i,a)] .$$
+
+With the one-hot encoding $X \in \{0,1\}^{M \times Lq}$ this is the product $X W$, but a GEMM
+spends q times more multiply-adds than needed (X has L ones per row out of Lq). Gathering and
+adding the L rows costs $M L \cdot Lq$ additions, and the gradient $X^\top R$ is the matching
+scatter-add of rows. Both loop over blocks of sequences inside one `lax.scan`, so the
+(block, Lq) accumulators stay in cache and nothing of size (M, Lq) is ever stored.
+
+`weighted_nll_sum` fuses the forward pass, the log-softmax and the backward pass of the
+weighted pseudo-likelihood into that one loop: under differentiation its forward rule returns
+the value *and* the gradient (one gather and one scatter per sequence and site), and its
+backward rule only scales them. Without differentiation only the value is computed.
+
+Measured on two shared CPU cores for PF00763 (M = 11418, L = 116, q = 21): the gather takes
+about 0.4 s and the scatter 0.6 s, against 2.8 s and 1.6 s for the equivalent one-hot GEMMs.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec
+from jaxtyping import Array, Float, Int, Scalar
+
+from .sharding import DATA_AXIS, pad_rows
+
+# Sequences per block: the (block, Lq) accumulator then stays within a core's L2 cache (~512 kB).
+_CACHE_FLOATS = 1 << 17
+
+
+def block_size(K: int) -> int:
+    """Sequences per block for rows of length K (a power of two between 8 and 256)."""
+    b = 8
+    while b < 256 and 2 * b * K <= _CACHE_FLOATS:
+        b *= 2
+    return b
+
+
+def coupling_matrix(couplings: Float[Array, "L L q q"]) -> Float[Array, "Lq Lq"]:
+    r"""$W[(j,b),(i,a)] = J_{ij}(a,b)$ from couplings indexed [i, j, a, b]."""
+    L, _, q, _ = couplings.shape
+    return couplings.transpose(1, 3, 0, 2).reshape(L * q, L * q)
+
+
+def _blocks(x, block: int, fill=0):
+    """Split the leading axis into blocks of `block` rows, padding with `fill`."""
+    n = -(-x.shape[0] // block)
+    pad = n * block - x.shape[0]
+    if pad:
+        x = jnp.concatenate([x, jnp.full((pad,) + x.shape[1:], fill, x.dtype)])
+    return x.reshape((n, block) + x.shape[1:])
+
+
+def _gather_rows(W, rows):
+    """$\\sum_j W[\\mathrm{rows}_{:, j}]$ for one block: (B, L) indices -> (B, K)."""
+    def add_site(acc, j):
+        return acc + W[rows[:, j]], None
+
+    acc0 = jnp.zeros((rows.shape[0], W.shape[1]), W.dtype)
+    return jax.lax.scan(add_site, acc0, jnp.arange(rows.shape[1]))[0]
+
+
+def _scatter_rows(dW, rows, R):
+    """dW[rows[m, j]] += R[m] for one block."""
+    def add_site(dW, j):
+        return dW.at[rows[:, j]].add(R), None
+
+    return jax.lax.scan(add_site, dW, jnp.arange(rows.shape[1]))[0]
+
+
+def _block_terms(h, W, s, w):
+    """Logits, per-sequence NLL and the weighted logit residual of one block."""
+    B, L = s.shape
+    q = h.shape[1]
+    rows = s + q * jnp.arange(L, dtype=s.dtype)
+    logits = _gather_rows(W, rows).reshape(B, L, q) + h
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.sum(jnp.take_along_axis(logp, s[:, :, None], axis=-1)[..., 0], axis=-1)
+    return rows, logp, nll
+
+
+def _split(h, seqs, weights):
+    K = h.size
+    B = block_size(K)
+    s = _blocks(seqs.astype(jnp.int32), B)
+    w = _blocks(weights.astype(h.dtype), B)  # padded sequences get weight 0
+    return s, w
+
+
+def _value(h, W, seqs, weights):
+    s, w = _split(h, seqs, weights)
+
+    def step(total, xs):
+        sb, wb = xs
+        _, _, nll = _block_terms(h, W, sb, wb)
+        return total + jnp.sum(wb * nll), nll
+
+    total, nll = jax.lax.scan(step, jnp.zeros((), h.dtype), (s, w))
+    return total, nll.reshape(-1)[: seqs.shape[0]]
+
+
+def _value_and_grad(h, W, seqs, weights):
+    s, w = _split(h, seqs, weights)
+    q = h.shape[1]
+
+    def step(carry, xs):
+        total, gh, gW = carry
+        sb, wb = xs
+        rows, logp, nll = _block_terms(h, W, sb, wb)
+        R = wb[:, None, None] * (jnp.exp(logp) - jax.nn.one_hot(sb, q, dtype=logp.dtype))
+        gh = gh + jnp.sum(R, axis=0)
+        gW = _scatter_rows(gW, rows, R.reshape(R.shape[0], -1))
+        return (total + jnp.sum(wb * nll), gh, gW), nll
+
+    init = (jnp.zeros((), h.dtype), jnp.zeros_like(h), jnp.zeros_like(W))
+    (total, gh, gW), nll = jax.lax.scan(step, init, (s, w))
+    return total, nll.reshape(-1)[: seqs.shape[0]], gh, gW
+
+
+def _sharded(fn, mesh, n_sums: int):
+    """Run `fn(h, W, seqs, weights) -> (*sums, nll)` on row shards of `mesh`: the sums are added
+    over devices, the per-sequence `nll` stays split like the rows (then unpadded)."""
+    if mesh is None or mesh.size == 1:
+        return fn
+
+    def run(h, W, seqs, weights):
+        M = seqs.shape[0]
+        seqs, weights = pad_rows(mesh.size, seqs, weights)
+
+        def local(h, W, s, w):
+            *sums, nll = fn(h, W, s, w)
+            return (*(jax.lax.psum(x, DATA_AXIS) for x in sums), nll)
+
+        rows = PartitionSpec(DATA_AXIS)
+        out = jax.shard_map(
+            local, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(), rows, rows),
+            out_specs=(PartitionSpec(),) * n_sums + (rows,), check_vma=False,
+        )(h, W, seqs, weights)
+        return (*out[:-1], out[-1][:M])
+
+    return run
+
+
+def _grads_nll_last(h, W, seqs, weights):
+    total, nll, gh, gW = _value_and_grad(h, W, seqs, weights)
+    return total, gh, gW, nll
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(4,))
+def weighted_nll_sum(
+    h: Float[Array, "L q"],
+    W: Float[Array, "Lq Lq"],
+    seqs: Int[Array, "M L"],
+    weights: Float[Array, " M"],
+    mesh: Optional[Mesh] = None,
+) -> Scalar:
+    r"""$\sum_m w_m \sum_i -\log \mathrm{softmax}_a\big(h_i(a) + \sum_j W[(j,s^m_j),(i,a)]\big)[s^m_i]$.
+
+    The weighted (unnormalised) negative log pseudo-likelihood of a dense model given as fields
+    `h` (L, q) and coupling matrix `W` (Lq, Lq) (see `coupling_matrix`; its diagonal blocks
+    must be zero, or be masked by the caller, for these to be the Potts conditionals).
+    Differentiable in h, W and the weights (reverse mode; the gradient is computed in the same
+    pass as the value). With a `mesh` (`jaxpotts.sharding.data_mesh`) the sequences are split
+    over its devices and the partial sums added.
+    """
+    return _sharded(_value, mesh, 1)(h, W, seqs, weights)[0]
+
+
+def _fwd(h, W, seqs, weights, mesh):
+    total, gh, gW, nll = _sharded(_grads_nll_last, mesh, 3)(h, W, seqs, weights)
+    return total, (gh, gW, nll, seqs)
+
+
+def _bwd(mesh, res, ct):
+    gh, gW, nll, seqs = res
+    # Integer sequences take a float0 cotangent.
+    seq_ct = np.zeros(seqs.shape, jax.dtypes.float0)
+    return ct * gh, ct * gW, seq_ct, (ct * nll).astype(nll.dtype)
+
+
+weighted_nll_sum.defvjp(_fwd, _bwd)
+
+
+def sequence_nll(h: Float[Array, "L q"], W: Float[Array, "Lq Lq"], seqs: Int[Array, "M L"]) -> Float[Array, " M"]:
+    r"""Per-sequence negative log pseudo-likelihood $\sum_i -\log p(s^m_i \mid s^m_{-i})$ (value only)."""
+    return _value(h, W, seqs, jnp.ones(seqs.shape[:1], h.dtype))[1]

@@ -1,0 +1,89 @@
+"""Tests for jaxpotts.sharding: losses and fits split over devices equal the one-device results.
+
+JAX fixes the number of CPU devices when it starts, so these run in a subprocess that asks for
+two CPU devices (`use_cpu_cores(2)`) before touching JAX.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SCRIPT = textwrap.dedent(
+    r"""
+    import jax, numpy as np
+    from jaxpotts.sharding import use_cpu_cores, data_mesh, sum_over_rows
+    assert use_cpu_cores(2) == 2
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    from jaxpotts import losses, training
+    from jaxpotts.attention import FactoredAttention
+    from jaxpotts.potts import random_dense_potts
+
+    mesh = data_mesh()
+    assert mesh.size == 2 and len(jax.devices()) == 2
+    rng = np.random.default_rng(0)
+    L, q, M = 6, 3, 33                      # M odd: the shards are padded with zero-weight rows
+    seqs = jnp.asarray(rng.integers(0, q, (M, L)), jnp.int32)
+    w = jnp.asarray(rng.uniform(size=M))
+    dense = random_dense_potts(jax.random.PRNGKey(1), L, q)
+    fa = FactoredAttention(L, q, 2, 3, key=jax.random.PRNGKey(2), fields=True)
+    for model in (dense, fa):
+        one = losses.weighted_pseudo_likelihood_sum(model, seqs, w)
+        two = losses.weighted_pseudo_likelihood_sum(model, seqs, w, mesh=mesh)
+        assert abs(float(one) - float(two)) < 1e-10 * abs(float(one)), (type(model).__name__, one, two)
+        g1 = jax.grad(lambda m: losses.weighted_pseudo_likelihood_sum(m, seqs, w))(model)
+        g2 = jax.grad(lambda m: losses.weighted_pseudo_likelihood_sum(m, seqs, w, mesh=mesh))(model)
+        for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2)):
+            assert np.allclose(a, b, atol=1e-10), type(model).__name__
+
+    # sum_over_rows itself: a plain sum of squares split over the devices
+    x = jnp.arange(7.0)
+    f = sum_over_rows(lambda c, x: c * jnp.sum(x ** 2), mesh)
+    assert float(f(2.0, x)) == 2.0 * float(jnp.sum(x ** 2))
+
+    # fits: dense plmDCA (L-BFGS, full batch) and attention (Adam, minibatches, stochastic loss)
+    m1, h1 = training.fit_plm(seqs, q=q, weights=w, n_steps=30, progress=False)
+    m2, h2 = training.fit_plm(seqs, q=q, weights=w, n_steps=30, progress=False, mesh=mesh)
+    assert h1.step[-1] == h2.step[-1]
+    assert np.allclose(m1.couplings, m2.couplings, atol=1e-6), np.abs(m1.couplings - m2.couplings).max()
+    kw = dict(key=jax.random.PRNGKey(3), n_steps=20, batch_size=8, progress=False, loss="stochastic")
+    a1, _ = training.fit(fa, seqs, **kw)
+    a2, _ = training.fit(fa, seqs, mesh=mesh, **kw)
+    for a, b in zip(jax.tree_util.tree_leaves(a1), jax.tree_util.tree_leaves(a2)):
+        assert np.allclose(a, b, atol=1e-8)
+
+    # too late to change the device count, and a wrong mesh is refused
+    try:
+        use_cpu_cores(3)
+    except RuntimeError as err:
+        assert "before JAX runs" in str(err)
+    else:
+        raise AssertionError("use_cpu_cores after start-up must raise")
+    from jax.sharding import Mesh
+    try:
+        training.fit_plm(seqs, q=q, n_steps=2, progress=False, mesh=Mesh(np.array(jax.devices()), ("x",)))
+    except ValueError as err:
+        assert "mesh" in str(err)
+    else:
+        raise AssertionError("a mesh without the data axis must be refused")
+    print("OK")
+    """
+)
+
+
+def test_two_cpu_devices_give_the_one_device_results():
+    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().endswith("OK")
+
+
+def test_use_cpu_cores_rejects_bad_counts():
+    from jaxpotts.sharding import use_cpu_cores
+
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="positive integer"):
+            use_cpu_cores(bad)

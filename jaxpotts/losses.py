@@ -127,13 +127,28 @@ def _sequence_site_nll(model: Any, s: Int[Array, " L"]) -> Float[Array, " L"]:
 # op; input checks run before, on concrete values. Inside an outer jit they simply inline.
 
 
-def _dense_parts(model: Any) -> Optional[tuple[jax.Array, jax.Array]]:
+# Attention layers with this many heads or more evaluate fits' losses through their implied
+# couplings and the dense kernel: building J costs H L^2 q^2 once per evaluation, after which
+# every sequence costs L^2 q row additions, against H L^2 q multiply-adds per sequence (as many
+# small matrix products) on the attention path. Measured on CPU, the crossover is near 3 heads.
+_COUPLING_ROUTE_HEADS = 3
+
+
+def _dense_parts(model: Any, via_couplings: bool = False) -> Optional[tuple[jax.Array, jax.Array]]:
     """(fields, coupling matrix W) of a dense model, for the row-gather kernels of `_dense_pl`;
-    None for other models. A trainable wrapper opts in with a `dense_parts()` method."""
+    None for other models. A trainable wrapper opts in with a `dense_parts()` method; with
+    `via_couplings`, any model with `couplings()` (an attention layer) is evaluated that way."""
     if isinstance(model, PottsModel):
         return model.fields, _dense_pl.coupling_matrix(model.couplings)
     parts = getattr(model, "dense_parts", None)
-    return parts() if callable(parts) else None
+    if callable(parts):
+        return parts()
+    if via_couplings and callable(getattr(model, "couplings", None)):
+        C = model.couplings()
+        fields = getattr(model, "fields", None)
+        h = jnp.zeros(C.shape[::2], C.dtype) if fields is None else fields
+        return h, _dense_pl.coupling_matrix(C)
+    return None
 
 
 @eqx.filter_jit
@@ -151,8 +166,9 @@ def sequence_pseudo_likelihoods(model: Any, seqs: Int[Array, "M L"]) -> Float[Ar
 
 
 @eqx.filter_jit
-def _weighted_sum(model: Any, seqs: Int[Array, "M L"], weights: Float[Array, " M"], mesh: Any) -> Scalar:
-    parts = _dense_parts(model)
+def _weighted_sum(model: Any, seqs: Int[Array, "M L"], weights: Float[Array, " M"], mesh: Any,
+                  via_couplings: bool = False) -> Scalar:
+    parts = _dense_parts(model, via_couplings)
     if parts is not None:
         return _dense_pl.weighted_nll_sum(*parts, seqs, weights, mesh)
     params, static = eqx.partition(model, eqx.is_array)
@@ -165,18 +181,29 @@ def _weighted_sum(model: Any, seqs: Int[Array, "M L"], weights: Float[Array, " M
 
 
 def weighted_pseudo_likelihood_sum(
-    model: Any, seqs: Int[Array, "M L"], weights: Float[Array, " M"], *, mesh: Any = None
+    model: Any,
+    seqs: Int[Array, "M L"],
+    weights: Optional[Float[Array, " M"]],
+    *,
+    mesh: Any = None,
+    via_couplings: Optional[bool] = None,
 ) -> Scalar:
     r"""$\sum_m w_m \sum_i -\log p(s^m_i \mid s^m_{-i})$, unnormalised (the data term of fits).
 
     Dense Potts models use the fused row-gather kernel of `jaxpotts._dense_pl` (value and
     gradient in one pass, $O(M L^2 q)$ instead of the $O(M L^2 q^2)$ of a one-hot contraction).
+    `via_couplings=True` evaluates a model with a `couplings()` method (a `FactoredAttention`)
+    the same way, through its implied couplings $J_{ij}(a,b) = \sum_h A^h_{ij} V^h(a,b)$ —
+    exactly the same function of the parameters (docs/mlm_equals_pl.md), at a cost independent
+    of the number of heads; None (default) does so for attention layers with 3 heads or more.
     With `mesh` (`jaxpotts.sharding.data_mesh()`) the sequences are split over its devices.
     """
     seqs, weights = _prepare(model, seqs, weights)
     if weights is None:
         weights = jnp.ones(seqs.shape[:1], jnp.result_type(float))
-    return _weighted_sum(model, seqs, weights, mesh)
+    if via_couplings is None:
+        via_couplings = int(getattr(model, "n_heads", 0) or 0) >= _COUPLING_ROUTE_HEADS
+    return _weighted_sum(model, seqs, weights, mesh, bool(via_couplings))
 
 
 def pseudo_likelihood(

@@ -21,7 +21,8 @@ validation split and the epoch permutations, drawn on the host by numpy generato
 `key` and the epoch index; the masked sites of the stochastic loss, by `fold_in(key, step)`) is
 derived from `key`, so a run is a deterministic function of its arguments, and a resumed run reproduces an uninterrupted one exactly.
 
-L-BFGS (`optimizer="lbfgs"`, optax's `lbfgs` with its zoom line search) needs the full batch and
+L-BFGS (`optimizer="lbfgs"`: `jaxpotts.optim.lbfgs`, backtracking Armijo line search; or any optax
+line-search transformation such as `optax.lbfgs()`) needs the full batch and
 the deterministic loss; the value and gradient found by the line search are reused through
 `optax.value_and_grad_from_state`. It stops when the largest gradient component falls below
 `tol` or the line search can no longer decrease the objective.
@@ -51,6 +52,7 @@ from ._progress import progress_bar
 from ._validation import check_sequences
 from ._dense_pl import coupling_matrix
 from .potts import FactoredPotts, PottsModel
+from .optim import lbfgs
 from .sharding import DATA_AXIS, sum_over_rows
 
 __all__ = [
@@ -226,7 +228,10 @@ def _named_optimizer(name: str, learning_rate: Optional[float]) -> optax.Gradien
     if name == "sgd":
         return optax.sgd(1e-2 if learning_rate is None else learning_rate)
     if name == "lbfgs":
-        return optax.lbfgs(learning_rate=learning_rate)
+        if learning_rate is not None:
+            raise ValueError("optimizer='lbfgs' takes its steps from a line search; learning_rate does not apply "
+                             "(pass an optax transformation such as optax.lbfgs(learning_rate=...) instead)")
+        return lbfgs()
     raise ValueError(f"optimizer must be 'adam', 'sgd', 'lbfgs' or an optax GradientTransformation, got {name!r}")
 
 
@@ -611,7 +616,7 @@ def fit(
         key: PRNG key for the validation split, minibatch order and stochastic masking.
         optimizer: "adam" (default), "sgd", "lbfgs" (full batch, deterministic loss) or any optax
             transformation (line-search transformations get value, grad and value_fn).
-        learning_rate: for "adam"/"sgd" (default 1e-2); for "lbfgs" None uses the line search.
+        learning_rate: for "adam"/"sgd" (default 1e-2); "lbfgs" (`jaxpotts.optim.lbfgs`) has none.
         n_steps / n_epochs: length of training (give one; an epoch is ceil(M_train / batch_size) steps).
         batch_size: sequences per step (default: all, i.e. full batch).
         loss: "mlm" (every site masked in turn) or "stochastic" (one random site per sequence).

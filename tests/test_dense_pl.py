@@ -86,3 +86,20 @@ def test_losses_use_the_kernel_for_dense_models(x64):
     g_ref = jax.grad(lambda h, C: reference_sum(h, C, seqs, w) / w.sum(), argnums=(0, 1))(h, C)
     np.testing.assert_allclose(g.fields, g_ref[0], atol=1e-12)
     np.testing.assert_allclose(g.couplings, g_ref[1], atol=1e-12)
+
+
+@pytest.mark.parametrize("softmax,fields", [(True, True), (False, False)])
+def test_attention_through_its_couplings_equals_its_own_forward_pass(x64, softmax, fields):
+    from jaxpotts.attention import FactoredAttention
+
+    rng = np.random.default_rng(7)
+    fa = FactoredAttention(6, 4, 5, 3, key=jax.random.PRNGKey(0), softmax=softmax, fields=fields, init_scale=1.0)
+    seqs = jnp.asarray(rng.integers(0, 4, (29, 6)), jnp.int32)
+    w = jnp.asarray(rng.uniform(size=29))
+    f = lambda m, route: losses.weighted_pseudo_likelihood_sum(m, seqs, w, via_couplings=route)
+    v1, g1 = jax.value_and_grad(f)(fa, True)
+    v2, g2 = jax.value_and_grad(f)(fa, False)
+    np.testing.assert_allclose(v1, v2, rtol=1e-12)
+    np.testing.assert_allclose(v1, w @ losses.sequence_pseudo_likelihoods(fa, seqs), rtol=1e-12)
+    for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2)):
+        np.testing.assert_allclose(a, b, atol=1e-10)

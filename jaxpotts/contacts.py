@@ -28,13 +28,15 @@ converted by `read_distances`).
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import math
 import os
+import time
 from fractions import Fraction
 from functools import partial
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -54,10 +56,13 @@ __all__ = [
     "precision",
     "precision_at",
     "plot_contact_map",
+    "ContactPrediction",
+    "PLM_DEFAULTS",
+    "ATTENTION_DEFAULTS",
+    "pipeline",
+    "predict",
 ]
 
-# `predict(alignment_path, method="plm"|"attention", **options)`, the whole pipeline (read,
-# weight, fit, score), lives here too; it is added with the fitting code.
 
 
 # ----------------------------------------------------------------------------- scores
@@ -402,3 +407,169 @@ def plot_contact_map(
     ax.set_title(title if title is not None else f"top {len(pairs)} pairs, precision {ppv:.2f}")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize="small", frameon=False)
     return fig
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+#: plmDCA defaults (asymmetric, all sites at once, full-batch L-BFGS). lambda_J = lambda_h = 0.01
+#: are plmDCA's (per-N_eff convention, docs/conventions.md); the fit stops when the objective
+#: falls by less than 1e-3 of its value over 5 iterations (or after 300), where contact
+#: rankings have long stopped changing (benchmarks/README.md, contacts).
+PLM_DEFAULTS = dict(l2=0.01, l2_fields=0.01, n_steps=300, ftol=1e-3, tol=1e-5)
+
+#: Factored attention (AttentionDCA-like): 32 softmax heads of dimension 23, values q x q, no
+#: fields; L2 on the implied couplings with plmDCA's lambda_J, full-batch L-BFGS.
+ATTENTION_DEFAULTS = dict(n_heads=32, head_dim=23, fields=False, l2=0.01, l2_fields=0.01, n_steps=300,
+                          ftol=1e-3, tol=1e-5, init_scale=0.1)
+
+_METHODS = ("plm", "attention")
+
+
+@dataclasses.dataclass(frozen=True)
+class ContactPrediction:
+    """What `pipeline` produced.
+
+    Attributes:
+        scores: (L, L) APC-corrected Frobenius scores over the alignment's match columns.
+        model: the fitted model: a `PottsModel` (plm, non-symmetric couplings) or a
+            `FactoredAttention`.
+        potts: the Potts model the scores were read from (`model` itself, or `to_potts()`).
+        alignment: the `jaxpotts.msa.Alignment` as read.
+        weights: sequence weights (M,), numpy.
+        m_eff: effective number of sequences, the sum of the weights.
+        history: the fit's `jaxpotts.training.History`.
+        seconds: wall time of each stage: read, weights, fit, scores, total.
+        method: "plm" or "attention"; options: the settings used (defaults filled in).
+    """
+
+    scores: np.ndarray
+    model: Any
+    potts: PottsModel
+    alignment: Any
+    weights: np.ndarray
+    m_eff: float
+    history: Any
+    seconds: dict
+    method: str
+    options: dict
+
+    def precision(self, distances, fractions: Sequence[float] = (1 / 5, 1 / 2, 1), *, threshold: float = 8.0,
+                  min_sep: int = 5) -> dict[str, float]:
+        """`precision_at` of these scores against a distance matrix (`read_distances`);
+        pairs with unknown distance are left out."""
+        D = np.asarray(distances, dtype=np.float64)
+        if D.shape != self.scores.shape:
+            raise ValueError(f"distances have shape {D.shape} but the alignment has L = {self.scores.shape[0]} "
+                             "match columns")
+        return precision_at(self.scores, contact_map(D, threshold), fractions, min_sep, known=np.isfinite(D))
+
+
+def _auto_mesh(mesh):
+    from .sharding import data_mesh
+
+    if isinstance(mesh, str):
+        if mesh != "auto":
+            raise ValueError(f"mesh must be 'auto', None or a jax.sharding.Mesh, got {mesh!r}")
+        return data_mesh() if len(jax.devices()) > 1 else None
+    return mesh
+
+
+def pipeline(
+    alignment: Union[str, "os.PathLike[str]", Any],
+    method: str = "plm",
+    *,
+    key: Optional[jax.Array] = None,
+    theta: float = 0.8,
+    alphabet: Any = "protein",
+    max_gap_fraction: Optional[float] = None,
+    mesh: Any = "auto",
+    progress: Optional[bool] = None,
+    **options: Any,
+) -> ContactPrediction:
+    r"""Read, weight, fit and score: contact prediction from an alignment with working defaults.
+
+    1. Read the alignment (`jaxpotts.msa.read_alignment`: FASTA/A2M/A3M/Stockholm; insert
+       columns dropped), optionally dropping sequences with more than `max_gap_fraction` gaps.
+    2. Sequence weights at identity threshold `theta` (0.8), $M_\mathrm{eff} = \sum_m w_m$.
+    3. Fit by weighted pseudo-likelihood with plmDCA's L2 convention (``l2`` = $\lambda_J$,
+       ``l2_fields`` = $\lambda_h$; CCMpred's ``lambda_pair`` = $\lambda_J M_\mathrm{eff}$):
+       ``method="plm"``: asymmetric plmDCA (`jaxpotts.training.fit_plm`, `PLM_DEFAULTS`);
+       ``method="attention"``: a `FactoredAttention` layer trained by MLM (`ATTENTION_DEFAULTS`;
+       ``n_heads``, ``head_dim``, ``fields``, ``init_scale`` set the layer), its couplings
+       $J_{ij}(a,b) = \sum_h A^h_{ij} V^h(a,b)$.
+    4. Scores: symmetrise, zero-sum gauge, Frobenius norm over the 20 amino acids (gap left out),
+       APC (`scores`).
+
+    Args:
+        alignment: a path, or an already read `jaxpotts.msa.Alignment`.
+        method: "plm" or "attention".
+        key: PRNG key for the attention layer's initialisation (default PRNGKey(0)).
+        theta: identity threshold of the sequence weights.
+        alphabet, max_gap_fraction: passed to `read_alignment`.
+        mesh: "auto" (split the sequences over all devices when there are several, see
+            `jaxpotts.sharding`), None (one device) or a `data_mesh()`.
+        progress: progress bar of the fit (None: only on a terminal).
+        **options: override the method's defaults (keys of `PLM_DEFAULTS` /
+            `ATTENTION_DEFAULTS`; other keys go to `jaxpotts.training.fit`).
+
+    Returns:
+        `ContactPrediction` with the (L, L) scores, the model, weights, timings and settings.
+    """
+    from . import msa, training
+    from .attention import FactoredAttention
+
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    t0 = time.perf_counter()
+    if isinstance(alignment, msa.Alignment):
+        aln = alignment
+    else:
+        aln = msa.read_alignment(alignment, alphabet=alphabet, max_gap_fraction=max_gap_fraction)
+    t_read = time.perf_counter()
+    weights = np.asarray(msa.sequence_weights(aln, theta))
+    m_eff = float(weights.sum())
+    t_weights = time.perf_counter()
+
+    defaults = PLM_DEFAULTS if method == "plm" else ATTENTION_DEFAULTS
+    unknown = [k for k in options if k not in defaults and k not in _FIT_OPTIONS]
+    if unknown:
+        raise TypeError(f"unknown option(s) for method={method!r}: {', '.join(sorted(unknown))}")
+    settings = {**defaults, **options}
+    mesh = _auto_mesh(mesh)
+    q = aln.alphabet.q
+    if method == "plm":
+        model, history = training.fit_plm(aln.seqs, q=q, weights=weights, progress=progress, mesh=mesh, **settings)
+        potts = model
+    else:
+        layer_keys = ("n_heads", "head_dim", "fields", "init_scale")
+        layer = {k: settings[k] for k in layer_keys}
+        fit_kw = {k: v for k, v in settings.items() if k not in layer_keys}
+        init = FactoredAttention(aln.L, q, layer["n_heads"], layer["head_dim"], key=jax.random.PRNGKey(0) if key is None else key,
+                                 softmax=True, fields=layer["fields"], init_scale=layer["init_scale"])
+        model, history = training.fit(init, aln.seqs, key=jax.random.PRNGKey(0) if key is None else key,
+                                      weights=weights, optimizer=fit_kw.pop("optimizer", "lbfgs"), progress=progress,
+                                      mesh=mesh, **fit_kw)
+        potts = model.to_potts()
+    t_fit = time.perf_counter()
+    S = np.asarray(scores(potts, gap_index=aln.alphabet.gap_index), dtype=np.float64)
+    t_end = time.perf_counter()
+    seconds = dict(read=t_read - t0, weights=t_weights - t_read, fit=t_fit - t_weights, scores=t_end - t_fit,
+                   total=t_end - t0)
+    return ContactPrediction(scores=S, model=model, potts=potts, alignment=aln, weights=weights, m_eff=m_eff,
+                             history=history, seconds=seconds, method=method,
+                             options=dict(settings, theta=theta, max_gap_fraction=max_gap_fraction))
+
+
+# Keyword options of `training.fit` that `pipeline` passes through.
+_FIT_OPTIONS = ("optimizer", "learning_rate", "n_epochs", "batch_size", "validation_fraction", "patience",
+                "eval_every", "checkpoint_path", "resume", "loss")
+
+
+def predict(alignment_path: Union[str, "os.PathLike[str]"], method: str = "plm", **options: Any) -> np.ndarray:
+    r"""Contact scores (L, L) of an alignment: `pipeline(alignment_path, method, **options).scores`.
+
+    The whole pipeline with working defaults: read, weight (0.8 identity), fit (plmDCA or
+    factored attention), zero-sum gauge, Frobenius norm without gaps, APC. Indices are the
+    alignment's match columns (0-based), as in distance files read by `read_distances`.
+    """
+    return pipeline(alignment_path, method, **options).scores

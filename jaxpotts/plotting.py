@@ -9,6 +9,7 @@ that draw one panel accept `ax=` to compose larger figures.
 `plot_coupling_comparison`     learned vs true $J_{ij}$ and colour matrix $U$ (up to scale and gauge)
 `plot_loss_curves`             train / validation / test MLM loss against optimiser steps, with the floor
 `plot_loss_vs_size`            test loss and excess loss over the floor against the training-set size
+`plot_model_comparison`        both of the above side by side, for several models
 `plot_replica_curves`          replica learning curves with simulation points and error bars
 `plot_replica_deviation`       simulation - theory against the system size N
 `plot_optimal_vs_bayes`        ERM at the optimal ridge against the Bayes-optimal error
@@ -31,6 +32,7 @@ __all__ = [
     "plot_coupling_comparison",
     "plot_loss_curves",
     "plot_loss_vs_size",
+    "plot_model_comparison",
     "plot_replica_curves",
     "plot_replica_deviation",
     "plot_optimal_vs_bayes",
@@ -56,6 +58,12 @@ def _readable_log_ticks(axis) -> None:
     axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
     axis.set_minor_formatter(NullFormatter())
+
+
+def _null_locator():
+    from matplotlib.ticker import NullLocator
+
+    return NullLocator()
 
 
 def save_figure(fig, path: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
@@ -248,9 +256,36 @@ def plot_loss_vs_size(
                   ylabel="test loss - floor (paired, same test set)", title="excess loss against M")
     for ax in axes:
         ax.set_xticks(sizes, [str(M) for M in sizes])
-        ax.minorticks_off()
+        ax.xaxis.set_minor_locator(_null_locator())
         ax.grid(alpha=0.3)
+    _readable_log_ticks(ax_excess.yaxis)
     ax_loss.legend(fontsize=8)
+    return fig
+
+
+def plot_model_comparison(
+    histories: Mapping[str, Any],
+    sizes: Sequence[int],
+    test_losses: Mapping[str, Sequence[float]],
+    *,
+    floor: float,
+    floor_stderr: Optional[float] = None,
+):
+    """Several models trained on the same data: test-loss curves at the largest training set
+    (left, `plot_loss_curves` with `which=("test",)`), test loss and excess loss against the
+    training-set size (middle and right, `plot_loss_vs_size`); the entropy floor throughout.
+
+    Args:
+        histories: label -> History (or dict with ``step`` and ``test_loss``) at the largest M.
+        sizes, test_losses: as in `plot_loss_vs_size` (same labels).
+    """
+    fig = _figure((15, 4.6))
+    ax_curves, ax_loss, ax_excess = fig.subplots(1, 3)
+    plot_loss_curves(histories, floor=floor, floor_stderr=floor_stderr, which=("test",), ax=ax_curves,
+                     title=f"M = {list(sizes)[-1]} training sequences")
+    ax_curves.set_ylabel("test MLM loss (nats per site)")
+    plot_loss_vs_size(sizes, test_losses, floor=floor, floor_stderr=floor_stderr, axes=(ax_loss, ax_excess))
+    ax_loss.get_legend().remove()
     return fig
 
 
@@ -374,8 +409,10 @@ def plot_replica_deviation(
         ax_z.axhline(noise_level, color="k", lw=1, ls=":", label=f"{noise_label} ({noise_level:.2f})")
     ax_z.set(xscale="log", xlabel="N", ylabel="mean |z|,  z = (sim - theory) / stderr")
     for ax in (ax_dev, ax_z):
+        _readable_log_ticks(ax.xaxis)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
+    _readable_log_ticks(ax_dev.yaxis)
     return fig
 
 
@@ -408,6 +445,7 @@ def plot_optimal_vs_bayes(rows: Sequence[Mapping[str, Any]]):
     axes[2].set_ylabel(r"optimal $\lambda$ (test loss)")
     for ax in axes:
         ax.set(xscale="log", yscale="log", xlabel=r"$\alpha = M/N$")
+        _readable_log_ticks(ax.xaxis)
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=6)
     axes[0].set_title("lines: ERM at optimal $\\lambda$; stars: Bayes-optimal", fontsize=9)

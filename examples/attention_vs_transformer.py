@@ -8,7 +8,8 @@ and a random symmetric U; a single layer of factored attention and standard Tran
 the floor no predictor of a masked site can beat: the conditional entropy
 $\frac1L\sum_i \mathbb E_p[-\log p(s_i \mid s_{-i})]$ of the generating model.
 
-    python examples/attention_vs_transformer.py --quick          # about a minute on a CPU
+    python examples/attention_vs_transformer.py --quick          # about 3 minutes on 2 CPU cores
+    python examples/attention_vs_transformer.py --smoke          # seconds: only exercises the pipeline
     python examples/attention_vs_transformer.py --out results/   # the full run (CPU: tens of minutes)
 
 What is done, and how it is checked:
@@ -78,20 +79,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpotts import losses
+from jaxpotts import plotting
 from jaxpotts.attention import FactoredAttention, Transformer
-from jaxpotts.potts import FactoredPotts, random_factored_potts, zero_sum_gauge
+from jaxpotts.evaluation import compare_factored, entropy_floor
+from jaxpotts.potts import FactoredPotts, random_factored_potts
 from jaxpotts.sampling import sample
 from jaxpotts.training import fit
 
 SETTINGS = {
     "full": dict(L=20, q=3, sizes=[250, 500, 1000, 2000, 4000], n_test=2000, n_steps=4000, eval_every=200,
-                 patience=5, batch_size=128, d_model=32, d_mlp=64, n_heads=4, layers=[1, 2, 3]),
+                 patience=5, batch_size=128, d_model=32, d_mlp=64, n_heads=4, layers=[1, 2, 3], restarts=3,
+                 n_chains=50, pilot=(16, 2000, 500)),
     "quick": dict(L=20, q=3, sizes=[400, 1600], n_test=500, n_steps=400, eval_every=100,
-                  patience=None, batch_size=128, d_model=16, d_mlp=32, n_heads=2, layers=[1, 2, 3]),
+                  patience=None, batch_size=128, d_model=16, d_mlp=32, n_heads=2, layers=[1, 2, 3], restarts=3,
+                  n_chains=50, pilot=(16, 2000, 500)),
+    # the pipeline end to end in seconds (the test suite's smoke test): numbers mean nothing
+    "smoke": dict(L=10, q=3, sizes=[100, 200], n_test=200, n_steps=40, eval_every=20,
+                  patience=None, batch_size=64, d_model=8, d_mlp=16, n_heads=2, layers=[1], restarts=2,
+                  n_chains=20, pilot=(8, 200, 100)),
 }
 LEARNING_RATES = {"factored": 0.02, "transformer": 2e-3}
-FACTORED_RESTARTS = 3  # A V is not convex: ~1 in 5 random starts ends in a spurious minimum
 
 
 # ----------------------------------------------------------------------------- data
@@ -116,17 +123,19 @@ def site_mixing(seqs: np.ndarray, q: int) -> tuple[float, float]:
     return float(np.nanmax(np.asarray(rhat))), float(np.nanmax(np.asarray(tau)))
 
 
-def draw(model, key, n: int, progress: bool) -> tuple[np.ndarray, dict]:
+def draw(model, key, n: int, progress: bool, cfg: dict) -> tuple[np.ndarray, dict]:
     """n well-mixed samples: pilot run for tau (sweeps), then burn-in >= 100 tau, thin >= 5 tau.
 
     Samples are returned record-major (the first record of every chain, then the second, ...),
     so any prefix of the data set spans all chains."""
     k_pilot, k_run = jax.random.split(key)
-    pilot = sample(model, k_pilot, n_chains=16, n_samples=2000, n_burnin=500, thin=1, progress=False)
+    pilot_chains, pilot_samples, pilot_burnin = cfg["pilot"]
+    pilot = sample(model, k_pilot, n_chains=pilot_chains, n_samples=pilot_samples, n_burnin=pilot_burnin, thin=1,
+                   progress=False)
     tau_sweeps = max(1.0, float(pilot.tau), site_mixing(np.asarray(pilot.sequences), model.q)[1])
     thin = max(1, math.ceil(5 * tau_sweeps))
     burnin = max(1000, math.ceil(100 * tau_sweeps))
-    n_chains = 50
+    n_chains = cfg["n_chains"]
     per_chain = -(-n // n_chains)
     res = sample(model, k_run, n_chains=n_chains, n_samples=per_chain, n_burnin=burnin, thin=thin, progress=progress)
     chains = np.asarray(res.sequences)
@@ -138,12 +147,6 @@ def draw(model, key, n: int, progress: bool) -> tuple[np.ndarray, dict]:
     return seqs, diag
 
 
-def floor(model, test: np.ndarray) -> tuple[float, float]:
-    """Mean and standard error over test sequences of (1/L) sum_i -log p_true(s_i | s_-i)."""
-    per_seq = np.asarray(losses.sequence_pseudo_likelihoods(model, test)) / model.L
-    return float(per_seq.mean()), float(per_seq.std(ddof=1) / np.sqrt(len(per_seq)))
-
-
 # ----------------------------------------------------------------------------- models and training
 
 
@@ -151,7 +154,7 @@ def make_models(key, cfg) -> dict:
     L, q = cfg["L"], cfg["q"]
     keys = jax.random.split(key, 1 + len(cfg["layers"]))
     models = {"factored attention": [FactoredAttention(L, q, 1, 1, key=k, softmax=False, fields=True)
-                                     for k in jax.random.split(keys[0], FACTORED_RESTARTS)]}
+                                     for k in jax.random.split(keys[0], cfg["restarts"])]}
     for k, n in zip(keys[1:], cfg["layers"]):
         models[f"transformer, {n} layer{'s' if n > 1 else ''}"] = Transformer(
             L, q, n, key=k, d_model=cfg["d_model"], n_heads=cfg["n_heads"], d_mlp=cfg["d_mlp"]
@@ -187,116 +190,20 @@ def train(model, train_seqs, test_seqs, key, cfg, progress):
     )
 
 
-# ----------------------------------------------------------------------------- couplings
-
-
-def _double_centre(U: np.ndarray) -> np.ndarray:
-    return U - U.mean(0, keepdims=True) - U.mean(1, keepdims=True) + U.mean()
-
-
-def compare_couplings(fa: FactoredAttention, true: FactoredPotts) -> dict:
-    """Learned (A, V) against (J, U) up to scale, sign and gauge (see the module docstring)."""
-    U_t = _double_centre(np.asarray(true.U, np.float64))
-    V_l = _double_centre(np.asarray(fa.values[0], np.float64))
-    sign = np.sign(np.sum(U_t * V_l)) or 1.0
-    U_n = U_t / np.linalg.norm(U_t)
-    V_n = sign * V_l / np.linalg.norm(V_l)
-    A = np.asarray(fa.attention()[0], np.float64) * sign * np.linalg.norm(V_l) / np.linalg.norm(U_t)
-    A_sym = 0.5 * (A + A.T)
-    J = np.asarray(true.J, np.float64)
-    off = ~np.eye(J.shape[0], dtype=bool)
-    C_l = np.asarray(zero_sum_gauge(fa.to_potts()).couplings, np.float64)
-    C_t = np.asarray(zero_sum_gauge(true.to_dense()).couplings, np.float64)
-    return dict(
-        J_true=J, J_learned=A_sym, U_true=U_n, U_learned=V_n,
-        corr_J=float(np.corrcoef(A_sym[off], J[off])[0, 1]),
-        corr_U=float(np.corrcoef(V_n.ravel(), U_n.ravel())[0, 1]),
-        rel_err_J=float(np.linalg.norm(A_sym[off] - J[off]) / np.linalg.norm(J[off])),
-        rel_err_couplings=float(np.linalg.norm(C_l - C_t) / np.linalg.norm(C_t)),
-        asymmetry=float(np.linalg.norm(A - A.T) / np.linalg.norm(A)),
-    )
-
-
-# ----------------------------------------------------------------------------- plots
-
-
-def plot_losses(results, floor_mean, floor_se, sizes, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(results[str(sizes[-1])]["models"])
-    colours = dict(zip(names, ["C3", "C0", "C1", "C2", "C4"]))
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.6), layout="constrained")
-    floor_label = f"floor: conditional entropy ({floor_mean:.3f} $\\pm$ {floor_se:.3f})"
-    for name in names:
-        r = results[str(sizes[-1])]["models"][name]
-        ax1.plot(r["steps"], r["test_curve"], color=colours[name], label=name)
-        ax2.plot(sizes, [results[str(M)]["models"][name]["test_loss"] for M in sizes], "o-", color=colours[name],
-                 label=name)
-        ax3.plot(sizes, [results[str(M)]["models"][name]["excess"] for M in sizes], "o-", color=colours[name],
-                 label=name)
-    for ax in (ax1, ax2):
-        ax.axhline(floor_mean, color="k", ls="--", lw=1, label=floor_label)
-    ax1.set(xlabel="optimiser steps", ylabel="test MLM loss (nats per site)", title=f"M = {sizes[-1]} training sequences")
-    ax2.set(xscale="log", xlabel="training-set size M", ylabel="test MLM loss (best validation model)",
-            title="test loss against M")
-    ax3.set(xscale="log", yscale="log", xlabel="training-set size M", ylabel="test loss - floor (paired, same test set)",
-            title="excess loss against M")
-    for ax in (ax2, ax3):
-        ax.set_xticks(sizes, [str(M) for M in sizes])
-        ax.minorticks_off()
-    handles, labels = ax1.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=9, frameon=False)
-    for ext in ("png", "pdf"):
-        fig.savefig(out / f"losses.{ext}", dpi=150)
-    plt.close(fig)
-
-
-def plot_couplings(cmp: dict, M: int, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 5, figsize=(17, 3.6), constrained_layout=True,
-                             gridspec_kw=dict(width_ratios=[1, 1, 0.55, 0.55, 1]))
-    vj = np.max(np.abs(cmp["J_true"]))
-    for ax, key, title in [(axes[0], "J_true", "true $J_{ij}$"), (axes[1], "J_learned", "learned $A_{ij}$ (rescaled, sym.)")]:
-        im = ax.imshow(cmp[key], cmap="RdBu_r", vmin=-vj, vmax=vj)
-        ax.set_title(title)
-    fig.colorbar(im, ax=axes[1], shrink=0.8)
-    vu = np.max(np.abs(cmp["U_true"]))
-    for ax, key, title in [(axes[2], "U_true", "true $U'$"), (axes[3], "U_learned", "learned $V'$")]:
-        ax.imshow(cmp[key], cmap="RdBu_r", vmin=-vu, vmax=vu)
-        ax.set_title(title + " (zero-sum, unit norm)", fontsize=9)
-        ax.set_xticks([]), ax.set_yticks([])
-    off = ~np.eye(cmp["J_true"].shape[0], dtype=bool)
-    axes[4].scatter(cmp["J_true"][off], cmp["J_learned"][off], s=6, alpha=0.6)
-    lim = [-vj * 1.1, vj * 1.1]
-    axes[4].plot(lim, lim, "k--", lw=1)
-    axes[4].set(xlabel="true $J_{ij}$", ylabel="learned (rescaled)",
-                title=f"corr J {cmp['corr_J']:.3f}, corr U {cmp['corr_U']:.3f}")
-    fig.suptitle(f"factored attention trained on M = {M}: couplings up to scale and gauge")
-    for ext in ("png", "pdf"):
-        fig.savefig(out / f"couplings.{ext}", dpi=150)
-    plt.close(fig)
-
-
 # ----------------------------------------------------------------------------- main
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small settings, about a minute on a CPU")
+    parser.add_argument("--quick", action="store_true", help="small settings, a few minutes on a CPU")
+    parser.add_argument("--smoke", action="store_true", help="tiny settings that only exercise the pipeline (tests)")
     parser.add_argument("--out", type=Path, default=Path("results/attention_vs_transformer"), help="output folder")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sizes", type=int, nargs="+", help="training-set sizes M (override)")
     parser.add_argument("--steps", type=int, help="optimiser steps per fit (override)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    cfg = dict(SETTINGS["quick" if args.quick else "full"])
+    cfg = dict(SETTINGS["smoke" if args.smoke else "quick" if args.quick else "full"])
     if args.sizes:
         cfg["sizes"] = sorted(args.sizes)
     if args.steps:
@@ -309,9 +216,9 @@ def main(argv=None) -> dict:
     k_model, k_train, k_test, k_init, k_fit = jax.random.split(jax.random.PRNGKey(args.seed), 5)
     true = generating_model(k_model, cfg["L"], cfg["q"])
     sizes = cfg["sizes"]
-    train_all, train_diag = draw(true, k_train, sizes[-1], progress)
-    test, test_diag = draw(true, k_test, cfg["n_test"], progress)
-    f_mean, f_se = floor(true, test)
+    train_all, train_diag = draw(true, k_train, sizes[-1], progress, cfg)
+    test, test_diag = draw(true, k_test, cfg["n_test"], progress, cfg)
+    f_mean, f_se = entropy_floor(true, test)
     print(f"sampling took {time.perf_counter() - t_start:.0f} s")
     for name, d in (("train", train_diag), ("test", test_diag)):
         print(f"{name} data ({d['n']} of L={cfg['L']}, q={cfg['q']}): {d['n_chains']} chains, burn-in "
@@ -336,15 +243,22 @@ def main(argv=None) -> dict:
             if M == sizes[-1] and isinstance(trained, FactoredAttention):
                 trained_fa = trained
 
-    cmp = compare_couplings(trained_fa, true)
-    print(f"couplings at M={sizes[-1]}: corr(J) {cmp['corr_J']:.4f}, corr(U') {cmp['corr_U']:.4f}, "
-          f"rel. error J {cmp['rel_err_J']:.3f}, rel. error of gauge-fixed J_ij(a,b) {cmp['rel_err_couplings']:.3f}")
-    plot_losses(results, f_mean, f_se, sizes, out)
-    plot_couplings(cmp, sizes[-1], out)
+    cmp = compare_factored(trained_fa, true)
+    print(f"couplings at M={sizes[-1]}: corr(J) {cmp.corr_J:.4f}, corr(U') {cmp.corr_U:.4f}, "
+          f"rel. error J {cmp.rel_err_J:.3f}, rel. error of gauge-fixed J_ij(a,b) {cmp.rel_err_couplings:.3f}")
+    names = list(results[str(sizes[-1])]["models"])
+    curves = {name: {"step": results[str(sizes[-1])]["models"][name]["steps"],
+                     "test_loss": results[str(sizes[-1])]["models"][name]["test_curve"]} for name in names}
+    test_losses = {name: [results[str(M)]["models"][name]["test_loss"] for M in sizes] for name in names}
+    fig = plotting.plot_model_comparison(curves, sizes, test_losses, floor=f_mean, floor_stderr=f_se)
+    plotting.save_figure(fig, out / "losses.png")
+    fig = plotting.plot_coupling_comparison(
+        cmp, title=f"factored attention trained on M = {sizes[-1]}: couplings up to scale and gauge")
+    plotting.save_figure(fig, out / "couplings.png")
     summary = dict(
         settings=cfg, seed=args.seed, backend=jax.default_backend(), floor=f_mean, floor_stderr=f_se,
         log_q=math.log(cfg["q"]), train_sampling=train_diag, test_sampling=test_diag, results=results,
-        couplings={k: v for k, v in cmp.items() if not isinstance(v, np.ndarray)},
+        couplings=cmp.metrics(),
         seconds=time.perf_counter() - t_start,
     )
     (out / "results.json").write_text(json.dumps(summary, indent=1))

@@ -16,6 +16,7 @@ script writes
 Usage::
 
     python examples/replica_vs_simulation.py --quick          # ~2-4 minutes on 2 CPU cores
+    python examples/replica_vs_simulation.py --smoke          # seconds: only exercises the pipeline
     python examples/replica_vs_simulation.py                  # the full study (~30-60 minutes)
 
 Theory runs in float64; simulations run in float32 unless --float64 (the fits' precision is
@@ -35,29 +36,29 @@ import time
 import jax
 import numpy as np
 
-from jaxpotts import replica
+from jaxpotts import plotting, replica
 
 U_NONTRIVIAL = np.array([[2.0, 0.3, -0.3], [0.3, 0.0, 1.7], [-0.3, 1.7, 0.6]])  # symmetric, row sums 2
 RHO = 9.0
 OBS = ("m", "Q", "test_loss", "entropy", "excess_loss", "coupling_error", "train_loss")
 
 
-def scenarios(quick: bool):
-    specs = [("q=3, U=I", 3, np.eye(3))] if quick else [
+def scenarios(quick: bool, smoke: bool = False):
+    """(label, kind, Scenario) triples: q = 3, U = I only when `quick` (star only when `smoke`),
+    else also q = 2 and a non-trivial U."""
+    specs = [("q=3, U=I", 3, np.eye(3))] if quick or smoke else [
         ("q=2, U=I", 2, np.eye(2)),
         ("q=3, U=I", 3, np.eye(3)),
         ("q=3, U=U'", 3, U_NONTRIVIAL),
     ]
-    out = []
-    for label, q, U in specs:
-        for kind in ("star", "independent"):
-            out.append((label, kind, replica.Scenario(q, U, RHO, kind)))
-    return out
+    kinds = ("star",) if smoke else ("star", "independent")
+    return [(label, kind, replica.Scenario(q, U, RHO, kind)) for label, q, U in specs for kind in kinds]
 
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small grid, small N, 2 seeds (a few minutes)")
+    ap.add_argument("--smoke", action="store_true", help="tiny settings that only exercise the pipeline (tests)")
     ap.add_argument("--out", default="jaxpotts_out/replica_vs_simulation", help="output directory")
     ap.add_argument("--Ns", type=int, nargs="+", default=None, help="system sizes (default 250 500 1000)")
     ap.add_argument("--alphas", type=float, nargs="+", default=None, help="simulated alphas")
@@ -68,7 +69,17 @@ def parse_args(argv=None):
     ap.add_argument("--skip-bayes", action="store_true", help="skip the optimal-lambda / Bayes figure")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-    if args.quick:
+    args.n_fine = 33
+    if args.smoke:
+        args.quick = True
+        args.Ns = args.Ns or [50, 100]
+        args.alphas = args.alphas or [2.0]
+        args.lams = args.lams or [1.0]
+        args.seeds = args.seeds or 2
+        args.n_test = min(args.n_test, 2_000)
+        args.n_fine = 9
+        args.skip_bayes = True
+    elif args.quick:
         args.Ns = args.Ns or [100, 200]
         args.alphas = args.alphas or [0.5, 2.0, 8.0]
         args.lams = args.lams or [1.0]
@@ -87,9 +98,9 @@ def log(msg, quiet):
         print(msg, file=sys.stderr, flush=True)
 
 
-def theory_tables(specs, lams, sim_alphas, quiet):
+def theory_tables(specs, lams, sim_alphas, quiet, n_fine=33):
     """Fine-grid curves and exact theory at the simulated alphas (float64)."""
-    fine = np.geomspace(0.2, 20.0, 33)
+    fine = np.geomspace(0.2, 20.0, n_fine)
     curves, at_points = [], {}
     with jax.enable_x64(True):
         for label, kind, sc in specs:
@@ -186,43 +197,13 @@ def write_deviation_md(table, path):
     return "\n".join(lines)
 
 
-def plot_curves(specs, curves, rows, args, out_dir):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = sorted({label for label, _, _ in specs}, key=[s[0] for s in specs].index)
-    fig, axes = plt.subplots(len(labels), 2, figsize=(10, 3.2 * len(labels)), squeeze=False, sharex=True)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    markers = ["o", "s", "^", "D"]
-    for (label, kind, table) in curves:
-        ax = axes[labels.index(label), 0 if kind == "star" else 1]
-        for li, lam in enumerate(args.lams):
-            sel = table["lam"] == lam
-            ax.plot(table["alpha"][sel], table["excess_loss"][sel], color=colours[li], lw=1.5, label=f"theory, $\\lambda$={lam:g}")
-            for ni, N in enumerate(args.Ns):
-                pts = [r for r in rows if r["scenario"] == label and r["kind"] == kind and r["lam"] == lam and r["N"] == N]
-                if not pts:
-                    continue
-                dx = 1 + 0.04 * (ni - (len(args.Ns) - 1) / 2)
-                ax.errorbar([p["alpha"] * dx for p in pts], [p["excess_loss"] for p in pts],
-                            yerr=[p["excess_loss_se"] for p in pts], fmt=markers[ni % 4], ms=3.5, color=colours[li],
-                            alpha=0.35 + 0.65 * (ni + 1) / len(args.Ns), lw=1, capsize=2,
-                            label=f"simulation N={N}" if li == 0 else None)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_title(f"{label}, {kind}", fontsize=10)
-        ax.set_ylabel("excess test loss")
-        ax.grid(alpha=0.3, which="both")
-    for ax in axes[-1]:
-        ax.set_xlabel(r"$\alpha = M/N$")
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle(rf"Replica theory vs simulation ($\rho$={RHO:g}); excess loss = test loss $-$ teacher entropy", fontsize=11)
-    fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(os.path.join(out_dir, f"replica_vs_simulation.{ext}"), dpi=150)
-    plt.close(fig)
+def plot_curves(curves, rows, out_dir):
+    """Theory curves and simulation points, one panel per (scenario, kind): star left, independent right."""
+    fig = plotting.plot_replica_curves(
+        {f"{label}, {kind}": table for label, kind, table in curves},
+        [dict(r, panel=f"{r['scenario']}, {r['kind']}") for r in rows],
+        ncols=2, title=rf"Replica theory vs simulation ($\rho$={RHO:g}); excess loss = test loss $-$ teacher entropy")
+    plotting.save_figure(fig, os.path.join(out_dir, "replica_vs_simulation.png"))
 
 
 def expected_abs_t(n_seeds: int) -> float:
@@ -235,45 +216,13 @@ def expected_abs_t(n_seeds: int) -> float:
 
 
 def plot_deviation(dev, out_dir, n_seeds):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    Ns = np.array([e["N"] for e in dev], float)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for k, name in [("excess_loss", "excess loss (abs.)"), ("m", "m (rel.)"), ("Q", "Q (rel.)"), ("train_loss", "train loss (abs.)")]:
-        axes[0].plot(Ns, [e[f"{k}_mean_abs_dev"] for e in dev], "o-", label=name)
-        axes[1].plot(Ns, [e[f"{k}_mean_abs_z"] for e in dev], "o-", label=name)
-    ref = [e["excess_loss_mean_abs_dev"] for e in dev][0]
-    axes[0].plot(Ns, ref * (Ns[0] / Ns) ** 0.5, "k:", lw=1, label=r"$\propto N^{-1/2}$")
-    axes[0].plot(Ns, ref * (Ns[0] / Ns), "k--", lw=1, label=r"$\propto N^{-1}$")
-    axes[0].set_xscale("log")
-    axes[0].set_yscale("log")
-    axes[0].set_xlabel("N")
-    axes[0].set_ylabel("mean |simulation - theory|")
-    axes[1].set_xscale("log")
-    noise = expected_abs_t(n_seeds)
-    if np.isfinite(noise):
-        axes[1].axhline(noise, color="k", lw=1, ls=":", label=f"pure noise, {n_seeds} seeds ({noise:.2f})")
-    axes[1].set_xlabel("N")
-    axes[1].set_ylabel("mean |z|,  z = (sim - theory) / stderr")
-    for ax in axes:
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(os.path.join(out_dir, f"replica_deviation_vs_N.{ext}"), dpi=150)
-    plt.close(fig)
+    fig = plotting.plot_replica_deviation(dev, noise_level=expected_abs_t(n_seeds),
+                                          noise_label=f"pure noise, {n_seeds} seeds")
+    plotting.save_figure(fig, os.path.join(out_dir, "replica_deviation_vs_N.png"))
 
 
 def optimal_vs_bayes(specs, args, out_dir):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    alphas = np.geomspace(0.25, 16, 7 if args.quick else 13)
+    alphas = np.geomspace(0.25, 16, 3 if args.smoke else 7 if args.quick else 13)
     rows = []
     with jax.enable_x64(True):
         for label, kind, sc in specs:
@@ -288,41 +237,16 @@ def optimal_vs_bayes(specs, args, out_dir):
                                  bayes_coupling_error=float(bayes["coupling_error"][i])))
             log(f"optimal lambda + Bayes {label:10s} {kind:11s} {time.time() - t0:6.1f}s", args.quiet)
     write_rows_csv(rows, os.path.join(out_dir, "optimal_vs_bayes.csv"))
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for si, (label, kind, _) in enumerate(specs):
-        sel = [r for r in rows if r["scenario"] == label and r["kind"] == kind]
-        a = [r["alpha"] for r in sel]
-        c = colours[si % len(colours)]
-        ls = "-" if kind == "star" else "--"
-        axes[0].plot(a, [r["erm_excess_loss"] for r in sel], ls, color=c, label=f"ERM, {label}, {kind}")
-        axes[0].plot(a, [r["bayes_excess_loss"] for r in sel], ls, color=c, marker="*", ms=5, lw=0.8, alpha=0.7)
-        axes[1].plot(a, [r["erm_coupling_error"] for r in sel], ls, color=c)
-        axes[1].plot(a, [r["bayes_coupling_error"] for r in sel], ls, color=c, marker="*", ms=5, lw=0.8, alpha=0.7)
-        axes[2].plot(a, [r["lam_opt"] for r in sel], ls, color=c)
-    axes[0].set_ylabel("excess test loss")
-    axes[1].set_ylabel(r"coupling error $|\hat J - J^*|^2/|J^*|^2$")
-    axes[2].set_ylabel(r"optimal $\lambda$ (test loss)")
-    for ax in axes:
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel(r"$\alpha$")
-        ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=6)
-    axes[0].set_title("lines: ERM at optimal $\\lambda$; stars: Bayes-optimal", fontsize=9)
-    fig.tight_layout()
-    for ext in ("png", "pdf"):
-        fig.savefig(os.path.join(out_dir, f"replica_optimal_vs_bayes.{ext}"), dpi=150)
-    plt.close(fig)
+    plotting.save_figure(plotting.plot_optimal_vs_bayes(rows), os.path.join(out_dir, "replica_optimal_vs_bayes.png"))
     return rows
 
 
 def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    specs = scenarios(args.quick)
+    specs = scenarios(args.quick, args.smoke)
     t_start = time.time()
-    curves, at_points = theory_tables(specs, args.lams, args.alphas, args.quiet)
+    curves, at_points = theory_tables(specs, args.lams, args.alphas, args.quiet, args.n_fine)
     with open(os.path.join(args.out, "theory_curves.csv"), "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["scenario", "kind", *replica.TABLE_COLUMNS])
@@ -342,7 +266,7 @@ def main(argv=None):
            "expected for pure noise (Student t).")
     with open(os.path.join(args.out, "deviation_table.md"), "a") as fh:
         fh.write(md[md.index("\n\nmean abs dev"):] + "\n")
-    plot_curves(specs, curves, rows, args, args.out)
+    plot_curves(curves, rows, args.out)
     plot_deviation(dev, args.out, args.seeds)
     if not args.skip_bayes:
         optimal_vs_bayes(specs, args, args.out)

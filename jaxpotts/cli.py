@@ -261,6 +261,8 @@ def _load_training_data(args):
         q = args.q or stored_q or int(seqs.max()) + 1
         if stored_q is not None and args.q is not None and args.q != stored_q:
             raise UserError(f"--q {args.q} contradicts q = {stored_q} stored in {path}")
+        if seqs.size and seqs.max() >= q:
+            raise UserError(f"{path}: colours go up to {seqs.max()}, which needs q > {seqs.max()}, but q = {q}")
         weights = None
         if "weights" in data and not args.no_weights:
             weights = np.asarray(data["weights"], np.float64).reshape(-1)

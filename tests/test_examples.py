@@ -1,0 +1,58 @@
+"""The examples run as scripts and write their figures: `--smoke` in the default suite (the whole
+pipeline on tiny settings), `--quick` (a few minutes each on 2 CPU cores) under `-m slow`."""
+
+import csv
+import json
+import math
+
+import pytest
+
+from _subprocess import REPO, assert_figure, run
+
+EXAMPLES = {
+    "attention_vs_transformer.py": ["losses", "couplings"],
+    "replica_vs_simulation.py": ["replica_vs_simulation", "replica_deviation_vs_N"],
+}
+QUICK_ONLY = {"replica_vs_simulation.py": ["replica_optimal_vs_bayes"]}  # --smoke skips the Bayes study
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("xla_cache_examples")
+
+
+def _run(script, mode, tmp_path, cache, timeout):
+    out = tmp_path / "out"
+    proc = run([REPO / "examples" / script, mode, "--out", out, "--quiet"], cache, tmp_path, timeout=timeout)
+    assert proc.returncode == 0, f"{script} {mode} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return out
+
+
+def _check_outputs(script, out, figures):
+    for name in figures:
+        assert_figure(out / f"{name}.png")
+    if script == "attention_vs_transformer.py":
+        summary = json.loads((out / "results.json").read_text())
+        assert 0 < summary["floor"] < summary["log_q"] == pytest.approx(math.log(summary["settings"]["q"]))
+        for M in summary["settings"]["sizes"]:
+            for r in summary["results"][str(M)]["models"].values():
+                assert math.isfinite(r["test_loss"]) and r["test_loss"] > summary["floor"] - 0.1
+        assert -1 <= summary["couplings"]["corr_J"] <= 1
+    else:
+        with open(out / "simulation_points.csv") as fh:
+            rows = list(csv.DictReader(fh))
+        assert rows and all(abs(float(r["excess_loss"]) - float(r["excess_loss_theory"])) < 0.1 for r in rows)
+        assert (out / "theory_curves.csv").stat().st_size > 0 and (out / "deviation_table.md").exists()
+
+
+@pytest.mark.parametrize("script", sorted(EXAMPLES))
+def test_example_smoke(script, tmp_path, cache):
+    out = _run(script, "--smoke", tmp_path, cache, timeout=300)
+    _check_outputs(script, out, EXAMPLES[script])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(EXAMPLES))
+def test_example_quick(script, tmp_path, cache):
+    out = _run(script, "--quick", tmp_path, cache, timeout=900)
+    _check_outputs(script, out, EXAMPLES[script] + QUICK_ONLY.get(script, []))

@@ -24,6 +24,7 @@ from jaxpotts.potts import (
     random_factored_potts,
 )
 from jaxpotts.sampling import (
+    _chain_energies,
     _factored_sequential_sweep,
     _kernel_sweep,
     _site_field,
@@ -241,6 +242,15 @@ def test_blocked_factored_sweep_equals_kernel_sweep(x64, L, block, method):
     b, count_b = _kernel_sweep(model, 1.0, method, u, states, jnp.arange(L), None)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(count_a, count_b)
+
+
+@pytest.mark.parametrize("kind", ["dense", "factored"])
+def test_chain_energies_match_energy(x64, kind):
+    L, q = 11, 5
+    model = (random_dense_potts if kind == "dense" else random_factored_potts)(jax.random.PRNGKey(4), L, q)
+    states = jax.random.randint(jax.random.PRNGKey(5), (30, L), 0, q)
+    expected = jax.vmap(lambda s: jaxpotts.energy(model, s))(states)
+    np.testing.assert_allclose(_chain_energies(model, states), expected, rtol=1e-12, atol=1e-12)
 
 
 def _all_eqns(jaxpr):

@@ -215,12 +215,13 @@ def _add_sample(sub) -> None:
                    help="kind of random model (default: factored J_ij U(a,b))")
     g.add_argument("--L", type=_positive_int, default=20, help="number of sites (default: 20)")
     g.add_argument("--q", type=_positive_int, default=4, help="number of colours (default: 4)")
-    g.add_argument("--graph", choices=("gaussian", "erdos_renyi"), default="gaussian", help="site couplings J_ij")
-    g.add_argument("--colours", choices=("random", "potts"), default="random", help="colour matrix U")
-    g.add_argument("--coupling-scale", type=_non_negative_float, default=0.5, help="scale of the couplings")
+    g.add_argument("--graph", choices=("gaussian", "erdos_renyi"), default="gaussian", help="site couplings J_ij: dense Gaussian or sparse Erdos-Renyi (default: gaussian)")
+    g.add_argument("--colours", choices=("random", "potts"), default="random", help="colour matrix U: random symmetric or the identity (default: random)")
+    g.add_argument("--coupling-scale", type=_non_negative_float, default=0.5, help="scale of the couplings (default: 0.5)")
     g = p.add_argument_group("sampler")
-    g.add_argument("--method", choices=("gibbs", "metropolis"), default="gibbs")
-    g.add_argument("--schedule", choices=("sequential", "random"), default="sequential")
+    g.add_argument("--method", choices=("gibbs", "metropolis"), default="gibbs", help="MCMC kernel (default: gibbs)")
+    g.add_argument("--schedule", choices=("sequential", "random"), default="sequential",
+                   help="site order within a sweep (default: sequential)")
     g.add_argument("--beta", type=_non_negative_float, default=1.0, help="inverse temperature (default: 1)")
     g.add_argument("--chains", type=_positive_int, default=100, help="independent chains (default: 100)")
     g.add_argument("--samples", type=_positive_int, default=500, help="recorded samples per chain (default: 500)")
@@ -330,7 +331,9 @@ def _fit(args) -> dict:
     ckpt = out / "checkpoint.ckpt"
     if args.resume and not ckpt.exists():
         _say(args, f"note: --resume but no checkpoint in {out}; starting from the beginning")
-    elif not args.resume and ckpt.exists():
+    elif args.resume:
+        _say(args, f"resuming from {ckpt}")
+    elif ckpt.exists():
         _say(args, f"note: overwriting the checkpoint in {out} (use --resume to continue it)")
     options = dict(
         key=k_fit, weights=None if weights is None else np.asarray(weights, np.float32),

@@ -11,9 +11,11 @@ detailed balance for each single-site update:
 
 Cost per site update and chain: dense Gibbs $O(Lq)$ (one gathered row of $J_{jk}(s_j,\cdot)$ per
 j), dense Metropolis $O(L)$; factored Gibbs $O(L + q^2)$ (colour counts weighted by $J_{kj}$,
-then one product with U), factored Metropolis $O(L)$. The factored kernels never build the
-(L, L, q, q) couplings. All kernels use the symmetry $J_{kj}(a,b) = J_{jk}(b,a)$ of a joint model
-to read contiguous rows, which is why sampling refuses non-symmetric couplings.
+then one product with U), factored Metropolis $O(L)$. Sequential sweeps of a factored model
+compute the fields of blocks of sites for all chains with one matrix product instead
+(`_factored_block_sweep`). The factored kernels never build the (L, L, q, q) couplings.
+All kernels use the symmetry $J_{kj}(a,b) = J_{jk}(b,a)$ of a joint model to read contiguous
+rows, which is why sampling refuses non-symmetric couplings.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, Scalar, ScalarLike
 from . import diagnostics
 from ._progress import progress_bar
 from ._validation import check_sequences
-from .potts import AnyPotts, FactoredPotts, PottsModel, check_joint, energy
+from .potts import AnyPotts, FactoredPotts, PottsModel, check_joint
 
 __all__ = [
     "SiteInfo",
@@ -174,31 +176,45 @@ def _gibbs_update(u: Float[Array, " 1"], old: Int[Array, ""], phi: Float[Array, 
     return new, SiteInfo(jnp.asarray(True), new != old)
 
 
-def _metropolis_update(u: Float[Array, " 2"], old: Int[Array, ""], q: int, field_difference: Callable, beta):
-    """Metropolis step of one site; `field_difference(new, old)` is phi(new) - phi(old).
+def _proposal(u0: Float[Array, "..."], old: Int[Array, "..."], q: int) -> Int[Array, "..."]:
+    """old + 1 + floor(u0 (q-1)) mod q: uniform over the q-1 other colours."""
+    shift = jnp.minimum(jnp.floor(u0 * (q - 1)).astype(jnp.int32), q - 2)  # guard u0 (q-1) rounding up
+    return (old + 1 + shift) % q
 
-    The proposal is old + 1 + floor(u0 (q-1)) mod q: uniform over the q-1 other colours.
-    """
-    shift = jnp.minimum(jnp.floor(u[0] * (q - 1)).astype(jnp.int32), q - 2)  # guard u0 (q-1) rounding up
-    new = (old + 1 + shift) % q
+
+def _metropolis_update(u: Float[Array, " 2"], old: Int[Array, ""], q: int, field_difference: Callable, beta):
+    """Metropolis step of one site; `field_difference(new, old)` is phi(new) - phi(old)."""
+    new = _proposal(u[0], old, q)
     accept = jnp.log(u[1]) < beta * field_difference(new, old)
     return jnp.where(accept, new, old), SiteInfo(accept, accept)
 
 
+def _site_rule(model: AnyPotts, beta, method: str) -> Callable:
+    """`rule(u, s, site) -> (new colour, SiteInfo)`: one site update of one chain."""
+    if method == "gibbs":
+        def rule(u, s, site):
+            return _gibbs_update(u, s[site], _site_field(model, s, site), beta)
+    else:
+        def rule(u, s, site):
+            return _metropolis_update(u, s[site], model.q, partial(_site_field_difference, model, s, site), beta)
+    return rule
+
+
 def _gibbs_step(model: AnyPotts, beta) -> Callable:
+    rule = _site_rule(model, beta, "gibbs")
+
     def step(u, s, site):
-        new, info = _gibbs_update(u, s[site], _site_field(model, s, site), beta)
+        new, info = rule(u, s, site)
         return s.at[site].set(new), info
 
     return step
 
 
 def _metropolis_step(model: AnyPotts, beta) -> Callable:
-    def step(u, s, site):
-        def difference(new, old):
-            return _site_field_difference(model, s, site, new, old)
+    rule = _site_rule(model, beta, "metropolis")
 
-        new, info = _metropolis_update(u, s[site], model.q, difference, beta)
+    def step(u, s, site):
+        new, info = rule(u, s, site)
         return s.at[site].set(new), info
 
     return step
@@ -234,15 +250,23 @@ def metropolis_kernel(model: AnyPotts, beta: ScalarLike = 1.0) -> Callable:
 _KERNELS = {"gibbs": gibbs_kernel, "metropolis": metropolis_kernel}
 _SCHEDULES = ("sequential", "random")
 
-# Sites per block of the factored sequential sweep (see `_factored_sequential_sweep`).
-FACTORED_BLOCK = 16
+# Sites per block of the factored sequential sweep (see `_factored_sequential_sweep`); 0: use
+# the one-chain kernel with O(L) work per update instead.
+FACTORED_BLOCK = {"gibbs": 8, "metropolis": 8}
 
 
 # ----------------------------------------------------------------------------- sweeps
 
 
-def _count(info: SiteInfo, valid=True) -> Int[Array, "2"]:
-    return jnp.stack([jnp.sum(info.accepted & valid), jnp.sum(info.changed & valid)]).astype(jnp.int32)
+def _count(info: SiteInfo, valid=True) -> Int[Array, "n_chains 2"]:
+    """Per-chain (accepted, changed) indicators of one update of every chain. Sweeps keep
+    per-chain counts and sum them once at the end (in int64 on the host for `sample`): no
+    reduction over chains per update, and no int32 overflow of run totals."""
+    return jnp.stack([info.accepted & valid, info.changed & valid], axis=-1).astype(jnp.int32)
+
+
+def _no_counts(states: Int[Array, "n_chains L"]) -> Int[Array, "n_chains 2"]:
+    return jnp.zeros((states.shape[0], 2), jnp.int32)
 
 
 def _kernel_sweep(model, beta, method, u, states, sites, site_axis):
@@ -255,71 +279,139 @@ def _kernel_sweep(model, beta, method, u, states, sites, site_axis):
         states, info = batched_step(u_t, states, site_t)
         return (states, counts + _count(info)), None
 
-    (states, counts), _ = jax.lax.scan(update, (states, jnp.zeros((2,), jnp.int32)), (u, sites))
+    (states, counts), _ = jax.lax.scan(update, (states, _no_counts(states)), (u, sites))
     return states, counts
 
 
-def _factored_sequential_sweep(model: FactoredPotts, beta, method, u, states, block: int):
+def _sequential_sweep(model, beta, method, u, states):
+    """Sites 0..L-1 in order, the same site in every chain; u: (L, n_chains, n_uniforms).
+
+    The same updates and random numbers as `_kernel_sweep` with `sites = arange(L)`, but the
+    states are carried transposed, (L, n_chains): each update reads and writes one contiguous
+    row (the site's colour in every chain) instead of a strided column.
+    """
+    rule = jax.vmap(_site_rule(model, beta, method), in_axes=(0, 1, None))
+
+    def update(carry, xs):
+        ST, counts = carry
+        k, u_k = xs
+        new, info = rule(u_k, ST, k)
+        return (ST.at[k].set(new), counts + _count(info)), None
+
+    (ST, counts), _ = jax.lax.scan(update, (states.T, _no_counts(states)), (jnp.arange(model.L), u))
+    return ST.T, counts
+
+
+def _inverse_cdf_columns(logits: Float[Array, "q n"], u: Float[Array, " n"]) -> Int[Array, " n"]:
+    """`_inverse_cdf` for the columns of a (q, n) array: every operation runs along the long
+    chain axis, which XLA:CPU vectorises (several times faster than (n, q) rows at q = 21)."""
+    q = logits.shape[0]
+    p = jnp.exp(logits - jnp.max(logits, axis=0))
+    cdf = jnp.tril(jnp.ones((q, q), p.dtype)) @ p
+    return jnp.sum(cdf < u * cdf[-1], axis=0).astype(jnp.int32)
+
+
+class _BlockState(NamedTuple):
+    """What the factored block sweep carries from one sweep to the next: the states
+    transposed and padded to whole blocks, (Lp, n_chains), and the columns U(., s_j) of every
+    site and chain, (Lp, q, n_chains), kept up to date block by block."""
+
+    ST: Int[Array, "Lp n_chains"]
+    XU: Float[Array, "Lp q n_chains"]
+
+
+def _block_padding(L: int, block: int) -> tuple[int, int]:
+    B = min(block, L)
+    return B, -(-L // B) * B - L
+
+
+def _U_columns(U: Float[Array, "q q"], S: Int[Array, "m n"]) -> Float[Array, "m q n"]:
+    return jnp.moveaxis(U[:, S], 0, 1)  # U(., s) (U is symmetric)
+
+
+def _block_state(model: FactoredPotts, states: Int[Array, "n_chains L"], block: int) -> _BlockState:
+    _, pad = _block_padding(model.L, block)
+    ST = jnp.pad(states.T, ((0, pad), (0, 0)))  # padded sites keep colour 0: they have no couplings
+    return _BlockState(ST, _U_columns(model.U, ST))
+
+
+def _factored_block_sweep(model: FactoredPotts, beta, method, u, state: _BlockState, block: int):
     r"""Sequential sweep of a factored model with block-wise local fields.
 
     The local fields $\phi_k = h_k + \sum_j J_{kj} U(\cdot, s_j)$ of a block of B sites are
     computed for all chains at once by one matrix product $J_{K,:}\,[U(\cdot, s_j)]_j$ (a GEMM
-    over $(B, L) \times (L, n_\text{chains} q)$); while the block's sites are updated one by
+    over $(B, L) \times (L, q\,n_\text{chains})$); while the block's sites are updated one by
     one, a change $s_k: a \to a'$ adds $J_{K,k}\,(U(\cdot,a') - U(\cdot,a))$ to the block's
     fields. Per sweep that is $2L^2 n q$ flops of GEMM plus $O(L B n q)$ updates, against
-    $O(L^2 n q)$ gathers for the one-chain kernel. It uses the same random numbers as the
-    kernel path, so both give the same chain up to floating-point rounding of the fields.
+    $O(L^2 n)$ gathers (Metropolis) or $O(L^2 n q)$ (Gibbs) for the one-chain kernel. Fields
+    are laid out (B, q, n_chains) so that the per-site work (softmax, inverse CDF, field
+    update) runs along the chain axis. It uses the same random numbers as the kernel path, so
+    both give the same chain up to floating-point rounding of the fields.
     """
-    n_chains, L = states.shape
-    q = model.q
-    B = min(block, L)
-    n_blocks = -(-L // B)
-    Lp = n_blocks * B
-    pad = Lp - L
-    # Padded sites have zero couplings and are never updated.
+    L, q = model.L, model.q
+    B, pad = _block_padding(L, block)
+    Lp, n_chains = state.ST.shape
+    n_blocks = Lp // B
+    # Padded sites have zero couplings: they are updated like the others (their colours are
+    # never read by a real site) and left out of the counts.
     J = jnp.pad(model.J, ((0, pad), (0, pad)))
     h = jnp.pad(model.fields, ((0, pad), (0, 0)))
     U = model.U
-    S = jnp.pad(states, ((0, 0), (0, pad)))
     u = jnp.pad(u, ((0, pad), (0, 0), (0, 0)), constant_values=0.5)
-    XU = U[S.T]  # (Lp, n, q): U(., s_j) for every site and chain (U is symmetric)
-
-    if method == "gibbs":
-        rule = jax.vmap(lambda u_c, old, phi: _gibbs_update(u_c, old, phi, beta))
-    else:
-        def metropolis(u_c, old, phi):
-            return _metropolis_update(u_c, old, q, lambda a, b: phi[a] - phi[b], beta)
-
-        rule = jax.vmap(metropolis)
+    colours = jnp.arange(q)[:, None]
 
     def block_step(carry, b):
-        S, XU, counts = carry
+        ST, XU, counts = carry
         J_K = jax.lax.dynamic_slice_in_dim(J, b * B, B, axis=0)  # (B, Lp)
+        J_KK = jax.lax.dynamic_slice_in_dim(J_K, b * B, B, axis=1)  # (B, B)
         h_K = jax.lax.dynamic_slice_in_dim(h, b * B, B, axis=0)
-        S_K = jax.lax.dynamic_slice_in_dim(S, b * B, B, axis=1)  # (n, B) colours at block start
-        Phi = (J_K @ XU.reshape(Lp, n_chains * q)).reshape(B, n_chains, q) + h_K[:, None, :]
+        S_K = jax.lax.dynamic_slice_in_dim(ST, b * B, B, axis=0)  # (B, n) colours at block start
+        u_K = jax.lax.dynamic_slice_in_dim(u, b * B, B, axis=0)  # (B, n, n_uniforms)
+        Phi = jnp.einsum("kj,jan->kan", J_K, XU) + h_K[:, :, None]
 
-        # Only the block's own fields change inside the block; S and XU are written once after.
-        def site_step(carry, i):
+        # Only the block's own fields change inside the block; ST and XU are written once after.
+        def site_step(carry, xs):
             Phi, counts = carry
-            k = b * B + i
-            old = S_K[:, i]
-            new, info = rule(u[k], old, Phi[i])
-            valid = k < L
-            new = jnp.where(valid, new, old)
-            # (onehot(new) - onehot(old)) @ U: a tiny GEMM, much cheaper than two row gathers.
-            colours = jnp.arange(q)
-            delta = (new[:, None] == colours).astype(U.dtype) - (old[:, None] == colours).astype(U.dtype)
-            Phi = Phi + J_K[:, k][:, None, None] * (delta @ U)[None]
-            return (Phi, counts + _count(info, valid)), new
+            i, old, u_i, J_col = xs
+            phi = jax.lax.dynamic_index_in_dim(Phi, i, keepdims=False)  # (q, n)
+            if method == "gibbs":
+                new = _inverse_cdf_columns(beta * phi, u_i[:, 0]).astype(old.dtype)
+                info = SiteInfo(jnp.ones_like(old, bool), new != old)
+            else:
+                prop = _proposal(u_i[:, 0], old, q)
+                diff = jnp.sum(jnp.where(colours == prop, phi, 0) - jnp.where(colours == old, phi, 0), axis=0)
+                accept = jnp.log(u_i[:, 1]) < beta * diff
+                new = jnp.where(accept, prop, old)
+                info = SiteInfo(accept, accept)
+            # U (onehot(new) - onehot(old)): a tiny GEMM, cheaper than two column gathers.
+            delta = (colours == new).astype(U.dtype) - (colours == old).astype(U.dtype)
+            Phi = Phi + J_col[:, None, None] * (U @ delta)[None]
+            return (Phi, counts + _count(info, b * B + i < L)), new
 
-        (_, counts), new_K = jax.lax.scan(site_step, (Phi, counts), jnp.arange(B))  # new_K: (B, n)
-        S = jax.lax.dynamic_update_slice_in_dim(S, new_K.T, b * B, axis=1)
-        XU = jax.lax.dynamic_update_slice_in_dim(XU, U[new_K], b * B, axis=0)
-        return (S, XU, counts), None
+        (_, counts), new_K = jax.lax.scan(site_step, (Phi, counts), (jnp.arange(B), S_K, u_K, J_KK.T))
+        ST = jax.lax.dynamic_update_slice_in_dim(ST, new_K, b * B, axis=0)
+        XU = jax.lax.dynamic_update_slice_in_dim(XU, _U_columns(U, new_K), b * B, axis=0)
+        return (ST, XU, counts), None
 
-    (S, _, counts), _ = jax.lax.scan(block_step, (S, XU, jnp.zeros((2,), jnp.int32)), jnp.arange(n_blocks))
-    return S[:, :L], counts
+    counts = jnp.zeros((n_chains, 2), jnp.int32)
+    (ST, XU, counts), _ = jax.lax.scan(block_step, (*state, counts), jnp.arange(n_blocks))
+    return _BlockState(ST, XU), counts
+
+
+def _factored_sequential_sweep(model: FactoredPotts, beta, method, u, states, block: int):
+    """`_factored_block_sweep` on (n_chains, L) states."""
+    state, counts = _factored_block_sweep(model, beta, method, u, _block_state(model, states, block), block)
+    return state.ST[: model.L].T, counts
+
+
+def _uses_blocks(model: AnyPotts, method: str, schedule: str) -> bool:
+    return isinstance(model, FactoredPotts) and schedule == "sequential" and FACTORED_BLOCK[method] > 0
+
+
+def _sweep_uniforms(model: AnyPotts, key: PRNGKeyArray, n_chains: int, method: str):
+    """(site keys, uniforms (L, n_chains, n_uniforms)) of one sweep."""
+    k_sites, k_steps = jax.random.split(key)
+    return k_sites, _uniforms(k_steps, (model.L, n_chains, _N_UNIFORMS[method]), model.fields.dtype)
 
 
 def sweep(
@@ -335,25 +427,28 @@ def sweep(
     (accepted, changed) of its updates.
 
     `sequential` visits sites 0..L-1 in order, the same site in every chain (so dense couplings
-    are read once per site for all chains, and factored Gibbs uses block-wise GEMM fields);
+    are read once per site for all chains, and factored models use block-wise GEMM fields);
     `random` draws an independent uniform site for each update of each chain, using the
     one-chain kernels (`gibbs_kernel`, `metropolis_kernel`) vmapped over chains.
     """
     if method not in _KERNELS:
         raise ValueError(f"method must be 'gibbs' or 'metropolis', got {method!r}")
+    if schedule not in _SCHEDULES:
+        raise ValueError(f"schedule must be one of {_SCHEDULES}, got {schedule!r}")
+    states, counts = _chain_sweep(model, key, states, method, beta, schedule)
+    return states, jnp.sum(counts, axis=0)
+
+
+def _chain_sweep(model, key, states, method, beta, schedule):
+    """`sweep` with per-chain counts (n_chains, 2)."""
     n_chains, L = states.shape
-    k_sites, k_steps = jax.random.split(key)
-    u = _uniforms(k_steps, (L, n_chains, _N_UNIFORMS[method]), model.fields.dtype)
+    k_sites, u = _sweep_uniforms(model, key, n_chains, method)
+    if _uses_blocks(model, method, schedule):
+        return _factored_sequential_sweep(model, beta, method, u, states, FACTORED_BLOCK[method])
     if schedule == "sequential":
-        # Gibbs needs all q fields of a site: block-wise GEMM fields pay off. Metropolis needs
-        # two, which the O(L) kernel computes more cheaply (measured at L=64 and 200, q=21).
-        if isinstance(model, FactoredPotts) and method == "gibbs":
-            return _factored_sequential_sweep(model, beta, method, u, states, FACTORED_BLOCK)
-        return _kernel_sweep(model, beta, method, u, states, jnp.arange(L), None)
-    if schedule == "random":
-        sites = jax.random.randint(k_sites, (L, n_chains), 0, L)
-        return _kernel_sweep(model, beta, method, u, states, sites, 0)
-    raise ValueError(f"schedule must be one of {_SCHEDULES}, got {schedule!r}")
+        return _sequential_sweep(model, beta, method, u, states)
+    sites = jax.random.randint(k_sites, (L, n_chains), 0, L)
+    return _kernel_sweep(model, beta, method, u, states, sites, 0)
 
 
 def _sweep_key(key: PRNGKeyArray, index: Int[Array, ""]) -> PRNGKeyArray:
@@ -368,15 +463,29 @@ def _run_block(model, beta, key, states, start, n_pre, thin, n_record, *, method
 
     Samples go into a buffer of static size `buffer_size` (rows past n_record are zeros), so
     burn-in chunks and record blocks of any length share one compiled function. Returns the
-    states, counts (accepted, changed) of the recorded part, and the buffers.
+    states, per-chain counts (accepted, changed) of the recorded part, (n_chains, 2), and the
+    buffers.
     """
-    zero = jnp.zeros((2,), jnp.int32)
+    n_chains, L = states.shape
+    zero = _no_counts(states)
 
     def run_sweeps(first, n, states, counts):
+        if _uses_blocks(model, method, schedule):
+            # Same sweeps as `sweep`, with the block sweep's layout carried between sweeps.
+            block = FACTORED_BLOCK[method]
+
+            def block_body(i, carry):
+                state, counts = carry
+                _, u = _sweep_uniforms(model, _sweep_key(key, first + i), n_chains, method)
+                state, c = _factored_block_sweep(model, beta, method, u, state, block)
+                return state, counts + c
+
+            state, counts = jax.lax.fori_loop(0, n, block_body, (_block_state(model, states, block), counts))
+            return state.ST[:L].T, counts
+
         def body(i, carry):
             states, counts = carry
-            states, c = sweep(model, _sweep_key(key, first + i), states, method=method, beta=beta,
-                              schedule=schedule)
+            states, c = _chain_sweep(model, _sweep_key(key, first + i), states, method, beta, schedule)
             return states, counts + c
 
         return jax.lax.fori_loop(0, n, body, (states, counts))
@@ -390,7 +499,6 @@ def _run_block(model, beta, key, states, start, n_pre, thin, n_record, *, method
         energies = jax.lax.dynamic_update_index_in_dim(energies, _chain_energies(model, states), r, axis=1)
         return states, counts, seqs, energies
 
-    n_chains, L = states.shape
     seqs = jnp.zeros((n_chains, buffer_size, L), states.dtype)
     energies = jnp.zeros((n_chains, buffer_size), model.fields.dtype)
     return jax.lax.fori_loop(0, n_record, one_sample, (states, zero, seqs, energies))
@@ -540,7 +648,7 @@ def sample(
             n = min(record_block, n_samples - recorded)
             start = n_burnin + recorded * thin
             states, c, seqs, energies = _run_block(model, beta_arr, k_run, states, start, 0, thin, n, **opts)
-            counts += np.asarray(c)
+            counts += np.asarray(c, np.int64).sum(axis=0)
             seq_blocks.append(seqs[:, :n])
             energy_blocks.append(energies[:, :n])
             recorded += n

@@ -260,8 +260,9 @@ FACTORED_BLOCK = {"gibbs": 8, "metropolis": 8}
 
 def _count(info: SiteInfo, valid=True) -> Int[Array, "n_chains 2"]:
     """Per-chain (accepted, changed) indicators of one update of every chain. Sweeps keep
-    per-chain counts and sum them once at the end (in int64 on the host for `sample`): no
-    reduction over chains per update, and no int32 overflow of run totals."""
+    per-chain counts and sum them once at the end (in int64 on the host for `sample`): no int32
+    overflow of run totals, and with chains sharded over devices no cross-device reduction per
+    site update."""
     return jnp.stack([info.accepted & valid, info.changed & valid], axis=-1).astype(jnp.int32)
 
 
@@ -367,6 +368,8 @@ def _factored_block_sweep(model: FactoredPotts, beta, method, u, state: _BlockSt
         h_K = jax.lax.dynamic_slice_in_dim(h, b * B, B, axis=0)
         S_K = jax.lax.dynamic_slice_in_dim(ST, b * B, B, axis=0)  # (B, n) colours at block start
         u_K = jax.lax.dynamic_slice_in_dim(u, b * B, B, axis=0)  # (B, n, n_uniforms)
+        # (contracting XU's leading axis directly: reshaping (q, n) into one axis would make
+        # XLA gather chains sharded over devices)
         Phi = jnp.einsum("kj,jan->kan", J_K, XU) + h_K[:, :, None]
 
         # Only the block's own fields change inside the block; ST and XU are written once after.
@@ -464,7 +467,7 @@ def _run_block(model, beta, key, states, start, n_pre, thin, n_record, *, method
     Samples go into a buffer of static size `buffer_size` (rows past n_record are zeros), so
     burn-in chunks and record blocks of any length share one compiled function. Returns the
     states, per-chain counts (accepted, changed) of the recorded part, (n_chains, 2), and the
-    buffers.
+    buffers. Nothing in it mixes chains, so chains sharded over devices stay sharded.
     """
     n_chains, L = states.shape
     zero = _no_counts(states)
@@ -570,6 +573,19 @@ def _initial_states(model: AnyPotts, key: PRNGKeyArray, n_chains: int, init: Any
     return init
 
 
+def _chain_sharding(n_chains: int) -> Optional[jax.sharding.NamedSharding]:
+    """Chains split over all local devices of the default backend, when there are several and
+    they divide n_chains (on CPU: `jax.config.update("jax_num_cpu_devices", os.cpu_count())`
+    before JAX starts makes one device per core). XLA:CPU runs each device's program on its own
+    thread, while the single-device sampler loops run on about one core. The random numbers do
+    not depend on the sharding: the same key gives the same samples on any number of devices."""
+    devices = jax.local_devices()
+    if len(devices) < 2 or n_chains % len(devices):
+        return None
+    mesh = jax.make_mesh((len(devices),), ("chains",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("chains"))
+
+
 def _energy_diagnostics(energies: np.ndarray) -> tuple[float, float, float]:
     """tau, ESS and split R-hat of the energy; NaN (undefined) for too short runs."""
     n_chains, n_samples = energies.shape
@@ -599,6 +615,10 @@ def sample(
     sweeps (a sweep is L site updates per chain). Chains start from `init` (shape (L,) or
     (n_chains, L)) or from uniformly random colours.
 
+    With several local devices (on CPU: `jax.config.update("jax_num_cpu_devices", n)` before
+    JAX starts), the chains are split over them when their number divides n_chains; the
+    samples do not depend on the split.
+
     Args:
         model: a joint `PottsModel` or `FactoredPotts` (non-symmetric couplings are refused).
         key: PRNG key; the same key gives the same samples.
@@ -626,6 +646,9 @@ def sample(
 
     k_init, k_run = jax.random.split(key)
     states = _initial_states(model, k_init, n_chains, init)
+    sharding = _chain_sharding(n_chains)
+    if sharding is not None:
+        states = jax.device_put(states, sharding)
     beta_arr = jnp.asarray(beta, model.fields.dtype)
     # A few dozen chunks: enough for a live display, few enough that dispatch costs nothing.
     burn_chunk = max(1, -(-n_burnin // 20))

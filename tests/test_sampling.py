@@ -282,6 +282,40 @@ def test_chain_energies_match_energy(x64, kind):
     np.testing.assert_allclose(_chain_energies(model, states), expected, rtol=1e-12, atol=1e-12)
 
 
+_SHARDED_SCRIPT = """
+import sys, jax, numpy as np
+jax.config.update("jax_num_cpu_devices", 2)
+from jaxpotts import sample
+from jaxpotts.potts import random_factored_potts, to_dense
+model = random_factored_potts(jax.random.PRNGKey(0), 13, 4, coupling_scale=1.0)
+out = {}
+for kind, m in (("factored", model), ("dense", to_dense(model))):
+    for method in ("gibbs", "metropolis"):
+        r = sample(m, jax.random.PRNGKey(3), n_chains=6, n_samples=4, n_burnin=3, method=method, progress=False)
+        assert len(r.sequences.sharding.device_set) == 2
+        out[f"{kind}_{method}"] = np.asarray(r.sequences)
+        out[f"{kind}_{method}_rates"] = np.array([r.acceptance_rate, r.change_rate])
+np.savez(sys.argv[1], **out)
+"""
+
+
+def test_chains_sharded_over_devices_give_the_same_samples(tmp_path):
+    # With several (CPU) devices, sample() splits the chains over them; the random numbers do
+    # not depend on the split. JAX fixes the device count at start-up: run in a subprocess.
+    import subprocess
+    import sys
+
+    path = tmp_path / "sharded.npz"
+    subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT, str(path)], check=True)
+    sharded = np.load(path)
+    model = random_factored_potts(jax.random.PRNGKey(0), 13, 4, coupling_scale=1.0)
+    for kind, m in (("factored", model), ("dense", jaxpotts.to_dense(model))):
+        for method in ("gibbs", "metropolis"):
+            r = sample(m, jax.random.PRNGKey(3), n_chains=6, n_samples=4, n_burnin=3, method=method, progress=False)
+            np.testing.assert_array_equal(sharded[f"{kind}_{method}"], r.sequences)
+            np.testing.assert_allclose(sharded[f"{kind}_{method}_rates"], [r.acceptance_rate, r.change_rate])
+
+
 def _all_eqns(jaxpr):
     for eqn in jaxpr.eqns:
         yield eqn

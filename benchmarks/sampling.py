@@ -4,9 +4,16 @@
     python benchmarks/sampling.py --quick         # small smoke run
     pip install torch==2.13.0 adabmDCA            # to include the peer (torch on CPU)
 
-Prints a table and writes JSON (default benchmarks/results/sampling.json). Times exclude
-compilation (one warm-up run of the same shapes first) and are the best of `--repeats` runs,
-because these shared machines are noisy. The peer runs in a subprocess of its own. Runs
+Prints a table and writes JSON (default benchmarks/results/sampling.json). Times are of whole
+`jaxpotts.sample` calls (initial states, sweeps, one recorded sample with its energy) and of
+whole adabmDCA sampler calls, exclude compilation (warm-up runs of the same shapes first) and
+are the best of `--repeats` runs, because these shared machines are noisy. The sweep counts give
+about 1-2 s per timed run, so fixed costs are a few percent. The peer runs in a subprocess of
+its own, at each of `--threads` torch thread counts; the best is kept (on a loaded 2-core
+machine OpenMP's spinning threads can make 2 threads several times slower than 1).
+
+On CPU, `--devices` (default: one per core) sets `jax_num_cpu_devices`, and `sample` splits
+the chains over the devices: XLA:CPU runs one device's sampler loop on about one core. Runs
 unchanged on any JAX backend and records it.
 """
 
@@ -53,7 +60,8 @@ L, q = data["fields"].shape
 sampler = torch.jit.script(get_sampler(method))
 gen = torch.Generator().manual_seed(0)
 chains = torch.nn.functional.one_hot(torch.randint(0, q, (int(data["n_chains"]), L), generator=gen), q).float()
-sampler(chains, params, 1, 1.0)
+for _ in range(2):  # TorchScript's profiling executor optimises after the first calls
+    sampler(chains, params, 1, 1.0)
 best = float("inf")
 for _ in range(repeats):
     t0 = time.perf_counter()
@@ -64,8 +72,9 @@ print(best)
 
 
 def time_adabmdca(model, method, n_chains, n_sweeps, repeats, threads):
-    """Best time of adabmDCA's TorchScript sampler, in its own process: XLA's CPU thread pool
-    in this process would otherwise compete with torch's threads and slow the peer down."""
+    """Best time of adabmDCA's TorchScript sampler with `threads` torch threads, in its own
+    process: XLA's CPU thread pool in this process would otherwise compete with torch's
+    threads and slow the peer down."""
     import subprocess
     import sys
     import tempfile
@@ -97,20 +106,28 @@ def main(argv=None):
     parser.add_argument("--sizes", default=None, help="comma-separated L values (default 64,200; quick: 16)")
     parser.add_argument("--q", type=int, default=21)
     parser.add_argument("--chains", type=int, default=None, help="default 1000 (quick: 100)")
+    parser.add_argument("--sweeps", type=int, default=None,
+                        help="sweeps per timed jaxpotts run (default 80 (64/L)^2, at least 8; the peer runs 1/4)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads for the peer")
+    parser.add_argument("--threads", default=f"1,{os.cpu_count()}",
+                        help="comma-separated torch thread counts for the peer; the best is kept")
+    parser.add_argument("--devices", type=int, default=os.cpu_count(),
+                        help="CPU backend only: JAX devices (jax_num_cpu_devices) to split the chains over")
     parser.add_argument("--no-peer", action="store_true", help="skip adabmDCA even if installed")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "sampling.json")
     args = parser.parse_args(argv)
+    # Before JAX starts its backends; no effect on GPU/TPU backends.
+    jax.config.update("jax_num_cpu_devices", args.devices)
 
     sizes = [int(x) for x in (args.sizes or ("16" if args.quick else "64,200")).split(",")]
     n_chains = args.chains or (100 if args.quick else 1000)
     q = args.q
     peer = None if args.no_peer else peer_available()
+    thread_counts = [int(t) for t in args.threads.split(",")]
     rows = []
     for L in sizes:
-        # Enough sweeps for ~1 s of work at each size.
-        n_sweeps = 3 if args.quick else max(4, int(round(20 * (64 / L) ** 2)))
+        # About 1-2 s of dense jaxpotts work at each size (more for slower backends is fine).
+        n_sweeps = args.sweeps or (3 if args.quick else max(8, int(round(80 * (64 / L) ** 2))))
         factored = random_factored_potts(jax.random.PRNGKey(L), L, q, coupling_scale=0.5, field_scale=0.3)
         dense = to_dense(factored)
         for method in ("gibbs", "metropolis"):
@@ -121,9 +138,12 @@ def main(argv=None):
                                  n_sweeps=n_sweeps, seconds=seconds))
             if peer:
                 peer_sweeps = max(2, n_sweeps // 4)
-                seconds = time_adabmdca(dense, method, n_chains, peer_sweeps, args.repeats, args.threads)
+                by_threads = {t: time_adabmdca(dense, method, n_chains, peer_sweeps, args.repeats, t)
+                              for t in thread_counts}
+                threads = min(by_threads, key=by_threads.get)
                 rows.append(dict(impl="adabmDCA", kind="dense", method=method, L=L, q=q, n_chains=n_chains,
-                                 n_sweeps=peer_sweeps, seconds=seconds))
+                                 n_sweeps=peer_sweeps, seconds=by_threads[threads], threads=threads,
+                                 seconds_by_threads={str(t): v for t, v in by_threads.items()}))
     for r in rows:
         r["sweeps_per_s"] = r["n_sweeps"] / r["seconds"]
         r["site_updates_per_s"] = r["sweeps_per_s"] * r["n_chains"] * r["L"]
@@ -148,13 +168,17 @@ def main(argv=None):
     device = jax.devices()[0]
     meta = dict(backend=jax.default_backend(), device=str(device), device_kind=getattr(device, "device_kind", ""),
                 cpu_count=os.cpu_count(), machine=platform.machine(), processor=platform.processor(),
-                jax=jax.__version__, torch=peer, x64=bool(jax.config.jax_enable_x64))
-    print(f"device: {meta['backend']} ({meta['device_kind']}), {meta['cpu_count']} CPUs, jax {meta['jax']}"
-          + (f", torch {peer}" if peer else ", adabmDCA not installed"))
+                jax=jax.__version__, jax_devices=jax.local_device_count(), torch=peer,
+                x64=bool(jax.config.jax_enable_x64), load_average=os.getloadavg(),
+                date=time.strftime("%Y-%m-%d %H:%M:%S %z"))
+    print(f"device: {meta['backend']} ({meta['device_kind']}) x {meta['jax_devices']}, {meta['cpu_count']} CPUs, "
+          f"jax {meta['jax']}" + (f", torch {peer}" if peer else ", adabmDCA not installed")
+          + f"; load average {' '.join(f'{x:.2f}' for x in meta['load_average'])}")
     print(f"{'impl':9} {'kind':9} {'method':11} {'L':>4} {'q':>3} {'chains':>6} {'sweeps/s':>9} {'site-updates/s':>15}")
     for r in rows:
+        note = f"  ({r['threads']} torch thread{'s' if r['threads'] > 1 else ''})" if "threads" in r else ""
         print(f"{r['impl']:9} {r['kind']:9} {r['method']:11} {r['L']:>4} {r['q']:>3} {r['n_chains']:>6} "
-              f"{r['sweeps_per_s']:>9.2f} {r['site_updates_per_s']:>15.3e}")
+              f"{r['sweeps_per_s']:>9.2f} {r['site_updates_per_s']:>15.3e}{note}")
     print()
     print(f"{'L':>4} {'method':11} {'dense/adabmDCA':>15} {'factored/dense':>15} {'factored/adabmDCA':>18}")
 

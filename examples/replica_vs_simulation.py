@@ -72,12 +72,12 @@ def parse_args(argv=None):
     args.n_fine = 33
     if args.smoke:
         args.quick = True
-        args.Ns = args.Ns or [50, 100]
+        args.Ns = args.Ns or [50]
         args.alphas = args.alphas or [2.0]
         args.lams = args.lams or [1.0]
         args.seeds = args.seeds or 2
         args.n_test = min(args.n_test, 2_000)
-        args.n_fine = 9
+        args.n_fine = 5
         args.skip_bayes = True
     elif args.quick:
         args.Ns = args.Ns or [100, 200]
@@ -99,19 +99,20 @@ def log(msg, quiet):
 
 
 def theory_tables(specs, lams, sim_alphas, quiet, n_fine=33):
-    """Fine-grid curves and exact theory at the simulated alphas (float64)."""
-    fine = np.geomspace(0.2, 20.0, n_fine)
+    """Curves on a fine grid that contains the simulated alphas, so the theory at each
+    simulation point is a row of the same solve (float64)."""
+    grid = np.unique(np.concatenate([np.geomspace(0.2, 20.0, n_fine), np.asarray(sim_alphas, float)]))
     curves, at_points = [], {}
     with jax.enable_x64(True):
         for label, kind, sc in specs:
             t0 = time.time()
-            table = replica.learning_curve(sc, fine, lams, progress=False)
+            table = replica.learning_curve(sc, grid, lams, progress=False)
             if not table["converged"].all():
                 raise RuntimeError(f"theory curve did not converge for {label} {kind}")
             curves.append((label, kind, table))
-            pts = replica.learning_curve(sc, sorted(sim_alphas), lams, progress=False)
-            for i in range(len(pts["alpha"])):
-                at_points[(label, kind, float(pts["lam"][i]), float(pts["alpha"][i]))] = {k: float(pts[k][i]) for k in OBS}
+            for i in range(len(table["alpha"])):
+                at_points[(label, kind, float(table["lam"][i]), float(table["alpha"][i]))] = {
+                    k: float(table[k][i]) for k in OBS}
             log(f"theory {label:10s} {kind:11s} {time.time() - t0:6.1f}s", quiet)
     return curves, at_points
 

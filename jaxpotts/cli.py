@@ -233,9 +233,6 @@ def _add_sample(sub) -> None:
 
 # ----------------------------------------------------------------------------- fit
 
-_ALIGNMENT_SUFFIXES = (".fasta", ".fa", ".faa", ".a2m", ".a3m", ".sto", ".stockholm", ".aln", ".gz")
-
-
 def _load_training_data(args):
     """(seqs[M, L] int32, weights or None, q, description) from an NPZ or an alignment file."""
     import numpy as np
@@ -260,6 +257,7 @@ def _load_training_data(args):
             raise UserError(f"{path}: colours must be >= 0, found {seqs.min()}")
         stored_q = int(data["q"]) if "q" in data else None
         q = args.q or stored_q or int(seqs.max()) + 1
+        q_from = "--q" if args.q else "file" if stored_q else "largest colour + 1"
         if stored_q is not None and args.q is not None and args.q != stored_q:
             raise UserError(f"--q {args.q} contradicts q = {stored_q} stored in {path}")
         if seqs.size and seqs.max() >= q:
@@ -269,7 +267,8 @@ def _load_training_data(args):
             weights = np.asarray(data["weights"], np.float64).reshape(-1)
             if weights.shape != (seqs.shape[0],):
                 raise UserError(f"{path}: 'weights' has {weights.size} entries for {seqs.shape[0]} sequences")
-        return seqs, weights, q, {"format": "npz", "weights": "file" if weights is not None else "uniform"}
+        return seqs, weights, q, {"format": "npz", "q_from": q_from,
+                                  "weights": "file" if weights is not None else "uniform"}
     from .msa import read_alignment, sequence_weights
 
     aln = read_alignment(path, alphabet=args.alphabet, max_gap_fraction=args.max_gap_fraction,

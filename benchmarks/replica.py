@@ -1,6 +1,6 @@
 """Replica saddle-point solver: time for one learning curve, and a scipy baseline for q = 2.
 
-    python benchmarks/replica.py                 # the table of benchmarks/README_replica.md
+    python benchmarks/replica.py                 # the table of benchmarks/README.md (Replica)
     python benchmarks/replica.py --quick         # smoke run (fewer points, one repeat)
 
 A learning curve is 20 alphas (geometric, 0.25 .. 16) x 3 lambdas (0.01, 0.1, 1) at

@@ -1,6 +1,6 @@
 """Training cost: factored attention vs the dense pseudo-likelihood fit vs Transformers.
 
-    python benchmarks/training.py            # the table of benchmarks/README_training.md
+    python benchmarks/training.py            # the table of benchmarks/README.md (Training)
     python benchmarks/training.py --quick    # small smoke run
 
 At the size of examples/attention_vs_transformer.py (L = 20, q = 3, a sparse generalized Potts

@@ -5,7 +5,9 @@ r"""A lean L-BFGS for full-batch pseudo-likelihood fits, as an optax transformat
 recursion over the last m pairs $(s_i, y_i)$, with $H_0 = \gamma I$,
 $\gamma = s^\top y / y^\top y$; the step $t$ starts at 1 ($\min(1, 1/\|g\|_1)$ on the first
 iteration, as minFunc/plmDCA do) and is shrunk by safeguarded quadratic interpolation until
-$f(x + t d) \le f(x) + c_1 t\, g^\top d$. A pair is stored only when $s^\top y > 0$ (curvature).
+$f(x + t d) \le f(x) + c_1 t\, g^\top d$; a unit step that is accepted but still too short
+(Wolfe's curvature test $g(x+td)^\top d \ge c_2 g^\top d$ fails) is grown 4x at a time while f decreases,
+which gives the first iterations the problem's scale. A pair is stored only when $s^\top y > 0$.
 
 Why not `optax.lbfgs`: for the convex, smooth objectives here the unit step is accepted at
 almost every iteration, so one value-and-gradient evaluation per iteration suffices, and this
@@ -30,6 +32,8 @@ import jax.numpy as jnp
 import optax
 
 __all__ = ["lbfgs", "LbfgsState"]
+
+_EXPAND = 4.0  # growth factor of a too-short step
 
 
 class LbfgsState(NamedTuple):
@@ -69,13 +73,14 @@ def _two_loop(g, state: LbfgsState, m: int):
     k = state.count
     n = jnp.minimum(k, m)
 
+    # Loops over the n stored pairs only (traced trip counts: while loops, no masked passes).
     def first(j, carry):
         r, alphas = carry
         i = (k - 1 - j) % m
-        alpha = jnp.where(j < n, state.rho[i] * _vdot(_slot(state.s, i), r), 0.0)
+        alpha = state.rho[i] * _vdot(_slot(state.s, i), r)
         return _axpy(-alpha, _slot(state.y, i), r), alphas.at[i].set(alpha)
 
-    r, alphas = jax.lax.fori_loop(0, m, first, (g, jnp.zeros((m,), state.rho.dtype)))
+    r, alphas = jax.lax.fori_loop(0, n, first, (g, jnp.zeros((m,), state.rho.dtype)))
     newest = (k - 1) % m
     sy = jnp.where(state.rho[newest] > 0, 1.0 / jnp.where(state.rho[newest] > 0, state.rho[newest], 1.0), 0.0)
     yy = _vdot(_slot(state.y, newest), _slot(state.y, newest))
@@ -85,17 +90,26 @@ def _two_loop(g, state: LbfgsState, m: int):
     def second(j, r):
         i = (k - n + j) % m
         beta = state.rho[i] * _vdot(_slot(state.y, i), r)
-        return jax.tree_util.tree_map(lambda ri, si: jnp.where(j < n, ri + (alphas[i] - beta) * si, ri), r, _slot(state.s, i))
+        return _axpy(alphas[i] - beta, _slot(state.s, i), r)
 
-    return jax.lax.fori_loop(0, m, second, r)
+    return jax.lax.fori_loop(0, n, second, r)
 
 
-def lbfgs(memory_size: int = 10, *, c1: float = 1e-4, max_linesearch_steps: int = 20) -> optax.GradientTransformationExtraArgs:
-    """L-BFGS with a backtracking Armijo line search (module docstring).
+def lbfgs(
+    memory_size: int = 10,
+    *,
+    c1: float = 1e-4,
+    c2: float = 0.9,
+    max_linesearch_steps: int = 20,
+    max_expansions: int = 8,
+) -> optax.GradientTransformationExtraArgs:
+    r"""L-BFGS with a backtracking Armijo line search (module docstring).
 
     Args:
         memory_size: number m of stored (s, y) pairs.
         c1: sufficient-decrease constant of the Armijo condition.
+        c2: curvature constant: an accepted unit step with $g(x + t d)^\top d < c_2\, g^\top d$
+            (still steep) is grown 4x while f keeps decreasing, up to `max_expansions` times.
         max_linesearch_steps: evaluations tried per iteration before giving up (zero update).
 
     Returns:
@@ -103,8 +117,8 @@ def lbfgs(memory_size: int = 10, *, c1: float = 1e-4, max_linesearch_steps: int 
     """
     if isinstance(memory_size, bool) or not isinstance(memory_size, int) or memory_size < 1:
         raise ValueError(f"memory_size must be a positive integer, got {memory_size!r}")
-    if not 0.0 < c1 < 1.0:
-        raise ValueError(f"c1 must be in (0, 1), got {c1!r}")
+    if not 0.0 < c1 < c2 < 1.0:
+        raise ValueError(f"need 0 < c1 < c2 < 1, got c1={c1!r}, c2={c2!r}")
     m = memory_size
 
     def init(params) -> LbfgsState:
@@ -147,6 +161,23 @@ def lbfgs(memory_size: int = 10, *, c1: float = 1e-4, max_linesearch_steps: int 
         f_new, g_new = trial(t0)
         j, t, f_new, g_new, _ = jax.lax.while_loop(not_accepted, shrink, (jnp.zeros((), jnp.int32), t0, f_new, g_new, t0))
         accepted = jnp.isfinite(f_new) & (f_new <= value + c1 * t * slope)
+
+        # Too short a step (still steep along d, Wolfe's curvature test fails) and nothing was
+        # shrunk: grow it while that keeps lowering f. Costs evaluations only on the first
+        # iterations, before gamma has the problem's scale.
+        def too_short(c):
+            k, t, f_t, g_t, improved = c
+            return improved & (k < max_expansions) & (_vdot(g_t, d) < c2 * slope)
+
+        def expand(c):
+            k, t, f_t, g_t, _ = c
+            f_2, g_2 = trial(_EXPAND * t)
+            better = jnp.isfinite(f_2) & (f_2 < f_t)
+            keep = lambda a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(better, x, y), a, b)
+            return k + 1, jnp.where(better, _EXPAND * t, t), jnp.where(better, f_2, f_t), keep(g_2, g_t), better
+
+        start = (jnp.zeros((), jnp.int32), t, f_new, g_new, accepted & (j == 0))
+        _, t, f_new, g_new, _ = jax.lax.while_loop(too_short, expand, start)
 
         step = _scale(t, d)
         y = jax.tree_util.tree_map(lambda a, b: a - b, g_new, g)

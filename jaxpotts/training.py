@@ -90,7 +90,7 @@ class History:
             used), else the last step.
         best_val_loss: that validation loss (NaN without validation).
         stopped_early: patience ran out.
-        converged: L-BFGS reached `tol` or could not decrease the objective any further.
+        converged: L-BFGS reached `tol` or `ftol`, or could not decrease the objective any further.
         reached_target: the validation loss reached `target_loss` (training stopped there).
         wall_time: seconds spent in `fit` (this call, excluding a resumed run's past).
     """

@@ -73,3 +73,5 @@ def test_bad_arguments():
         lbfgs(0)
     with pytest.raises(ValueError, match="c1"):
         lbfgs(c1=1.5)
+    with pytest.raises(ValueError, match="c1"):
+        lbfgs(c1=0.5, c2=0.4)

@@ -11,12 +11,13 @@ R(\theta) = \frac{\lambda_J}{2}\sum_{i\ne j}\|J_{ij}\|_F^2 + \lambda_h\sum_i\|h_
 are held at zero). `fit_plm` is the plmDCA entry point (zero initialisation, full-batch L-BFGS).
 
 How it runs. Parameters are split from the static model (`eqx.partition`); a jitted chunk
-runs a fixed number of optimiser steps in a `lax.scan`, the Python loop only goes over chunks
+runs up to a fixed number of optimiser steps in a `lax.while_loop`, the Python loop only goes over chunks
 (one evaluation, progress tick and optional checkpoint per chunk), and every chunk has the
 same shapes, so nothing retraces. Minibatches: each epoch is a permutation of the training
-sequences (padded with a zero-weight dummy row to a whole number of batches); a batch's
-data term is $\sum_{m\in b} w_m \ell_m / (B\,\bar w)$, an unbiased estimate of the weighted
-mean ($\bar w$ = mean training weight), equal to it for a full batch. All randomness (the
+sequences, and when B does not divide M the last batch is filled up with the first sequences of
+the same permutation (so every batch holds B real sequences); a batch's data term is
+$\sum_{m\in b} w_m \ell_m / (B\,\bar w)$, an unbiased estimate of the weighted mean
+($\bar w$ = mean training weight), equal to it for a full batch. All randomness (the
 validation split and the epoch permutations, drawn on the host by numpy generators seeded with
 `key` and the epoch index; the masked sites of the stochastic loss, by `fold_in(key, step)`) is
 derived from `key`, so a run is a deterministic function of its arguments, and a resumed run reproduces an uninterrupted one exactly.
@@ -573,7 +574,9 @@ def _rng(key, *index: int) -> np.random.Generator:
 
 def _epoch_order(key, epoch: int, M: int, n_pad: int) -> np.ndarray:
     perm = _rng(key, epoch).permutation(M)
-    return np.concatenate([perm, np.full((n_pad,), M, perm.dtype)])  # M: the zero-weight dummy row
+    # The last batch is completed with the epoch's first sequences (n_pad < B <= M, so they are
+    # not already in it): every batch is B distinct real sequences.
+    return np.concatenate([perm, perm[:n_pad]])
 
 
 def fit(
@@ -707,10 +710,8 @@ def fit(
     _check_mesh(mesh)
     cfg = _Config(optimizer=opt, loss=loss, linesearch=linesearch, full_batch=full_batch, L=L, chunk=chunk, mesh=mesh)
     w_mean = float(tr_w.mean())
-    # Minibatches are gathered on the host from the training data plus one zero-weight dummy
-    # row (index M_tr) that pads the last batch of an epoch.
-    host_seqs = np.concatenate([tr_seqs, np.zeros((1, L), np.int32)])
-    host_w = np.concatenate([tr_w, np.zeros((1,), dtype)])
+    # Minibatches are gathered on the host from the training data.
+    host_seqs, host_w = tr_seqs, tr_w
     data = _Data(
         seqs=jnp.asarray(tr_seqs) if full_batch else None,
         weights=jnp.asarray(tr_w) if full_batch else None,

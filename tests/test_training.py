@@ -257,3 +257,18 @@ def test_factored_attention_beats_one_layer_transformer_on_potts_data():
     excess_tr = float(losses.mlm_loss(tr, test)) - floor
     assert excess_fa < 0.02, excess_fa
     assert excess_fa < excess_tr, (excess_fa, excess_tr)
+
+
+def test_minibatch_train_loss_is_unbiased_when_batches_do_not_divide_the_data():
+    """With the parameters frozen (SGD, learning rate 0) the recorded train loss of an epoch is
+    the mean of its batch estimates; it must equal the true weighted MLM loss up to the few
+    sequences that complete the last batch (900 = 7 x 128 + 4: 124 repeats, < 1% here), not be
+    scaled down by 900 / 1024 as zero-weight padding would."""
+    rng = np.random.default_rng(0)
+    seqs = markov_sequences(rng, 900)
+    w = rng.uniform(0.5, 1.5, size=900)
+    layer = FactoredAttention(L, Q, 2, 2, key=jax.random.PRNGKey(1), fields=True, init_scale=1.0)
+    _, hist = fit(layer, seqs, weights=w, key=jax.random.PRNGKey(2), optimizer="sgd", learning_rate=0.0,
+                  batch_size=128, n_epochs=4, progress=False)
+    true = float(losses.mlm_loss(layer, seqs, w))
+    np.testing.assert_allclose(np.mean(hist.train_loss), true, rtol=0.02)

@@ -25,11 +25,15 @@ keeps ``value`` (callers detect "no decrease").
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from .sharding import DATA_AXIS
 
 __all__ = ["lbfgs", "LbfgsState"]
 
@@ -37,8 +41,9 @@ _EXPAND = 4.0  # growth factor of a too-short step
 
 
 class LbfgsState(NamedTuple):
-    """count: iterations done; s, y: pair memory (leading axis m, ring buffer at count % m);
-    rho: 1 / (s^T y) per slot (0 for empty slots); value, grad: at the current parameters."""
+    """count: pairs stored; s, y: pair memory (m, n) over the flattened parameters (ring buffer at
+    count % m); rho: 1 / (s^T y) per slot; value, grad: at the current parameters (grad as a
+    pytree like the parameters, for `optax.value_and_grad_from_state`)."""
 
     count: jax.Array
     s: Any
@@ -56,20 +61,8 @@ def _axpy(alpha, x, y):
     return jax.tree_util.tree_map(lambda xi, yi: alpha * xi + yi, x, y)
 
 
-def _scale(alpha, x):
-    return jax.tree_util.tree_map(lambda xi: alpha * xi, x)
-
-
-def _slot(tree, i):
-    return jax.tree_util.tree_map(lambda x: x[i], tree)
-
-
-def _set_slot(tree, i, value):
-    return jax.tree_util.tree_map(lambda x, v: x.at[i].set(v), tree, value)
-
-
-def _two_loop(g, state: LbfgsState, m: int):
-    """$H_k g$ by the two-loop recursion over the stored pairs, newest first."""
+def _two_loop(g: jax.Array, state: LbfgsState, m: int) -> jax.Array:
+    """$H_k g$ by the two-loop recursion over the stored pairs, newest first (flat vectors)."""
     k = state.count
     n = jnp.minimum(k, m)
 
@@ -77,20 +70,21 @@ def _two_loop(g, state: LbfgsState, m: int):
     def first(j, carry):
         r, alphas = carry
         i = (k - 1 - j) % m
-        alpha = state.rho[i] * _vdot(_slot(state.s, i), r)
-        return _axpy(-alpha, _slot(state.y, i), r), alphas.at[i].set(alpha)
+        alpha = state.rho[i] * jnp.vdot(state.s[i], r)
+        return r - alpha * state.y[i], alphas.at[i].set(alpha)
 
     r, alphas = jax.lax.fori_loop(0, n, first, (g, jnp.zeros((m,), state.rho.dtype)))
     newest = (k - 1) % m
-    sy = jnp.where(state.rho[newest] > 0, 1.0 / jnp.where(state.rho[newest] > 0, state.rho[newest], 1.0), 0.0)
-    yy = _vdot(_slot(state.y, newest), _slot(state.y, newest))
-    gamma = jnp.where((n > 0) & (yy > 0), sy / jnp.where(yy > 0, yy, 1.0), 1.0)
-    r = _scale(gamma, r)
+    rho_new = state.rho[newest]
+    yy = jnp.vdot(state.y[newest], state.y[newest])
+    # gamma = s^T y / y^T y of the newest pair (H_0 = gamma I); 1 before the first pair.
+    gamma = jnp.where((n > 0) & (yy > 0) & (rho_new > 0), 1.0 / jnp.where(rho_new > 0, rho_new * yy, 1.0), 1.0)
+    r = gamma * r
 
     def second(j, r):
         i = (k - n + j) % m
-        beta = state.rho[i] * _vdot(_slot(state.y, i), r)
-        return _axpy(alphas[i] - beta, _slot(state.s, i), r)
+        beta = state.rho[i] * jnp.vdot(state.y[i], r)
+        return r + (alphas[i] - beta) * state.s[i]
 
     return jax.lax.fori_loop(0, n, second, r)
 
@@ -98,6 +92,7 @@ def _two_loop(g, state: LbfgsState, m: int):
 def lbfgs(
     memory_size: int = 10,
     *,
+    mesh: Optional[Mesh] = None,
     c1: float = 1e-4,
     c2: float = 0.9,
     max_linesearch_steps: int = 20,
@@ -111,6 +106,9 @@ def lbfgs(
         c2: curvature constant: an accepted unit step with $g(x + t d)^\top d < c_2\, g^\top d$
             (still steep) is grown 4x while f keeps decreasing, up to `max_expansions` times.
         max_linesearch_steps: evaluations tried per iteration before giving up (zero update).
+        mesh: a `jaxpotts.sharding.data_mesh()`: the memory and the recursion work on a flat
+            parameter vector split over its devices (each device does 1/n of the vector work),
+            instead of every device repeating it. None: one device.
 
     Returns:
         An optax transformation; `update(grad, state, params, value=, grad=, value_fn=)`.
@@ -121,9 +119,30 @@ def lbfgs(
         raise ValueError(f"need 0 < c1 < c2 < 1, got c1={c1!r}, c2={c2!r}")
     m = memory_size
 
+    def flat_space(params):
+        """(to_flat, to_tree, size): the parameters as one vector, padded to a multiple of the mesh
+        size and split over its devices, so that the memory and the two-loop recursion are too."""
+        flat, unravel = ravel_pytree(params)
+        n = flat.size
+        pad = 0 if mesh is None else -n % mesh.size
+        sharding = None if mesh is None or mesh.size == 1 else NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+        def to_flat(tree):
+            v = ravel_pytree(tree)[0]
+            v = jnp.pad(v, (0, pad)) if pad else v
+            return v if sharding is None else jax.lax.with_sharding_constraint(v, sharding)
+
+        def to_tree(v):
+            return unravel(v[:n] if pad else v)
+
+        return to_flat, to_tree, n + pad
+
     def init(params) -> LbfgsState:
-        zeros = jax.tree_util.tree_map(lambda x: jnp.zeros((m,) + x.shape, x.dtype), params)
+        _, _, size = flat_space(params)
         dtype = jax.tree_util.tree_leaves(params)[0].dtype
+        zeros = jnp.zeros((m, size), dtype)
+        if mesh is not None and mesh.size > 1:
+            zeros = jax.device_put(zeros, NamedSharding(mesh, PartitionSpec(None, DATA_AXIS)))
         return LbfgsState(
             count=jnp.zeros((), jnp.int32), s=zeros, y=zeros, rho=jnp.zeros((m,), dtype),
             value=jnp.asarray(jnp.inf, dtype), grad=jax.tree_util.tree_map(jnp.zeros_like, params),
@@ -131,18 +150,20 @@ def lbfgs(
 
     def update(updates, state: LbfgsState, params=None, *, value, grad, value_fn: Callable, **extra):
         del updates  # the gradient arrives as `grad`
-        g = grad
-        d = _scale(-1.0, _two_loop(g, state, m))
-        slope = _vdot(g, d)
+        to_flat, to_tree, _ = flat_space(params)
+        g = to_flat(grad)
+        d = -_two_loop(g, state, m)
+        slope = jnp.vdot(g, d)
         # Not a descent direction (rounding): fall back to steepest descent.
         bad = ~(slope < 0)
-        d = jax.tree_util.tree_map(lambda di, gi: jnp.where(bad, -gi, di), d, g)
-        slope = jnp.where(bad, -_vdot(g, g), slope)
-        g1 = sum(jnp.sum(jnp.abs(x)) for x in jax.tree_util.tree_leaves(g))
-        t0 = jnp.where(state.count == 0, jnp.minimum(1.0, 1.0 / jnp.maximum(g1, 1e-30)), 1.0).astype(slope.dtype)
+        d = jnp.where(bad, -g, d)
+        slope = jnp.where(bad, -jnp.vdot(g, g), slope)
+        t0 = jnp.where(state.count == 0, jnp.minimum(1.0, 1.0 / jnp.maximum(jnp.sum(jnp.abs(g)), 1e-30)), 1.0)
+        t0 = t0.astype(slope.dtype)
+        d_tree = to_tree(d)
 
         def trial(t):
-            return jax.value_and_grad(value_fn)(_axpy(t, d, params))
+            return jax.value_and_grad(value_fn)(_axpy(t, d_tree, params))
 
         def not_accepted(c):
             j, t, f_new, _, _ = c
@@ -167,7 +188,7 @@ def lbfgs(
         # iterations, before gamma has the problem's scale.
         def too_short(c):
             k, t, f_t, g_t, improved = c
-            return improved & (k < max_expansions) & (_vdot(g_t, d) < c2 * slope)
+            return improved & (k < max_expansions) & (_vdot(g_t, d_tree) < c2 * slope)
 
         def expand(c):
             k, t, f_t, g_t, _ = c
@@ -179,10 +200,10 @@ def lbfgs(
         start = (jnp.zeros((), jnp.int32), t, f_new, g_new, accepted & (j == 0))
         _, t, f_new, g_new, _ = jax.lax.while_loop(too_short, expand, start)
 
-        step = _scale(t, d)
-        y = jax.tree_util.tree_map(lambda a, b: a - b, g_new, g)
-        sy = _vdot(step, y)
-        store = accepted & (sy > 1e-10 * jnp.sqrt(_vdot(y, y) * _vdot(step, step)))
+        step = t * d
+        y = to_flat(g_new) - g
+        sy = jnp.vdot(step, y)
+        store = accepted & (sy > 1e-10 * jnp.sqrt(jnp.vdot(y, y) * jnp.vdot(step, step)))
         # Only the written slot is touched (a select over the whole memory would copy it).
         slot = state.count % m
 
@@ -191,13 +212,13 @@ def lbfgs(
 
         new_state = LbfgsState(
             count=state.count + store.astype(state.count.dtype),
-            s=jax.tree_util.tree_map(put, state.s, step),
-            y=jax.tree_util.tree_map(put, state.y, y),
+            s=put(state.s, step),
+            y=put(state.y, y),
             rho=state.rho.at[slot].set(jnp.where(store, 1.0 / jnp.where(sy > 0, sy, 1.0), state.rho[slot])),
             value=jnp.where(accepted, f_new, value).astype(f_new.dtype),
-            grad=jax.tree_util.tree_map(lambda a, b: jnp.where(accepted, a, b), g_new, g),
+            grad=jax.tree_util.tree_map(lambda a, b: jnp.where(accepted, a, b), g_new, grad),
         )
-        out = jax.tree_util.tree_map(lambda x: jnp.where(accepted, x, jnp.zeros_like(x)), step)
+        out = jax.tree_util.tree_map(lambda x: jnp.where(accepted, t * x, jnp.zeros_like(x)), d_tree)
         return out, new_state
 
     return optax.GradientTransformationExtraArgs(init, update)

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-__all__ = ["DATA_AXIS", "use_cpu_cores", "data_mesh", "pad_rows", "sum_over_rows"]
+__all__ = ["DATA_AXIS", "use_cpu_cores", "data_mesh", "default_mesh", "pad_rows", "sum_over_rows"]
 
 DATA_AXIS = "data"
 
@@ -56,6 +56,11 @@ def data_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
     if not devices:
         raise ValueError("data_mesh needs at least one device")
     return Mesh(np.array(devices), (DATA_AXIS,))
+
+
+def default_mesh() -> Optional[Mesh]:
+    """`data_mesh()` when the default backend has several devices, else None (one device)."""
+    return data_mesh() if len(jax.devices()) > 1 else None
 
 
 def pad_rows(n_shards: int, *arrays: jax.Array) -> tuple[jax.Array, ...]:

@@ -222,7 +222,7 @@ def _wrap(model: Any) -> tuple[Any, Any]:
 
 
 @functools.lru_cache(maxsize=64)
-def _named_optimizer(name: str, learning_rate: Optional[float]) -> optax.GradientTransformation:
+def _named_optimizer(name: str, learning_rate: Optional[float], mesh=None) -> optax.GradientTransformation:
     # Cached so that repeated fits reuse one optimiser object and hence one compiled chunk.
     if name == "adam":
         return optax.adam(1e-2 if learning_rate is None else learning_rate)
@@ -232,7 +232,7 @@ def _named_optimizer(name: str, learning_rate: Optional[float]) -> optax.Gradien
         if learning_rate is not None:
             raise ValueError("optimizer='lbfgs' takes its steps from a line search; learning_rate does not apply "
                              "(pass an optax transformation such as optax.lbfgs(learning_rate=...) instead)")
-        return lbfgs()
+        return lbfgs(mesh=mesh)
     raise ValueError(f"optimizer must be 'adam', 'sgd', 'lbfgs' or an optax GradientTransformation, got {name!r}")
 
 
@@ -694,7 +694,8 @@ def fit(
     chunk = eval_every or (25 if full_batch else steps_per_epoch)
 
     if isinstance(optimizer, str):
-        opt = _named_optimizer(optimizer, None if learning_rate is None else float(learning_rate))
+        _check_mesh(mesh)
+        opt = _named_optimizer(optimizer, None if learning_rate is None else float(learning_rate), mesh)
     elif isinstance(optimizer, optax.GradientTransformation):
         if learning_rate is not None:
             raise ValueError("learning_rate applies to named optimisers; an optax transformation carries its own")

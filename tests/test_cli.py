@@ -306,3 +306,46 @@ def test_demo_quick_tells_the_whole_story_in_under_two_minutes(cache, tmp_path):
         assert f"({name}.png)" in md
         assert_figure(out / f"{name}.png")
     assert "L * mlm_loss" in proc.stdout
+
+
+# ----------------------------------------------------------------------------- contacts
+
+PFAM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pfam"
+
+
+@pytest.mark.skipif(not (PFAM / "PF00014.fasta").exists(), reason="shared/data/pfam not present")
+def test_contacts_on_a_pf00014_subsample(tmp_path, cache):
+    from jaxpotts.msa import read_alignment
+
+    aln = read_alignment(PFAM / "PF00014.fasta")
+    keep = np.random.default_rng(0).choice(aln.M, 300, replace=False)
+    path = tmp_path / "sub.fasta"
+    path.write_text("".join(f">{aln.names[m]}\n{aln.alphabet.decode(aln.seqs[m])}\n" for m in keep))
+    out = tmp_path / "c"
+    proc = jp(["contacts", path, "--distances", PFAM / "PF00014_struct.dat", "--steps", "30", "--generation-check",
+               "--chains", "40", "--save-model", "--out", out], cache, tmp_path)
+    report = json.loads((out / "contacts.json").read_text())
+    assert report["L"] == 53 and report["M"] == 300 and 0 < report["m_eff"] < 300
+    assert set(report["precision"]) == {"L/5", "L/2", "L"} and report["precision"]["L/5"] >= 0.6
+    assert -1 <= report["generation"]["connected"]["pearson"] <= 1
+    assert "PPV@L/5" in proc.stdout
+    rows = (out / "scores.csv").read_text().splitlines()
+    assert rows[0] == "i,j,score,distance,contact" and len(rows) == 1 + 48 * 49 // 2  # pairs with j - i >= 5
+    i, j = map(int, rows[1].split(",")[:2])
+    assert 1 <= i and i + 5 <= j <= 53
+    scores = np.load(out / "scores.npz")["scores"]
+    assert scores.shape == (53, 53)
+    assert_figure(out / "contact_map.png")
+    assert (out / "model.eqx").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["contacts", "nope.fasta"], "nope.fasta does not exist"),
+    (["contacts", "aln.fasta", "--heads", "4"], "--heads and --head-dim apply to --method attention"),
+    (["contacts", "aln.fasta", "--distances", "nope.dat"], "nope.dat does not exist"),
+])
+def test_contacts_user_mistakes(args, words, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "aln.fasta").write_text(">a\nACDEFGHIK\n>b\nACDEFGHIL\n")
+    assert cli.main([*args, "--out", str(tmp_path / "o")]) == 2
+    assert words in _one_error_line(capsys.readouterr().err)

@@ -79,6 +79,10 @@ def test_fit_plm_recovers_dense_couplings(x64):
     assert np.max(np.abs(np.asarray(grad.couplings)[off])) < 1e-7
     assert np.max(np.abs(np.asarray(grad.fields))) < 1e-7
     assert float(losses.coupling_norm2(reg)) < float(losses.coupling_norm2(model))
+    # the start (independent-site fields or zeros) does not change the convex problem's optimum
+    reg0, _ = fit_plm(states, q=Q, weights=probs, l2=0.05, l2_fields=0.02, tol=1e-10, n_steps=1000, progress=False,
+                      init="zero")
+    np.testing.assert_allclose(reg0.couplings, reg.couplings, atol=1e-7)
 
 
 def test_free_factored_attention_recovers_factored_couplings(x64):
@@ -191,6 +195,8 @@ def test_save_and_load_models(tmp_path, layer):
 
 def test_clear_errors(layer, data):
     train = data[0]
+    with pytest.raises(ValueError, match="init must be 'profile' or 'zero'"):
+        fit_plm(train, q=Q, init="random", n_steps=1, progress=False)
     with pytest.raises(ValueError, match="full batch"):
         fit(layer, train, key=jax.random.PRNGKey(0), optimizer="lbfgs", batch_size=8, n_steps=1)
     with pytest.raises(ValueError, match="deterministic loss='mlm'"):

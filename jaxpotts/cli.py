@@ -341,7 +341,8 @@ def _fit(args) -> dict:
         optimizer=settings["optimizer"], n_steps=settings["n_steps"], n_epochs=settings["n_epochs"],
         batch_size=settings["batch_size"], loss=settings["loss"], l2=settings["l2"], l2_fields=settings["l2_fields"],
         validation_fraction=settings["validation_fraction"], patience=args.patience, eval_every=args.eval_every,
-        progress=_progress(args), checkpoint_path=ckpt, resume=args.resume, mesh=default_mesh(),
+        progress=_progress(args), checkpoint_path=ckpt, resume=args.resume,
+        mesh=default_mesh(M if settings["batch_size"] is None else settings["batch_size"]),
     )
     if args.lr is not None:
         options["learning_rate"] = args.lr
@@ -835,7 +836,7 @@ def _configure_jax() -> None:
     if cache:
         jax.config.update("jax_compilation_cache_dir", cache)
         if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -466,13 +466,13 @@ class ContactPrediction:
         return precision_at(self.scores, contact_map(D, threshold), fractions, min_sep, known=np.isfinite(D))
 
 
-def _auto_mesh(mesh):
+def _auto_mesh(mesh, rows: int):
     from .sharding import default_mesh
 
     if isinstance(mesh, str):
         if mesh != "auto":
             raise ValueError(f"mesh must be 'auto', None or a jax.sharding.Mesh, got {mesh!r}")
-        return default_mesh()
+        return default_mesh(rows)
     return mesh
 
 
@@ -508,8 +508,8 @@ def pipeline(
         key: PRNG key for the attention layer's initialisation (default PRNGKey(0)).
         theta: identity threshold of the sequence weights.
         alphabet, max_gap_fraction: passed to `read_alignment`.
-        mesh: "auto" (split the sequences over all devices when there are several, see
-            `jaxpotts.sharding`), None (one device) or a `data_mesh()`.
+        mesh: "auto" (split the sequences over all devices when there are several and enough
+            sequences, `jaxpotts.sharding.default_mesh`), None (one device) or a `data_mesh()`.
         progress: progress bar of the fit (None: only on a terminal).
         **options: override the method's defaults (keys of `PLM_DEFAULTS` /
             `ATTENTION_DEFAULTS`; other keys go to `jaxpotts.training.fit`).
@@ -537,7 +537,7 @@ def pipeline(
     if unknown:
         raise TypeError(f"unknown option(s) for method={method!r}: {', '.join(sorted(unknown))}")
     settings = {**defaults, **options}
-    mesh = _auto_mesh(mesh)
+    mesh = _auto_mesh(mesh, aln.M)
     q = aln.alphabet.q
     if method == "plm":
         model, history = training.fit_plm(aln.seqs, q=q, weights=weights, progress=progress, mesh=mesh, **settings)

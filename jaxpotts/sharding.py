@@ -58,9 +58,18 @@ def data_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
     return Mesh(np.array(devices), (DATA_AXIS,))
 
 
-def default_mesh() -> Optional[Mesh]:
-    """`data_mesh()` when the default backend has several devices, else None (one device)."""
-    return data_mesh() if len(jax.devices()) > 1 else None
+#: Fewest rows per device for which `default_mesh` splits a computation: below it, the
+#: collectives and the larger compiled program cost more than the split saves.
+MIN_ROWS_PER_DEVICE = 1000
+
+
+def default_mesh(rows: Optional[int] = None) -> Optional[Mesh]:
+    """`data_mesh()` when the default backend has several devices (and, if given, `rows` is at
+    least `MIN_ROWS_PER_DEVICE` per device: the sequences one loss evaluation sees), else None."""
+    n = len(jax.devices())
+    if n < 2 or (rows is not None and rows < MIN_ROWS_PER_DEVICE * n):
+        return None
+    return data_mesh()
 
 
 def pad_rows(n_shards: int, *arrays: jax.Array) -> tuple[jax.Array, ...]:

@@ -693,8 +693,8 @@ def fit(
     total_steps = n_steps if n_steps is not None else n_epochs * steps_per_epoch
     chunk = eval_every or (25 if full_batch else steps_per_epoch)
 
+    _check_mesh(mesh)
     if isinstance(optimizer, str):
-        _check_mesh(mesh)
         opt = _named_optimizer(optimizer, None if learning_rate is None else float(learning_rate), mesh)
     elif isinstance(optimizer, optax.GradientTransformation):
         if learning_rate is not None:
@@ -708,7 +708,6 @@ def fit(
     if linesearch and loss != "mlm":
         raise ValueError("L-BFGS / line-search optimisers need the deterministic loss='mlm'")
 
-    _check_mesh(mesh)
     cfg = _Config(optimizer=opt, loss=loss, linesearch=linesearch, full_batch=full_batch, L=L, chunk=chunk, mesh=mesh)
     w_mean = float(tr_w.mean())
     # Minibatches are gathered on the host from the training data.

@@ -113,13 +113,17 @@ def compare_statistics(
     seqs: Int[Array, "M L"],
     q: int,
     weights: Optional[Float[Array, " M"]] = None,
+    *,
+    arrays: bool = False,
 ) -> dict:
     r"""How well `samples` reproduce the one- and two-site statistics of the (weighted) data.
 
     Returns a dict with ``site`` (Pearson r and slope of sample against data $f_i(a)$, all i, a)
     and ``connected`` (the same for $C_{ij}(a,b)$ over all $i < j$ and colour pairs), plus the
     numbers of samples and data sequences. The slope is that of the samples' statistic against
-    the data's, through the origin.
+    the data's, through the origin. With ``arrays=True`` also ``arrays``: the compared values
+    (``site_data``, ``site_model`` of shape (L, q); ``connected_data``, ``connected_model`` of
+    shape (L (L - 1) / 2, q, q), pairs i < j in `numpy.triu_indices` order), e.g. for a scatter plot.
     """
     s_data, w = _prepare(seqs, q, weights)
     s_model, w_model = _prepare(samples, q, None)
@@ -131,12 +135,16 @@ def compare_statistics(
     iu, ju = np.triu_indices(L, 1)
     cd = np.asarray(f2d - f1d[:, None, :, None] * f1d[None, :, None, :])[iu, ju]
     cm = np.asarray(f2m - f1m[:, None, :, None] * f1m[None, :, None, :])[iu, ju]
-    return {
+    out = {
         "site": _agreement(f1d, f1m),
         "connected": _agreement(cd, cm),
         "n_samples": int(s_model.shape[0]),
         "n_sequences": int(s_data.shape[0]),
     }
+    if arrays:
+        out["arrays"] = {"site_data": np.asarray(f1d), "site_model": np.asarray(f1m), "connected_data": cd,
+                         "connected_model": cm}
+    return out
 
 
 def generation_check(
@@ -151,6 +159,7 @@ def generation_check(
     thin: int = 100,
     method: str = "gibbs",
     progress: Optional[bool] = None,
+    arrays: bool = False,
 ) -> dict:
     r"""Sample a fitted model and compare its statistics with the data (`compare_statistics`).
 
@@ -159,6 +168,7 @@ def generation_check(
     `jaxpotts.sample` runs `n_chains` chains for `n_burnin` sweeps and records `n_samples`
     samples per chain `thin` sweeps apart; the result also holds the sampler's diagnostics
     (energy autocorrelation time in recorded samples, split R-hat) so mixing can be judged.
+    ``arrays=True`` adds the compared statistics (`compare_statistics`).
     """
     from .potts import PottsModel, is_joint
     from .sampling import sample
@@ -173,7 +183,7 @@ def generation_check(
                  progress=progress)
     samples = np.asarray(res.sequences).reshape(-1, model.L)
     seconds = time.perf_counter() - t0
-    out = compare_statistics(samples, seqs, model.q, weights)
+    out = compare_statistics(samples, seqs, model.q, weights, arrays=arrays)
     summary = res.summary()
     out.update(sampler={k: summary[k] for k in ("tau", "rhat", "ess", "acceptance_rate") if k in summary},
                sweeps=n_burnin + n_samples * thin, seconds=seconds)

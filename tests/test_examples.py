@@ -12,7 +12,12 @@ from _subprocess import REPO, assert_figure, run
 EXAMPLES = {
     "attention_vs_transformer.py": ["losses", "couplings"],
     "replica_vs_simulation.py": ["replica_vs_simulation", "replica_deviation_vs_N"],
+    "protein_contacts.py": ["contacts_PF00014"],
+    "sample_protein_model.py": ["statistics_PF00014"],
 }
+PROTEIN = {"protein_contacts.py", "sample_protein_model.py"}
+needs_pfam = pytest.mark.skipif(not (REPO.parent / "shared" / "data" / "pfam" / "PF00014.fasta").exists(),
+                                reason="shared/data/pfam not present")
 QUICK_ONLY = {"replica_vs_simulation.py": ["replica_optimal_vs_bayes"]}  # --smoke skips the Bayes study
 
 
@@ -38,6 +43,14 @@ def _check_outputs(script, out, figures):
             for r in summary["results"][str(M)]["models"].values():
                 assert math.isfinite(r["test_loss"]) and r["test_loss"] > summary["floor"] - 0.1
         assert -1 <= summary["couplings"]["corr_J"] <= 1
+    elif script == "protein_contacts.py":
+        res = json.loads((out / "results.json").read_text())["results"]["PF00014"]
+        for method in ("plm", "attention"):
+            assert set(res[method]["precision"]) == {"L/5", "L/2", "L"} and res[method]["L"] == 53
+        assert "| PF00014 |" in (out / "precision.md").read_text()
+    elif script == "sample_protein_model.py":
+        gen = json.loads((out / "generation.json").read_text())["PF00014"]
+        assert -1 <= gen["connected"]["pearson"] <= 1 and gen["site"]["pearson"] > 0.5
     else:
         with open(out / "simulation_points.csv") as fh:
             rows = list(csv.DictReader(fh))
@@ -45,14 +58,18 @@ def _check_outputs(script, out, figures):
         assert (out / "theory_curves.csv").stat().st_size > 0 and (out / "deviation_table.md").exists()
 
 
-@pytest.mark.parametrize("script", sorted(EXAMPLES))
+def _pfam(script):
+    return pytest.param(script, marks=needs_pfam) if script in PROTEIN else script
+
+
+@pytest.mark.parametrize("script", [_pfam(s) for s in sorted(EXAMPLES)])
 def test_example_smoke(script, tmp_path, cache):
     out = _run(script, "--smoke", tmp_path, cache, timeout=300)
     _check_outputs(script, out, EXAMPLES[script])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", sorted(EXAMPLES))
+@pytest.mark.parametrize("script", [_pfam(s) for s in sorted(EXAMPLES)])
 def test_example_quick(script, tmp_path, cache):
     out = _run(script, "--quick", tmp_path, cache, timeout=900)
     _check_outputs(script, out, EXAMPLES[script] + QUICK_ONLY.get(script, []))

@@ -1,6 +1,7 @@
 """jaxpotts: generalized Potts models and the factored self-attention layer that learns them."""
 
 from . import diagnostics, exact, losses, potts, sampling
+from .attention import FactoredAttention, Transformer
 from .losses import mlm_loss, pseudo_likelihood
 from .potts import (
     FactoredPotts,
@@ -14,10 +15,12 @@ from .potts import (
     zero_sum_gauge,
 )
 from .sampling import SampleResult, sample
+from .training import fit, fit_plm
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FactoredAttention",
     "FactoredPotts",
     "PottsModel",
     "SampleResult",
@@ -26,6 +29,8 @@ __all__ = [
     "diagnostics",
     "energy",
     "exact",
+    "fit",
+    "fit_plm",
     "is_joint",
     "local_fields",
     "losses",
@@ -35,5 +40,6 @@ __all__ = [
     "sample",
     "sampling",
     "to_dense",
+    "Transformer",
     "zero_sum_gauge",
 ]

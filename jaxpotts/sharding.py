@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-__all__ = ["DATA_AXIS", "use_cpu_cores", "data_mesh", "default_mesh", "pad_rows", "sum_over_rows"]
+__all__ = ["DATA_AXIS", "use_cpu_cores", "data_mesh", "default_mesh", "pad_rows", "sum_over_rows", "to_one_device"]
 
 DATA_AXIS = "data"
 
@@ -70,6 +70,24 @@ def default_mesh(rows: Optional[int] = None) -> Optional[Mesh]:
     if n < 2 or (rows is not None and rows < MIN_ROWS_PER_DEVICE * n):
         return None
     return data_mesh()
+
+
+def to_one_device(tree, device: Optional[jax.Device] = None):
+    """Every array leaf of `tree` whole on one device (default: the first of the default backend).
+
+    Results of computations over a mesh can stay split over its devices (the L-BFGS memory
+    and the parameters it updates are); later single-device work on them (sampling a fitted
+    model, say) would then run a collective in every step of its loop. Leaves that are already
+    whole on that device are returned as they are."""
+    device = jax.devices()[0] if device is None else device
+    target = jax.sharding.SingleDeviceSharding(device)
+
+    def move(x):
+        if isinstance(x, jax.Array) and x.sharding != target:
+            return jax.device_put(x, target)
+        return x
+
+    return jax.tree_util.tree_map(move, tree)
 
 
 def pad_rows(n_shards: int, *arrays: jax.Array) -> tuple[jax.Array, ...]:

@@ -54,7 +54,7 @@ from ._validation import check_sequences
 from ._dense_pl import coupling_matrix
 from .potts import FactoredPotts, PottsModel
 from .optim import lbfgs
-from .sharding import DATA_AXIS, sum_over_rows
+from .sharding import DATA_AXIS, sum_over_rows, to_one_device
 
 __all__ = [
     "History",
@@ -821,6 +821,9 @@ def fit(
     history.wall_time = time.perf_counter() - t_start
     history.converged = bool(done)
     save()
+    # A fit over a mesh leaves the parameters split over its devices; hand back plain arrays.
+    if mesh is not None:
+        params = to_one_device(params)
     return unwrap(eqx.combine(params, static)), history
 
 

@@ -50,6 +50,20 @@ SCRIPT = textwrap.dedent(
     m2, h2 = training.fit_plm(seqs, q=q, weights=w, n_steps=30, progress=False, mesh=mesh)
     assert h1.step[-1] == h2.step[-1]
     assert np.allclose(m1.couplings, m2.couplings, atol=1e-6), np.abs(m1.couplings - m2.couplings).max()
+    # a fit over the mesh hands back whole arrays on one device, not shards of the L-BFGS layout
+    assert all(len(x.devices()) == 1 for x in jax.tree_util.tree_leaves(m2)), [x.sharding for x in jax.tree_util.tree_leaves(m2)]
+
+    # sampling a model whose arrays are split over the devices gives the samples of the whole model
+    import jaxpotts
+    from jax.sharding import NamedSharding, PartitionSpec
+    joint = jaxpotts.PottsModel(m1.fields, 0.5 * (m1.couplings + m1.couplings.transpose(1, 0, 3, 2)))
+    split = jax.tree_util.tree_map(lambda x: jax.device_put(x, NamedSharding(mesh, PartitionSpec("data"))), joint)
+    assert not split.couplings.sharding.is_fully_replicated
+    for n_chains in (4, 3):   # chains split over the devices, and not (3 is not a multiple of 2)
+        kw_s = dict(n_chains=n_chains, n_samples=3, n_burnin=2, progress=False)
+        r1 = jaxpotts.sample(joint, jax.random.PRNGKey(5), **kw_s)
+        r2 = jaxpotts.sample(split, jax.random.PRNGKey(5), **kw_s)
+        assert np.array_equal(r1.sequences, r2.sequences)
     kw = dict(key=jax.random.PRNGKey(3), n_steps=20, batch_size=8, progress=False, loss="stochastic")
     a1, _ = training.fit(fa, seqs, **kw)
     a2, _ = training.fit(fa, seqs, mesh=mesh, **kw)

@@ -498,7 +498,8 @@ def pipeline(
        ``method="plm"``: asymmetric plmDCA (`jaxpotts.training.fit_plm`, `PLM_DEFAULTS`);
        ``method="attention"``: a `FactoredAttention` layer trained by MLM (`ATTENTION_DEFAULTS`;
        ``n_heads``, ``head_dim``, ``fields``, ``init_scale`` set the layer), its couplings
-       $J_{ij}(a,b) = \sum_h A^h_{ij} V^h(a,b)$.
+       $J_{ij}(a,b) = \sum_h A^h_{ij} V^h(a,b)$. Identical sequences enter the fit once, with
+       their summed weight (`jaxpotts.msa.merge_duplicates`: the same objective, fewer rows).
     4. Scores: symmetrise, zero-sum gauge, Frobenius norm over the 20 amino acids (gap left out),
        APC (`scores`).
 
@@ -537,10 +538,12 @@ def pipeline(
     if unknown:
         raise TypeError(f"unknown option(s) for method={method!r}: {', '.join(sorted(unknown))}")
     settings = {**defaults, **options}
-    mesh = _auto_mesh(mesh, aln.M)
+    # Copies of a sequence are one term of the (weighted) pseudo-likelihood: fit each once.
+    fit_seqs, fit_weights = msa.merge_duplicates(aln.seqs, weights)
+    mesh = _auto_mesh(mesh, fit_seqs.shape[0])
     q = aln.alphabet.q
     if method == "plm":
-        model, history = training.fit_plm(aln.seqs, q=q, weights=weights, progress=progress, mesh=mesh, **settings)
+        model, history = training.fit_plm(fit_seqs, q=q, weights=fit_weights, progress=progress, mesh=mesh, **settings)
         potts = model
     else:
         layer_keys = ("n_heads", "head_dim", "fields", "init_scale")
@@ -548,8 +551,8 @@ def pipeline(
         fit_kw = {k: v for k, v in settings.items() if k not in layer_keys}
         init = FactoredAttention(aln.L, q, layer["n_heads"], layer["head_dim"], key=jax.random.PRNGKey(0) if key is None else key,
                                  softmax=True, fields=layer["fields"], init_scale=layer["init_scale"])
-        model, history = training.fit(init, aln.seqs, key=jax.random.PRNGKey(0) if key is None else key,
-                                      weights=weights, optimizer=fit_kw.pop("optimizer", "lbfgs"), progress=progress,
+        model, history = training.fit(init, fit_seqs, key=jax.random.PRNGKey(0) if key is None else key,
+                                      weights=fit_weights, optimizer=fit_kw.pop("optimizer", "lbfgs"), progress=progress,
                                       mesh=mesh, **fit_kw)
         potts = model.to_potts()
     t_fit = time.perf_counter()

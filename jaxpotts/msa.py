@@ -52,6 +52,7 @@ __all__ = [
     "read_alignment",
     "sequence_weights",
     "effective_number",
+    "merge_duplicates",
     "check_weights",
 ]
 
@@ -496,12 +497,48 @@ def _check_fraction(x, name: str) -> None:
         raise ValueError(f"{name} must be a number in [0, 1], got {x!r}")
 
 
-def _first_occurrences(seqs: np.ndarray) -> np.ndarray:
-    """Indices (increasing) of the first occurrence of each distinct row."""
+def _distinct_rows(seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first, inverse): the first occurrence of each distinct row (increasing) and, for every
+    row, the position of its distinct row in `first`."""
     small = np.ascontiguousarray(seqs, dtype=np.uint8 if seqs.max(initial=0) < 256 else np.int32)
     rows = small.view(np.dtype((np.void, small.dtype.itemsize * small.shape[1]))).ravel()
-    _, first = np.unique(rows, return_index=True)
-    return np.sort(first)
+    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return first[order], rank[inverse.ravel()]
+
+
+def _first_occurrences(seqs: np.ndarray) -> np.ndarray:
+    """Indices (increasing) of the first occurrence of each distinct row."""
+    return _distinct_rows(seqs)[0]
+
+
+def merge_duplicates(seqs, weights=None) -> tuple[np.ndarray, np.ndarray]:
+    r"""Identical sequences merged into one, with the sum of their weights.
+
+    Any weighted sum over sequences, $\sum_m w_m f(s^m)$ (a pseudo-likelihood, an MLM loss,
+    frequencies), is unchanged, $\sum_u (\sum_{m: s^m = u} w_m) f(u)$, and costs less when
+    an alignment holds copies (PF00014: 4915 sequences, 3617 distinct). Kept sequences are the
+    first occurrences, in their original order.
+
+    Args:
+        seqs: integer colours (M, L), or an `Alignment`.
+        weights: (M,) non-negative weights (default 1 each).
+
+    Returns:
+        (distinct sequences (U, L) int32, summed weights (U,) float64).
+    """
+    arr = np.asarray(seqs.seqs if isinstance(seqs, Alignment) else seqs)
+    if arr.ndim != 2 or arr.shape[0] == 0:
+        raise ValueError(f"seqs must have shape (M, L) with M >= 1, got {tuple(arr.shape)}")
+    if weights is None:
+        w = np.ones(arr.shape[0])
+    else:
+        check_weights(weights, arr.shape[0])  # shape, finiteness and sign, with clear errors
+        w = np.asarray(weights, np.float64)  # summed in float64 whatever JAX's default dtype
+    first, inverse = _distinct_rows(arr)
+    return np.ascontiguousarray(arr[first], dtype=np.int32), np.bincount(inverse, weights=w, minlength=first.size)
 
 
 # ----------------------------------------------------------------------------- weights

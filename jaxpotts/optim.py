@@ -165,40 +165,40 @@ def lbfgs(
         def trial(t):
             return jax.value_and_grad(value_fn)(_axpy(t, d_tree, params))
 
-        def not_accepted(c):
-            j, t, f_new, _, _ = c
-            ok = jnp.isfinite(f_new) & (f_new <= value + c1 * t * slope)
-            return ~ok & (j < max_linesearch_steps)
+        # One loop, one call site of `trial` (the objective is compiled once, not once per phase).
+        # Phase 0 backtracks from t0: an Armijo-acceptable step ends it, and an accepted *first*
+        # step that is still steep along d (Wolfe's curvature test fails: the step is too short,
+        # as before gamma has the problem's scale) moves to phase 1, which grows the step 4x at a
+        # time while f keeps decreasing.
+        def body(c):
+            n, phase, t_try, t, f_t, g_t, accepted, stop = c
+            f_try, g_try = trial(t_try)
+            ok = jnp.isfinite(f_try) & (f_try <= value + c1 * t_try * slope)
+            better = jnp.isfinite(f_try) & (f_try < f_t)
+            take = jnp.where(phase == 0, ok, better)
+            t = jnp.where(take, t_try, t)
+            f_t = jnp.where(take, f_try, f_t)
+            g_t = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), g_try, g_t)
+            accepted = accepted | (take & (phase == 0))
+            steep = _vdot(g_t, d_tree) < c2 * slope
+            # Grow after an accepted unshrunk first step, or after a successful growth.
+            grow = take & steep & jnp.where(phase == 0, n == 0, n + 1 < max_expansions)
+            # Shrink by safeguarded quadratic interpolation: the minimiser of the quadratic through
+            # f(0), f'(0) and f(t_try), kept within [0.1 t_try, 0.5 t_try].
+            denom = 2.0 * (f_try - value - slope * t_try)
+            t_q = jnp.where(jnp.isfinite(f_try) & (denom > 0), -slope * t_try * t_try / jnp.where(denom > 0, denom, 1.0),
+                            0.5 * t_try)
+            shrink = (phase == 0) & ~ok & (n < max_linesearch_steps)
+            t_next = jnp.where(grow, _EXPAND * t, jnp.clip(t_q, 0.1 * t_try, 0.5 * t_try))
+            n_next = jnp.where(grow & (phase == 0), 0, n + 1)  # phase 1 counts its evaluations from 0
+            phase = jnp.where(grow, 1, phase)
+            return n_next, phase, t_next.astype(t_try.dtype), t, f_t, g_t, accepted, ~(grow | shrink)
 
-        def shrink(c):
-            j, t, f_new, _, _ = c
-            # Minimiser of the quadratic through f(0), f'(0) and f(t), kept within [0.1 t, 0.5 t].
-            denom = 2.0 * (f_new - value - slope * t)
-            t_q = jnp.where(jnp.isfinite(f_new) & (denom > 0), -slope * t * t / jnp.where(denom > 0, denom, 1.0), 0.5 * t)
-            t = jnp.clip(t_q, 0.1 * t, 0.5 * t)
-            f_new, g_new = trial(t)
-            return j + 1, t, f_new, g_new, t
-
-        f_new, g_new = trial(t0)
-        j, t, f_new, g_new, _ = jax.lax.while_loop(not_accepted, shrink, (jnp.zeros((), jnp.int32), t0, f_new, g_new, t0))
-        accepted = jnp.isfinite(f_new) & (f_new <= value + c1 * t * slope)
-
-        # Too short a step (still steep along d, Wolfe's curvature test fails) and nothing was
-        # shrunk: grow it while that keeps lowering f. Costs evaluations only on the first
-        # iterations, before gamma has the problem's scale.
-        def too_short(c):
-            k, t, f_t, g_t, improved = c
-            return improved & (k < max_expansions) & (_vdot(g_t, d_tree) < c2 * slope)
-
-        def expand(c):
-            k, t, f_t, g_t, _ = c
-            f_2, g_2 = trial(_EXPAND * t)
-            better = jnp.isfinite(f_2) & (f_2 < f_t)
-            keep = lambda a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(better, x, y), a, b)
-            return k + 1, jnp.where(better, _EXPAND * t, t), jnp.where(better, f_2, f_t), keep(g_2, g_t), better
-
-        start = (jnp.zeros((), jnp.int32), t, f_new, g_new, accepted & (j == 0))
-        _, t, f_new, g_new, _ = jax.lax.while_loop(too_short, expand, start)
+        zero = jnp.zeros((), jnp.int32)
+        start = (zero, zero, t0, jnp.zeros_like(t0), jnp.asarray(jnp.inf, slope.dtype) + 0 * value,
+                 jax.tree_util.tree_map(jnp.zeros_like, grad), jnp.asarray(False), jnp.asarray(False))
+        _, _, _, t, f_new, g_new, accepted, _ = jax.lax.while_loop(lambda c: ~c[-1], body, start)
+        f_new = jnp.where(accepted, f_new, value)
 
         step = t * d
         y = to_flat(g_new) - g

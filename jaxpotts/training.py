@@ -517,6 +517,20 @@ def _check_optional_count(x, name, minimum=1):
     return int(x)
 
 
+def _on_mesh(tree, mesh):
+    """Array leaves not yet placed on `mesh` made whole on each of its devices (None: as is)."""
+    if mesh is None:
+        return tree
+    whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+    def place(x):
+        if isinstance(x, jax.Array) and not (isinstance(x.sharding, jax.sharding.NamedSharding) and x.sharding.mesh == mesh):
+            return jax.device_put(x, whole)
+        return x
+
+    return jax.tree_util.tree_map(place, tree)
+
+
 def _check_mesh(mesh) -> None:
     if mesh is None:
         return
@@ -727,9 +741,13 @@ def fit(
         raise ValueError("target_loss needs validation data (validation_fraction or validation_data)")
     n_pad = steps_per_epoch * B - M_tr
 
-    opt_state = _strong(opt.init(params))
-    done = jnp.asarray(False, dtype=bool)
-    recent = jnp.full((_FTOL_WINDOW,), jnp.inf, dtype)
+    # Over a mesh, the loop's state starts where the compiled chunk leaves it (whole on every
+    # device, or split as the optimiser chose), so the second chunk reuses the first program
+    # instead of being traced and compiled again for new input placements.
+    params = _on_mesh(params, mesh)
+    opt_state = _on_mesh(_strong(opt.init(params)), mesh)
+    done = _on_mesh(jnp.asarray(False, dtype=bool), mesh)
+    recent = _on_mesh(jnp.full((_FTOL_WINDOW,), jnp.inf, dtype), mesh)
     best = {"params": params, "val": math.inf, "step": 0, "bad": 0}
     history = History.empty()
     step = 0
@@ -751,7 +769,7 @@ def fit(
             diff = sorted(k for k in settings if meta.get("settings", {}).get(k) != settings[k])
             raise ValueError(f"checkpoint {ckpt} was written by a run with different {', '.join(diff)}; "
                              "resume needs the same model, data, key and settings")
-        params, opt_state, done, recent, best_params = state
+        params, opt_state, done, recent, best_params = _on_mesh(state, mesh)
         progress_state = meta["progress"]
         step = int(progress_state["step"])
         best = {"params": best_params, "val": progress_state["best_val"] if progress_state["best_val"] is not None else math.inf,

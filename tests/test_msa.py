@@ -326,3 +326,29 @@ def test_pf00763_reference_numbers():
     aln = read_alignment(PFAM / "PF00763.fasta")
     assert (aln.M, aln.L) == (11418, 116)
     assert float(msa.effective_number(sequence_weights(aln.seqs, 0.8))) == pytest.approx(5211.27, abs=0.05)
+
+
+def test_merge_duplicates_keeps_every_weighted_sum():
+    import jax
+
+    from jaxpotts.losses import pseudo_likelihood
+    from jaxpotts.potts import random_dense_potts
+
+    rng = np.random.default_rng(4)
+    base = rng.integers(0, 3, (6, 5))
+    picks = rng.integers(0, 6, 40)                  # 40 rows, many copies of 6 sequences
+    seqs, w = base[picks], rng.uniform(0.1, 1.0, 40)
+    u, wu = msa.merge_duplicates(seqs, w)
+    # first occurrences, in their original order, each with the sum of its copies' weights
+    order = [int(p) for i, p in enumerate(picks) if p not in picks[:i]]
+    np.testing.assert_array_equal(u, base[order])
+    np.testing.assert_allclose(wu, [w[picks == p].sum() for p in order])
+    assert u.dtype == np.int32 and abs(wu.sum() - w.sum()) < 1e-12
+    model = random_dense_potts(jax.random.PRNGKey(0), 5, 3)
+    np.testing.assert_allclose(pseudo_likelihood(model, u, wu), pseudo_likelihood(model, seqs, w), rtol=1e-6)
+    u1, w1 = msa.merge_duplicates(seqs)             # unit weights: the copy counts
+    np.testing.assert_array_equal(w1, [np.sum(picks == p) for p in order])
+    with pytest.raises(ValueError, match="shape"):
+        msa.merge_duplicates(np.zeros((0, 5), int))
+    with pytest.raises(ValueError):
+        msa.merge_duplicates(seqs, -w)

@@ -318,7 +318,7 @@ def _fit(args) -> dict:
     import numpy as np
 
     from . import plotting
-    from .sharding import default_mesh
+    from .sharding import default_mesh, pl_work
     from .training import fit, fit_plm, save_model
 
     seqs, weights, q, data_info = _load_training_data(args)
@@ -342,7 +342,7 @@ def _fit(args) -> dict:
         batch_size=settings["batch_size"], loss=settings["loss"], l2=settings["l2"], l2_fields=settings["l2_fields"],
         validation_fraction=settings["validation_fraction"], patience=args.patience, eval_every=args.eval_every,
         progress=_progress(args), checkpoint_path=ckpt, resume=args.resume,
-        mesh=default_mesh(M if settings["batch_size"] is None else settings["batch_size"]),
+        mesh=default_mesh(pl_work(M if settings["batch_size"] is None else settings["batch_size"], L, q)),
     )
     if args.lr is not None:
         options["learning_rate"] = args.lr

@@ -45,6 +45,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from ._validation import as_float_array, check_finite
 from .potts import FactoredPotts, PottsModel
+from .sharding import pl_work
 
 __all__ = [
     "frobenius_scores",
@@ -466,13 +467,13 @@ class ContactPrediction:
         return precision_at(self.scores, contact_map(D, threshold), fractions, min_sep, known=np.isfinite(D))
 
 
-def _auto_mesh(mesh, rows: int):
+def _auto_mesh(mesh, work: float):
     from .sharding import default_mesh
 
     if isinstance(mesh, str):
         if mesh != "auto":
             raise ValueError(f"mesh must be 'auto', None or a jax.sharding.Mesh, got {mesh!r}")
-        return default_mesh(rows)
+        return default_mesh(work)
     return mesh
 
 
@@ -509,8 +510,8 @@ def pipeline(
         key: PRNG key for the attention layer's initialisation (default PRNGKey(0)).
         theta: identity threshold of the sequence weights.
         alphabet, max_gap_fraction: passed to `read_alignment`.
-        mesh: "auto" (split the sequences over all devices when there are several and enough
-            sequences, `jaxpotts.sharding.default_mesh`), None (one device) or a `data_mesh()`.
+        mesh: "auto" (split the sequences over all devices when there are several and the fit is
+            large enough to gain, `jaxpotts.sharding.default_mesh`), None (one device) or a `data_mesh()`.
         progress: progress bar of the fit (None: only on a terminal).
         **options: override the method's defaults (keys of `PLM_DEFAULTS` /
             `ATTENTION_DEFAULTS`; other keys go to `jaxpotts.training.fit`).
@@ -540,8 +541,8 @@ def pipeline(
     settings = {**defaults, **options}
     # Copies of a sequence are one term of the (weighted) pseudo-likelihood: fit each once.
     fit_seqs, fit_weights = msa.merge_duplicates(aln.seqs, weights)
-    mesh = _auto_mesh(mesh, fit_seqs.shape[0])
     q = aln.alphabet.q
+    mesh = _auto_mesh(mesh, pl_work(fit_seqs.shape[0], aln.L, q))
     if method == "plm":
         model, history = training.fit_plm(fit_seqs, q=q, weights=fit_weights, progress=progress, mesh=mesh, **settings)
         potts = model

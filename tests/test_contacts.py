@@ -277,7 +277,11 @@ def test_pipeline_end_to_end_on_a_pf00014_subsample(method, options, floor):
     res = contacts.pipeline(sub, method, progress=False, **options)
     S = res.scores
     assert S.shape == (53, 53) and np.all(np.isfinite(S)) and np.allclose(S, S.T, atol=1e-6)
-    assert res.history.converged and res.m_eff < 800
+    assert res.m_eff < 800
+    if method == "plm":  # L-BFGS stops at convergence; attention's Adam runs its 200 epochs
+        assert res.history.converged
+    else:
+        assert res.history.epoch[-1] == 200
     assert set(res.seconds) == {"read", "weights", "fit", "scores", "total"}
     ppv = res.precision(D)
     for k, v in floor.items():

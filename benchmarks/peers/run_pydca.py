@@ -51,33 +51,7 @@ import os
 import sys
 import tempfile
 
-
-def match_columns_fasta(src: str, dst: str) -> tuple[int, int]:
-    """Write `src` as upper-case single-line FASTA of its match columns (drop lower case and '.')."""
-    names, seqs, cur = [], [], []
-    with open(src) as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            if line.startswith(">"):
-                if names:
-                    seqs.append("".join(cur))
-                names.append(line)
-                cur = []
-            else:
-                cur.append("".join(c for c in line if not (c.islower() or c == ".")))
-    if names:
-        seqs.append("".join(cur))
-    if not seqs:
-        raise SystemExit(f"{src}: no sequences")
-    lengths = {len(s) for s in seqs}
-    if len(lengths) != 1:
-        raise SystemExit(f"{src}: ragged alignment after dropping inserts (lengths {sorted(lengths)[:5]})")
-    with open(dst, "w") as out:
-        for n, s in zip(names, seqs):
-            out.write(f"{n}\n{s}\n")
-    return len(seqs), lengths.pop()
+from _fasta import match_columns_fasta
 
 
 def main() -> None:

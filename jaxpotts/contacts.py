@@ -45,7 +45,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from ._validation import as_float_array, check_finite
 from .potts import FactoredPotts, PottsModel
-from .sharding import pl_work
+from .sharding import default_mesh, pl_work
 
 __all__ = [
     "frobenius_scores",
@@ -471,8 +471,6 @@ class ContactPrediction:
 
 
 def _auto_mesh(mesh, work: float):
-    from .sharding import default_mesh
-
     if isinstance(mesh, str):
         if mesh != "auto":
             raise ValueError(f"mesh must be 'auto', None or a jax.sharding.Mesh, got {mesh!r}")
@@ -558,9 +556,10 @@ def pipeline(
         layer_keys = ("n_heads", "head_dim", "fields", "init_scale")
         layer = {k: settings[k] for k in layer_keys}
         fit_kw = {k: v for k, v in settings.items() if k not in layer_keys}
-        init = FactoredAttention(aln.L, q, layer["n_heads"], layer["head_dim"], key=jax.random.PRNGKey(0) if key is None else key,
+        key = jax.random.PRNGKey(0) if key is None else key
+        init = FactoredAttention(aln.L, q, layer["n_heads"], layer["head_dim"], key=key,
                                  softmax=True, fields=layer["fields"], init_scale=layer["init_scale"])
-        model, history = training.fit(init, fit_seqs, key=jax.random.PRNGKey(0) if key is None else key,
+        model, history = training.fit(init, fit_seqs, key=key,
                                       weights=fit_weights, progress=progress,
                                       mesh=mesh, **fit_kw)
         potts = model.to_potts()

@@ -34,7 +34,7 @@ from . import diagnostics
 from ._progress import progress_bar
 from ._validation import check_sequences
 from .potts import AnyPotts, FactoredPotts, PottsModel, check_joint
-from .sharding import to_one_device
+from .sharding import replicate, to_one_device
 
 __all__ = [
     "SiteInfo",
@@ -587,13 +587,6 @@ def _chain_sharding(n_chains: int) -> Optional[jax.sharding.NamedSharding]:
     return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("chains"))
 
 
-def _place_model(model: AnyPotts, sharding: Optional[jax.sharding.NamedSharding]) -> AnyPotts:
-    if sharding is None:
-        return to_one_device(model)
-    whole = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
-    return jax.tree_util.tree_map(lambda x: jax.device_put(x, whole) if isinstance(x, jax.Array) else x, model)
-
-
 def _energy_diagnostics(energies: np.ndarray) -> tuple[float, float, float]:
     """tau, ESS and split R-hat of the energy; NaN (undefined) for too short runs."""
     n_chains, n_samples = energies.shape
@@ -659,7 +652,7 @@ def sample(
         states = jax.device_put(states, sharding)
     # The model goes whole to every device that runs chains: arrays left split over a mesh
     # (a fit's parameters can be) would cost a collective in every site update, 50x slower.
-    model = _place_model(model, sharding)
+    model = to_one_device(model) if sharding is None else replicate(model, sharding.mesh)
     beta_arr = jnp.asarray(beta, model.fields.dtype)
     # A few dozen chunks: enough for a live display, few enough that dispatch costs nothing.
     burn_chunk = max(1, -(-n_burnin // 20))

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-__all__ = ["DATA_AXIS", "use_cpu_cores", "data_mesh", "default_mesh", "pl_work", "pad_rows", "sum_over_rows", "to_one_device"]
+__all__ = ["DATA_AXIS", "use_cpu_cores", "data_mesh", "default_mesh", "pl_work", "pad_rows", "sum_over_rows", "to_one_device", "replicate"]
 
 DATA_AXIS = "data"
 
@@ -80,6 +80,12 @@ def default_mesh(work: Optional[float] = None) -> Optional[Mesh]:
     return data_mesh()
 
 
+def _put(tree, target, keep: Callable[[jax.Array], bool]):
+    """Array leaves of `tree` moved to the sharding `target`, except those `keep` accepts."""
+    return jax.tree_util.tree_map(
+        lambda x: jax.device_put(x, target) if isinstance(x, jax.Array) and not keep(x) else x, tree)
+
+
 def to_one_device(tree, device: Optional[jax.Device] = None):
     """Every array leaf of `tree` whole on one device (default: the first of the default backend).
 
@@ -87,15 +93,20 @@ def to_one_device(tree, device: Optional[jax.Device] = None):
     and the parameters it updates are); later single-device work on them (sampling a fitted
     model, say) would then run a collective in every step of its loop. Leaves that are already
     whole on that device are returned as they are."""
-    device = jax.devices()[0] if device is None else device
-    target = jax.sharding.SingleDeviceSharding(device)
+    target = jax.sharding.SingleDeviceSharding(jax.devices()[0] if device is None else device)
+    return _put(tree, target, lambda x: x.sharding == target)
 
-    def move(x):
-        if isinstance(x, jax.Array) and x.sharding != target:
-            return jax.device_put(x, target)
-        return x
 
-    return jax.tree_util.tree_map(move, tree)
+def replicate(tree, mesh: Mesh, *, keep_placed: bool = False):
+    """Every array leaf of `tree` whole on each device of `mesh`.
+
+    With ``keep_placed=True`` leaves already placed on `mesh` (whole or split, as a compiled
+    program left them) stay as they are: only new state is put on the mesh, so a program fed
+    its own outputs sees the input placements it was compiled for."""
+    def on_mesh(x):
+        return keep_placed and isinstance(x.sharding, jax.sharding.NamedSharding) and x.sharding.mesh == mesh
+
+    return _put(tree, jax.sharding.NamedSharding(mesh, PartitionSpec()), on_mesh)
 
 
 def pad_rows(n_shards: int, *arrays: jax.Array) -> tuple[jax.Array, ...]:

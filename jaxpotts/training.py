@@ -54,7 +54,7 @@ from ._validation import check_sequences
 from ._dense_pl import coupling_matrix
 from .potts import FactoredPotts, PottsModel
 from .optim import lbfgs
-from .sharding import DATA_AXIS, sum_over_rows, to_one_device
+from .sharding import DATA_AXIS, replicate, sum_over_rows, to_one_device
 
 __all__ = [
     "History",
@@ -518,17 +518,8 @@ def _check_optional_count(x, name, minimum=1):
 
 
 def _on_mesh(tree, mesh):
-    """Array leaves not yet placed on `mesh` made whole on each of its devices (None: as is)."""
-    if mesh is None:
-        return tree
-    whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-
-    def place(x):
-        if isinstance(x, jax.Array) and not (isinstance(x.sharding, jax.sharding.NamedSharding) and x.sharding.mesh == mesh):
-            return jax.device_put(x, whole)
-        return x
-
-    return jax.tree_util.tree_map(place, tree)
+    """New loop state placed on `mesh` (whole on each device), state already there kept."""
+    return tree if mesh is None else replicate(tree, mesh, keep_placed=True)
 
 
 def _check_mesh(mesh) -> None:

@@ -36,12 +36,10 @@ import time
 _T0 = time.perf_counter()
 
 import argparse
-import json
 import os
-import sys
 import tempfile
 
-from _fasta import match_columns_fasta
+from _peer import match_columns_fasta, write_result
 
 
 def main() -> None:
@@ -75,21 +73,9 @@ def main() -> None:
     if S.shape != (L, L):
         raise SystemExit(f"unexpected score shape {S.shape} for L={L}")
 
-    out = {
-        "tool": "adabmDCA",
-        "method": "mf",
-        "version": version("adabmDCA"),
-        "torch": torch.__version__,
-        "alignment": os.path.abspath(args.alignment),
-        "L": L,
-        "sequences": n_seqs,
-        "params": {"seqid": 0.8, "pseudocount": 0.5, "dtype": "float32", "torch_threads": torch.get_num_threads()},
-        "scores": S.tolist(),
-        "seconds": seconds,
-    }
-    with open(args.out, "w") as fh:
-        json.dump(out, fh)
-    print(f"adabmDCA mf: L={L} N={n_seqs} {seconds:.1f} s -> {args.out}", file=sys.stderr)
+    write_result(args.out, tool="adabmDCA", method="mf", version=version("adabmDCA"), torch=torch.__version__,
+                 params={"seqid": 0.8, "pseudocount": 0.5, "dtype": "float32", "torch_threads": torch.get_num_threads()},
+                 alignment=args.alignment, L=L, sequences=n_seqs, scores=S, seconds=seconds)
 
 
 if __name__ == "__main__":

@@ -46,12 +46,10 @@ import time
 _T0 = time.perf_counter()
 
 import argparse
-import json
 import os
-import sys
 import tempfile
 
-from _fasta import match_columns_fasta
+from _peer import match_columns_fasta, write_result
 
 
 def main() -> None:
@@ -108,20 +106,8 @@ def main() -> None:
 
     os.remove(msa)
     os.rmdir(tmpdir)
-    result = {
-        "tool": "pydca",
-        "method": args.method,
-        "version": version("pydca"),
-        "alignment": os.path.abspath(args.alignment),
-        "L": L,
-        "sequences": n_seqs,
-        "params": params,
-        "scores": S.tolist(),
-        "seconds": seconds,
-    }
-    with open(args.out, "w") as fh:
-        json.dump(result, fh)
-    print(f"pydca {args.method}: L={L} N={n_seqs} {seconds:.1f} s -> {args.out}", file=sys.stderr)
+    write_result(args.out, tool="pydca", method=args.method, version=version("pydca"), params=params,
+                 alignment=args.alignment, L=L, sequences=n_seqs, scores=S, seconds=seconds)
 
 
 if __name__ == "__main__":

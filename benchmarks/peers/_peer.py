@@ -1,10 +1,15 @@
-"""Shared by the peer runners: the match columns of an A2M/FASTA alignment as plain FASTA.
+"""Shared by the peer runners: the match columns of an alignment as plain FASTA, and the result
+file that benchmarks/contacts.py reads.
 
 Imported from the runner scripts' own folder (they run as scripts, so it is on sys.path),
 with whatever interpreter runs them; standard library only.
 """
 
 from __future__ import annotations
+
+import json
+import os
+import sys
 
 
 def match_columns_fasta(src: str, dst: str) -> tuple[int, int]:
@@ -33,3 +38,13 @@ def match_columns_fasta(src: str, dst: str) -> tuple[int, int]:
         for n, s in zip(names, seqs):
             out.write(f"{n}\n{s}\n")
     return len(seqs), lengths.pop()
+
+
+def write_result(path: str, *, tool: str, method: str, alignment: str, L: int, sequences: int, scores,
+                 seconds: float, **extra) -> None:
+    """The JSON benchmarks/contacts.py reads: scores (L x L, 0-based match columns), timing and settings."""
+    result = {"tool": tool, "method": method, **extra, "alignment": os.path.abspath(alignment), "L": L,
+              "sequences": sequences, "scores": scores.tolist(), "seconds": seconds}
+    with open(path, "w") as fh:
+        json.dump(result, fh)
+    print(f"{tool} {method}: L={L} N={sequences} {seconds:.1f} s -> {path}", file=sys.stderr)

@@ -7,6 +7,7 @@ always run, because shapes are static.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -75,3 +76,21 @@ def check_sequences(seqs: Any, L: int, q: int, name: str = "sequences") -> jax.A
         if lo < 0 or hi >= q:
             raise ValueError(f"{name} contain colour(s) outside 0..{q - 1} (found min {lo}, max {hi})")
     return arr.astype(jnp.int32)
+
+
+def check_count(value: Any, name: str, minimum: int = 1, *, optional: bool = False) -> int | None:
+    """An integer >= `minimum` (bools refused); None passes when `optional`."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        kind = " or None" if optional else ""
+        raise ValueError(f"{name} must be an integer >= {minimum}{kind}, got {value!r}")
+    return int(value)
+
+
+def check_nonnegative(value: Any, name: str) -> float:
+    """A finite real number >= 0 (bools refused)."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+    if not ok or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)

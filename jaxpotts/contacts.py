@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
+from . import defaults
 from ._validation import as_float_array, check_finite
 from .potts import FactoredPotts, PottsModel
 from .sharding import default_mesh, pl_work
@@ -412,21 +413,11 @@ def plot_contact_map(
 
 # ----------------------------------------------------------------------------- the pipeline
 
-#: plmDCA defaults (asymmetric, all sites at once, full-batch L-BFGS). lambda_J = lambda_h = 0.01
-#: are plmDCA's (per-N_eff convention, docs/conventions.md); the fit stops when the objective
-#: falls by less than 0.3% over 5 iterations (or after 300). On PF00014 and PF00763 the
-#: precision at L is then within one pair of its value at full convergence (benchmarks/README.md).
-PLM_DEFAULTS = dict(l2=0.01, l2_fields=0.01, n_steps=300, ftol=3e-3, tol=1e-5)
+#: plmDCA defaults: `jaxpotts.defaults.PLM` (the one table; this is a copy for reading).
+PLM_DEFAULTS = dict(defaults.PLM.fit)
 
-#: Factored attention (AttentionDCA-like): 32 softmax heads of dimension 23, values q x q, no
-#: fields; L2 on the implied couplings $J_{ij}(a,b) = \sum_h A^h_{ij} V^h(a,b)$ with
-#: lambda_J = 0.001 (0.01, plmDCA's value, over-regularises the product parametrisation: PPV@L
-#: 0.87 instead of 0.94 on PF00014). Adam (learning rate 0.05, minibatches of 1000 sequences,
-#: 200 epochs): the product A V is not convex and descends slowly; full-batch L-BFGS needed about
-#: 800 iterations for the precision Adam reaches in 200 epochs (PF00763: PPV@L 0.98 in 490 s vs
-#: 220 s), and an objective-change stop ended it at 200 iterations with PPV@L 0.83.
-ATTENTION_DEFAULTS = dict(n_heads=32, head_dim=23, fields=False, l2=0.001, l2_fields=0.01, optimizer="adam",
-                          learning_rate=0.05, batch_size=1000, n_epochs=200, init_scale=0.1)
+#: Factored attention for contacts: `jaxpotts.defaults.ATTENTION_CONTACTS` (layer and fit options).
+ATTENTION_DEFAULTS = {**defaults.ATTENTION_CONTACTS.model, **defaults.ATTENTION_CONTACTS.fit}
 
 _METHODS = ("plm", "attention")
 
@@ -508,14 +499,15 @@ def pipeline(
     Args:
         alignment: a path, or an already read `jaxpotts.msa.Alignment`.
         method: "plm" or "attention".
-        key: PRNG key for the attention layer's initialisation (default PRNGKey(0)).
+        key: PRNG key of the attention layer (split for its initialisation and the minibatch order;
+            default PRNGKey(0)).
         theta: identity threshold of the sequence weights.
         alphabet, max_gap_fraction: passed to `read_alignment`.
         mesh: "auto" (split the sequences over all devices when there are several and the fit is
             large enough to gain, `jaxpotts.sharding.default_mesh`), None (one device) or a `data_mesh()`.
         progress: progress bar of the fit (None: only on a terminal).
-        **options: override the method's defaults (keys of `PLM_DEFAULTS` /
-            `ATTENTION_DEFAULTS`; other keys go to `jaxpotts.training.fit`).
+        **options: override the method's defaults (`jaxpotts.defaults.PLM` /
+            `ATTENTION_CONTACTS`: their model and fit options, or any other option of `jaxpotts.fit`).
 
     Returns:
         `ContactPrediction` with the (L, L) scores, the model, weights, timings and settings.
@@ -535,15 +527,9 @@ def pipeline(
     m_eff = float(weights.sum())
     t_weights = time.perf_counter()
 
-    defaults = PLM_DEFAULTS if method == "plm" else ATTENTION_DEFAULTS
-    unknown = [k for k in options if k not in defaults and k not in _FIT_OPTIONS]
-    if unknown:
-        raise TypeError(f"unknown option(s) for method={method!r}: {', '.join(sorted(unknown))}")
-    settings = {**defaults, **options}
-    # A length given in steps replaces a default given in epochs, and the other way round.
-    for given, other in (("n_steps", "n_epochs"), ("n_epochs", "n_steps")):
-        if given in options and other not in options:
-            settings.pop(other, None)
+    table = defaults.PLM if method == "plm" else defaults.ATTENTION_CONTACTS
+    settings = table.settings(**options)
+    settings.pop("init", None)  # plmDCA's start: fit_plm's own default
     # Copies of a sequence are one term of the (weighted) pseudo-likelihood: fit each once.
     fit_seqs, fit_weights = msa.merge_duplicates(aln.seqs, weights)
     q = aln.alphabet.q
@@ -553,15 +539,12 @@ def pipeline(
         model, history = training.fit_plm(fit_seqs, q=q, weights=fit_weights, progress=progress, mesh=mesh, **settings)
         potts = model
     else:
-        layer_keys = ("n_heads", "head_dim", "fields", "init_scale")
-        layer = {k: settings[k] for k in layer_keys}
-        fit_kw = {k: v for k, v in settings.items() if k not in layer_keys}
-        key = jax.random.PRNGKey(0) if key is None else key
-        init = FactoredAttention(aln.L, q, layer["n_heads"], layer["head_dim"], key=key,
-                                 softmax=True, fields=layer["fields"], init_scale=layer["init_scale"])
-        model, history = training.fit(init, fit_seqs, key=key,
-                                      weights=fit_weights, progress=progress,
-                                      mesh=mesh, **fit_kw)
+        layer = {k: settings.pop(k) for k in defaults.ATTENTION_CONTACTS.model}
+        # One key for the layer's initialisation, another for the minibatch order.
+        k_init, k_fit = jax.random.split(jax.random.PRNGKey(0) if key is None else key)
+        init = FactoredAttention(aln.L, q, layer.pop("n_heads"), layer.pop("head_dim"), key=k_init, **layer)
+        model, history = training.fit(init, fit_seqs, key=k_fit, weights=fit_weights, progress=progress, mesh=mesh,
+                                      **settings)
         potts = model.to_potts()
     t_fit = time.perf_counter()
     S = np.asarray(scores(potts, gap_index=aln.alphabet.gap_index), dtype=np.float64)
@@ -573,9 +556,6 @@ def pipeline(
                              options=dict(settings, theta=theta, max_gap_fraction=max_gap_fraction))
 
 
-# Keyword options of `training.fit` that `pipeline` passes through.
-_FIT_OPTIONS = ("optimizer", "learning_rate", "n_steps", "n_epochs", "ftol", "tol", "batch_size", "validation_fraction", "patience",
-                "eval_every", "checkpoint_path", "resume", "loss")
 
 
 def predict(alignment_path: Union[str, "os.PathLike[str]"], method: str = "plm", **options: Any) -> np.ndarray:

@@ -63,7 +63,7 @@ def test_fit_plm_recovers_dense_couplings(x64):
     C = np.triu(np.ones((n, n)), 1)[:, :, None, None] * rng.normal(size=(n, n, Q, Q))
     true = PottsModel(0.5 * rng.normal(size=(n, Q)), C + C.transpose(1, 0, 3, 2))
     states, probs = enumerate_probabilities(true)
-    model, hist = fit_plm(states, q=Q, weights=probs, l2=0.0, l2_fields=0.0, tol=1e-10, n_steps=1000, progress=False)
+    model, hist = fit_plm(states, q=Q, weights=probs, l2=0.0, l2_fields=0.0, tol=1e-10, ftol=0.0, n_steps=1000, progress=False)
     assert isinstance(model, PottsModel) and model.couplings.dtype == jnp.float64
     assert hist.converged
     err_J, err_h = gauge_error(model, true)
@@ -73,14 +73,14 @@ def test_fit_plm_recovers_dense_couplings(x64):
 
     # The L2 convention inside fit is losses.l2_penalty: at the penalised optimum the gradient of
     # PL + l2_penalty vanishes (diagonal blocks excluded, they are not parameters).
-    reg, _ = fit_plm(states, q=Q, weights=probs, l2=0.05, l2_fields=0.02, tol=1e-10, n_steps=1000, progress=False)
+    reg, _ = fit_plm(states, q=Q, weights=probs, l2=0.05, l2_fields=0.02, tol=1e-10, ftol=0.0, n_steps=1000, progress=False)
     grad = jax.grad(lambda m: losses.pseudo_likelihood(m, states, probs) + losses.l2_penalty(m, 0.05, 0.02))(reg)
     off = ~np.eye(n, dtype=bool)
     assert np.max(np.abs(np.asarray(grad.couplings)[off])) < 1e-7
     assert np.max(np.abs(np.asarray(grad.fields))) < 1e-7
     assert float(losses.coupling_norm2(reg)) < float(losses.coupling_norm2(model))
     # the start (independent-site fields or zeros) does not change the convex problem's optimum
-    reg0, _ = fit_plm(states, q=Q, weights=probs, l2=0.05, l2_fields=0.02, tol=1e-10, n_steps=1000, progress=False,
+    reg0, _ = fit_plm(states, q=Q, weights=probs, l2=0.05, l2_fields=0.02, tol=1e-10, ftol=0.0, n_steps=1000, progress=False,
                       init="zero")
     np.testing.assert_allclose(reg0.couplings, reg.couplings, atol=1e-7)
 
@@ -201,8 +201,10 @@ def test_clear_errors(layer, data):
         fit(layer, train, key=jax.random.PRNGKey(0), optimizer="lbfgs", batch_size=8, n_steps=1)
     with pytest.raises(ValueError, match="deterministic loss='mlm'"):
         fit(layer, train, key=jax.random.PRNGKey(0), optimizer="lbfgs", loss="stochastic", n_steps=1)
-    with pytest.raises(ValueError, match="exactly one of n_steps and n_epochs"):
-        fit(layer, train, key=jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="at most one of n_steps and n_epochs"):
+        fit(layer, train, key=jax.random.PRNGKey(0), n_steps=2, n_epochs=1)
+    with pytest.raises(TypeError, match="unknown fit option"):
+        fit(layer, train, key=jax.random.PRNGKey(0), n_step=1)
     with pytest.raises(ValueError, match="empty"):
         fit(layer, np.zeros((0, L), np.int32), key=jax.random.PRNGKey(0), n_steps=1)
     with pytest.raises(ValueError, match="last dimension L=6"):

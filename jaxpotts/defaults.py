@@ -1,0 +1,119 @@
+r"""One defaults table per fitting method, read by the library, the command line and the docs.
+
+Each entry is a `Method`: the constructor arguments of the model it fits (`model`), the flat fit
+options of `jaxpotts.fit` (`fit`, see `jaxpotts.engine.FitConfig.from_options`) and why they
+were chosen (`why`). `jaxpotts.fit_plm`, `jaxpotts.contacts.pipeline` and `jaxpotts fit` /
+`jaxpotts contacts` take their defaults from here and nowhere else; the CLI's help text quotes
+them, and `markdown()` renders the table of docs/cli.md.
+
+Regularisation is in the package's one convention (`jaxpotts.losses.l2_penalty`,
+docs/conventions.md): $\lambda_J$ = `l2`, $\lambda_h$ = `l2_fields`, per effective sequence,
+as plmDCA's `lambda_J`, `lambda_h`.
+
+Adding a method: add an entry here and a module that builds its model (or, like plmDCA, a
+start model) and calls `jaxpotts.fit`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from typing import Any, Mapping
+
+__all__ = ["Method", "METHODS", "method", "markdown"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """Defaults of one fitting method. `model` and `fit` are read-only mappings."""
+
+    name: str
+    summary: str
+    model: Mapping[str, Any]
+    fit: Mapping[str, Any]
+    why: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "model", types.MappingProxyType(dict(self.model)))
+        object.__setattr__(self, "fit", types.MappingProxyType(dict(self.fit)))
+
+    def settings(self, **overrides: Any) -> dict:
+        """The fit options with `overrides` applied. A length given in steps replaces a default
+        given in epochs and the other way round; unknown names raise `TypeError`."""
+        known = set(self.fit) | set(self.model) | _FIT_NAMES
+        unknown = sorted(k for k in overrides if k not in known)
+        if unknown:
+            raise TypeError(f"unknown option(s) for method {self.name!r}: {', '.join(unknown)}")
+        out = {**self.fit, **self.model, **overrides}
+        for given, other in (("n_steps", "n_epochs"), ("n_epochs", "n_steps")):
+            if overrides.get(given) is not None and other not in overrides:
+                out.pop(other, None)
+        return out
+
+
+# Every flat option `jaxpotts.fit` accepts (kept in step with jaxpotts.engine._FLAT by a test).
+_FIT_NAMES = {
+    "optimizer", "learning_rate", "batch_size", "loss", "l2", "l2_fields", "n_steps", "n_epochs", "tol", "ftol",
+    "patience", "target_loss", "restore_best", "eval_every", "checkpoint_path", "resume", "validation_fraction",
+}
+
+PLM = Method(
+    name="plm",
+    summary="asymmetric plmDCA: a dense Potts model fitted by pseudo-likelihood (all sites at once, full-batch L-BFGS)",
+    model=dict(init="profile"),
+    fit=dict(l2=0.01, l2_fields=0.01, optimizer="lbfgs", n_steps=300, ftol=3e-3, tol=1e-5),
+    why="lambda_J = lambda_h = 0.01 are plmDCA's (per-N_eff convention). L-BFGS stops when the objective falls by "
+        "less than 0.3% over 5 iterations, or after 300: on PF00014 and PF00763 the precision at L is then within "
+        "one pair of its value at full convergence (benchmarks/README.md); pass ftol=0, tol=1e-6 for full convergence.",
+)
+
+ATTENTION_CONTACTS = Method(
+    name="attention",
+    summary="factored attention for contacts (AttentionDCA-like): 32 softmax heads, values q x q, no fields",
+    model=dict(n_heads=32, head_dim=23, softmax=True, fields=False, init_scale=0.1),
+    fit=dict(l2=0.001, l2_fields=0.01, optimizer="adam", learning_rate=0.05, batch_size=1000, n_epochs=200),
+    why="L2 on the implied couplings J_ij(a,b) = sum_h A^h_ij V^h(a,b) with lambda_J = 0.001 (0.01 over-regularises "
+        "the product: PPV@L 0.87 instead of 0.94 on PF00014). Adam: the product A V is not convex; full-batch L-BFGS "
+        "needed ~800 iterations for the precision Adam reaches in 200 epochs (PF00763: PPV@L 0.98 in 490 s vs 220 s).",
+)
+
+ATTENTION = Method(
+    name="attention-layer",
+    summary="one factored-attention layer on samples (the paper's setting): free L x L attention, fields",
+    model=dict(n_heads=1, head_dim=8, softmax=False, fields=True),
+    fit=dict(l2=0.0, l2_fields=0.0, optimizer="adam", batch_size=128, n_epochs=20, validation_fraction=0.1),
+    why="The layer is the model class of the data (J_ij U(a,b)), so no regularisation; a 10% validation split keeps "
+        "the best model; minibatches of 128 with Adam (learning rate 1e-2) reach the entropy floor in a few epochs.",
+)
+
+TRANSFORMER = Method(
+    name="transformer",
+    summary="the standard Transformer baseline (MLM with one random masked site per sequence)",
+    model=dict(n_layers=1, n_heads=4, d_model=32, d_mlp=None),
+    fit=dict(l2=0.0, l2_fields=0.0, optimizer="adam", batch_size=128, n_epochs=20, validation_fraction=0.1,
+             loss="stochastic"),
+    why="The usual BERT-style training: a random masked site per sequence per step, Adam, early stopping on a "
+        "validation split.",
+)
+
+#: name -> Method.
+METHODS: Mapping[str, Method] = types.MappingProxyType(
+    {m.name: m for m in (PLM, ATTENTION_CONTACTS, ATTENTION, TRANSFORMER)}
+)
+
+
+def method(name: str) -> Method:
+    """The defaults of method `name` (a key of `METHODS`)."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}") from None
+
+
+def markdown() -> str:
+    """The defaults table in Markdown (docs/cli.md holds it; a test keeps it current)."""
+    rows = ["| method | what | model | fit | why |", "|---|---|---|---|---|"]
+    for m in METHODS.values():
+        fmt = lambda d: ", ".join(f"`{k}={v!r}`" for k, v in d.items())  # noqa: E731
+        rows.append(f"| `{m.name}` | {m.summary} | {fmt(m.model)} | {fmt(m.fit)} | {m.why} |")
+    return "\n".join(rows)

@@ -1,0 +1,119 @@
+r"""Saving and loading models and training checkpoints.
+
+A file holds the arrays of a pytree (`eqx.tree_serialise_leaves`); a JSON beside it
+(``path + '.json'``) holds what rebuilds the structure: the model's class and constructor
+arguments (`save_model`) or the training loop's metadata (`save_checkpoint`). Both are written
+atomically (a temporary file, then a rename), so an interrupted write never leaves a half file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .potts import FactoredPotts, PottsModel
+
+__all__ = ["save_model", "load_model", "save_checkpoint", "load_checkpoint"]
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _serialise(path: Path, tree: Any) -> None:
+    # Through a file handle: given a path, equinox replaces any suffix other than .eqx.
+    with open(path, "wb") as fh:
+        eqx.tree_serialise_leaves(fh, tree)
+
+
+def save_checkpoint(path: Union[str, os.PathLike], tree: Any, metadata: Optional[dict] = None) -> None:
+    """Save the arrays of a pytree with `eqx.tree_serialise_leaves` to `path` and a JSON of
+    `metadata` to `path + '.json'` (both written atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, lambda p: _serialise(p, tree))
+    meta = json.dumps(metadata or {}, indent=1, sort_keys=True)
+    _atomic_write(Path(str(path) + ".json"), lambda p: p.write_text(meta))
+
+
+def load_checkpoint(path: Union[str, os.PathLike], like: Any) -> tuple[Any, dict]:
+    """Load what `save_checkpoint` wrote: arrays into the structure of `like` (a pytree of the
+    same structure, shapes and dtypes, e.g. a freshly initialised model), and the metadata."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    meta_path = Path(str(path) + ".json")
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    try:
+        with open(path, "rb") as fh:
+            tree = eqx.tree_deserialise_leaves(fh, like)
+    except Exception as err:  # shape/dtype/structure mismatch
+        raise ValueError(f"checkpoint {path} does not match the structure of `like`: {err}") from err
+    return tree, meta
+
+
+def _model_spec(model: Any) -> dict:
+    """Constructor arguments that rebuild a template of `model` (for `load_model`)."""
+    from .attention import FactoredAttention, Transformer
+
+    dtype = str(jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))[0].dtype)
+    if isinstance(model, FactoredAttention):
+        return dict(cls="FactoredAttention", L=model.L, q=model.q, n_heads=model.n_heads,
+                    head_dim=model.head_dim or 1, softmax=model.softmax, fields=model.fields is not None, dtype=dtype)
+    if isinstance(model, Transformer):
+        return dict(cls="Transformer", L=model.L, q=model.q, n_layers=model.n_layers,
+                    d_model=model.d_model, n_heads=model.n_heads, d_mlp=model.d_mlp, dtype=dtype)
+    if isinstance(model, PottsModel):
+        return dict(cls="PottsModel", L=model.L, q=model.q, dtype=dtype)
+    if isinstance(model, FactoredPotts):
+        return dict(cls="FactoredPotts", L=model.L, q=model.q, dtype=dtype)
+    return dict(cls=type(model).__name__)
+
+
+def _template(spec: dict) -> Any:
+    from .attention import FactoredAttention, Transformer
+
+    spec = dict(spec)
+    cls = spec.pop("cls", None)
+    dtype = jnp.dtype(spec.pop("dtype", "float32"))
+    key = jax.random.PRNGKey(0)
+    if cls == "FactoredAttention":
+        return FactoredAttention(spec["L"], spec["q"], spec["n_heads"], spec["head_dim"], key=key,
+                                 softmax=spec["softmax"], fields=spec["fields"], dtype=dtype)
+    if cls == "Transformer":
+        return Transformer(spec["L"], spec["q"], spec["n_layers"], key=key, d_model=spec["d_model"],
+                           n_heads=spec["n_heads"], d_mlp=spec["d_mlp"], dtype=dtype)
+    if cls == "PottsModel":
+        L, q = spec["L"], spec["q"]
+        return PottsModel(jnp.zeros((L, q), dtype), jnp.zeros((L, L, q, q), dtype))
+    if cls == "FactoredPotts":
+        L, q = spec["L"], spec["q"]
+        return FactoredPotts(jnp.zeros((L, q), dtype), jnp.zeros((L, L), dtype), jnp.zeros((q, q), dtype))
+    raise ValueError(f"cannot rebuild a model of class {cls!r} from its metadata; pass `like=`")
+
+
+def save_model(path: Union[str, os.PathLike], model: Any, **hyperparameters: Any) -> None:
+    """Save a model (`eqx.tree_serialise_leaves`) plus a JSON with its constructor arguments
+    and any extra JSON-serialisable `hyperparameters` (e.g. the training settings)."""
+    save_checkpoint(path, model, {"model": _model_spec(model), "hyperparameters": hyperparameters})
+
+
+def load_model(path: Union[str, os.PathLike], like: Any = None) -> tuple[Any, dict]:
+    """Load a model saved by `save_model`; returns (model, hyperparameters). Without `like`,
+    the template is rebuilt from the stored constructor arguments (package models only)."""
+    meta_path = Path(str(path) + ".json")
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    if like is None:
+        if "model" not in meta:
+            raise ValueError(f"{meta_path} has no model description; pass `like=` (a model of the same shape)")
+        like = _template(meta["model"])
+    model, meta = load_checkpoint(path, like)
+    return model, meta.get("hyperparameters", {})

@@ -36,7 +36,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
 
 from ._validation import check_sequences
-from .potts import FactoredPotts, PottsModel
+from .potts import FactoredPotts, PottsModel, symmetrize_couplings
 
 __all__ = ["FactoredAttention", "Transformer", "TransformerBlocks"]
 
@@ -272,7 +272,7 @@ class FactoredAttention(eqx.Module):
         """
         C = self.couplings()
         if symmetrize:
-            C = 0.5 * (C + C.transpose(1, 0, 3, 2))
+            C = symmetrize_couplings(C)
         h = jnp.zeros((self.L, self.q), C.dtype) if self.fields is None else self.fields
         return PottsModel(h, C)
 

@@ -45,7 +45,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from . import defaults
 from ._validation import as_float_array, check_finite
-from .potts import FactoredPotts, PottsModel
+from .potts import FactoredPotts, PottsModel, double_centre, symmetrize_couplings
 from .sharding import default_mesh, pl_work
 
 __all__ = [
@@ -79,11 +79,6 @@ def _kept_colours(q: int, include_gap: bool, gap_index: Optional[int]) -> np.nda
     return np.array([a for a in range(q) if a != gap_index])
 
 
-def _zero_sum_pairs(C: Float[Array, "... q q"]) -> Float[Array, "... q q"]:
-    """Double centring over the two colour axes (the zero-sum gauge of every block)."""
-    return C - C.mean(axis=-1, keepdims=True) - C.mean(axis=-2, keepdims=True) + C.mean(axis=(-2, -1), keepdims=True)
-
-
 def frobenius_scores(
     couplings: Float[Array, "L L q q"], *, include_gap: bool = False, gap_index: Optional[int] = 0
 ) -> Float[Array, "L L"]:
@@ -106,8 +101,7 @@ def frobenius_scores(
 @partial(jax.jit, static_argnames=("keep",))
 def _frobenius_dense(C: Float[Array, "L L q q"], *, keep: tuple[int, ...]) -> Float[Array, "L L"]:
     L, q = C.shape[0], C.shape[2]
-    C = 0.5 * (C + C.transpose(1, 0, 3, 2))
-    C = _zero_sum_pairs(C)
+    C = double_centre(symmetrize_couplings(C))
     if len(keep) < q:
         idx = np.asarray(keep)
         C = C[:, :, idx][:, :, :, idx]
@@ -133,8 +127,8 @@ def _frobenius_factored(
 ) -> Float[Array, "L L"]:
     idx = np.asarray(keep)
     Js, Ja = 0.5 * (J + J.T), 0.5 * (J - J.T)
-    A = _zero_sum_pairs(0.5 * (U + U.T))[idx][:, idx]
-    B = _zero_sum_pairs(0.5 * (U - U.T))[idx][:, idx]
+    A = double_centre(0.5 * (U + U.T))[idx][:, idx]
+    B = double_centre(0.5 * (U - U.T))[idx][:, idx]
     F = jnp.sqrt(Js**2 * jnp.sum(A * A) + Ja**2 * jnp.sum(B * B))
     return jnp.where(jnp.eye(J.shape[0], dtype=bool), 0.0, F)
 

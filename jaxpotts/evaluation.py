@@ -22,6 +22,7 @@ from typing import Optional, Union
 import numpy as np
 
 from . import losses
+from . import potts
 from .potts import FactoredPotts, zero_sum_gauge
 
 __all__ = ["CouplingComparison", "compare_factored", "double_centre", "entropy_floor"]
@@ -33,7 +34,7 @@ def double_centre(U) -> np.ndarray:
     U = np.asarray(U, np.float64)
     if U.ndim != 2 or U.shape[0] != U.shape[1]:
         raise ValueError(f"a colour matrix must be square (q, q), got shape {U.shape}")
-    return U - U.mean(0, keepdims=True) - U.mean(1, keepdims=True) + U.mean()
+    return potts.double_centre(U)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,7 +15,7 @@ conditionals cost $O(L^2 + Lq)$ and $O(L^2 q + L q^2)$ and never build the $(L,L
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Any, Union
 
 import equinox as eqx
 import jax
@@ -34,6 +34,9 @@ __all__ = [
     "conditional_logits",
     "to_dense",
     "zero_sum_gauge",
+    "double_centre",
+    "symmetrize_couplings",
+    "joint_model",
     "is_joint",
     "check_joint",
     "random_fields",
@@ -298,20 +301,40 @@ def zero_sum_gauge(model: AnyPotts) -> AnyPotts:
     if isinstance(model, PottsModel):
         C = model.couplings
         row = C.mean(axis=3, keepdims=True)  # J_ij(a, .)
-        col = C.mean(axis=2, keepdims=True)  # J_ij(., b)
-        both = C.mean(axis=(2, 3), keepdims=True)
-        new_C = C - row - col + both
-        h = model.fields + jnp.sum(row[..., 0] - both[..., 0], axis=1)
-        h = h - h.mean(axis=1, keepdims=True)
-        return PottsModel(h, new_C)
+        h = model.fields + jnp.sum(row[..., 0] - C.mean(axis=(2, 3))[..., None], axis=1)
+        return PottsModel(h - h.mean(axis=1, keepdims=True), double_centre(C))
     U = model.U
-    u_row = U.mean(axis=1, keepdims=True)
-    u_col = U.mean(axis=0, keepdims=True)
-    u_all = U.mean()
-    new_U = U - u_row - u_col + u_all
-    h = model.fields + jnp.sum(model.J, axis=1)[:, None] * (u_row[:, 0] - u_all)[None, :]
-    h = h - h.mean(axis=1, keepdims=True)
-    return FactoredPotts(h, model.J, new_U)
+    shift = U.mean(axis=1) - U.mean()  # U(a, .) - U(., .)
+    h = model.fields + jnp.sum(model.J, axis=1)[:, None] * shift[None, :]
+    return FactoredPotts(h - h.mean(axis=1, keepdims=True), model.J, double_centre(U))
+
+
+def double_centre(x: Float[Array, "... q q"]) -> Float[Array, "... q q"]:
+    r"""The zero-sum gauge of colour-colour blocks over the last two axes:
+    $x'(a,b) = x(a,b) - x(\cdot,b) - x(a,\cdot) + x(\cdot,\cdot)$ (a dot is the mean over that
+    colour), so rows and columns of every block sum to zero. numpy in, numpy out; jax in, jax out."""
+    return x - x.mean(axis=-1, keepdims=True) - x.mean(axis=-2, keepdims=True) + x.mean(axis=(-2, -1), keepdims=True)
+
+
+def symmetrize_couplings(C: Float[Array, "L L q q"]) -> Float[Array, "L L q q"]:
+    r"""$\tfrac12[J_{ij}(a,b) + J_{ji}(b,a)]$: the joint model's couplings closest to a set of L
+    conditionals (asymmetric plmDCA, an attention layer)."""
+    return 0.5 * (C + C.transpose(1, 0, 3, 2))
+
+
+def joint_model(model: Any) -> AnyPotts:
+    """A model with an energy: joint Potts models unchanged, L conditionals (non-symmetric
+    couplings) symmetrised with `symmetrize_couplings`, layers with `to_potts` (factored
+    attention) through ``to_potts(symmetrize=True)``."""
+    if not isinstance(model, (PottsModel, FactoredPotts)):
+        if not hasattr(model, "to_potts"):
+            raise TypeError(f"{type(model).__name__} has no Potts energy (give a PottsModel, FactoredPotts or a "
+                            "layer with to_potts)")
+        return model.to_potts(symmetrize=True)
+    if is_joint(model):
+        return model
+    dense = to_dense(model)
+    return PottsModel(dense.fields, symmetrize_couplings(dense.couplings))
 
 
 # ----------------------------------------------------------------------------- constructors

@@ -170,14 +170,10 @@ def generation_check(
     (energy autocorrelation time in recorded samples, split R-hat) so mixing can be judged.
     ``arrays=True`` adds the compared statistics (`compare_statistics`).
     """
-    from .potts import PottsModel, is_joint
+    from .potts import joint_model
     from .sampling import sample
 
-    if hasattr(model, "to_potts") and not isinstance(model, PottsModel):
-        model = model.to_potts(symmetrize=True)
-    if isinstance(model, PottsModel) and not is_joint(model):
-        C = model.couplings
-        model = PottsModel(model.fields, 0.5 * (C + C.transpose(1, 0, 3, 2)))
+    model = joint_model(model)
     t0 = time.perf_counter()
     res = sample(model, key, n_chains=n_chains, n_samples=n_samples, n_burnin=n_burnin, thin=thin, method=method,
                  progress=progress)

@@ -565,3 +565,34 @@ def test_constructor_bad_arguments():
         potts.random_factored_potts(key, 4, 3, colours="ising")
     with pytest.raises(ValueError, match="q must be an integer >= 2"):
         potts.random_factored_potts(key, 4, 1)
+
+
+# ----------------------------------------------------------------------------- gauge and symmetry helpers
+
+
+def test_double_centre_symmetrize_and_joint_model():
+    from jaxpotts.potts import double_centre, is_joint, joint_model, symmetrize_couplings
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(3, 4, 5, 5))
+    d = double_centre(x)
+    assert isinstance(d, np.ndarray)
+    np.testing.assert_allclose(d.sum(-1), 0, atol=1e-12)
+    np.testing.assert_allclose(d.sum(-2), 0, atol=1e-12)
+    np.testing.assert_allclose(double_centre(d), d, atol=1e-12)  # a projection
+    # removes exactly the row and column shifts
+    shifted = x + rng.normal(size=(3, 4, 5, 1)) + rng.normal(size=(3, 4, 1, 5))
+    np.testing.assert_allclose(double_centre(shifted), d, atol=1e-12)
+    C = rng.normal(size=(4, 4, 3, 3))
+    C[np.arange(4), np.arange(4)] = 0
+    S = np.asarray(symmetrize_couplings(C))
+    np.testing.assert_allclose(S, S.transpose(1, 0, 3, 2))
+    np.testing.assert_allclose(S[0, 1, 2, 0], 0.5 * (C[0, 1, 2, 0] + C[1, 0, 0, 2]))
+    asym = PottsModel(jnp.zeros((4, 3)), jnp.asarray(C))
+    joint = joint_model(asym)
+    assert is_joint(joint) and not is_joint(asym)
+    np.testing.assert_allclose(np.asarray(joint.couplings), S, rtol=1e-6)
+    sym = PottsModel(jnp.zeros((4, 3)), jnp.asarray(S))
+    assert joint_model(sym) is sym
+    with pytest.raises(TypeError, match="no Potts energy"):
+        joint_model(object())

@@ -1,6 +1,6 @@
 """jaxpotts: generalized Potts models and the factored self-attention layer that learns them."""
 
-from . import diagnostics, exact, losses, potts, sampling
+from . import contacts, defaults, diagnostics, engine, exact, losses, msa, potts, replica, sampling, serialization
 from .attention import FactoredAttention, Transformer
 from .losses import mlm_loss, pseudo_likelihood
 from .potts import (
@@ -15,19 +15,24 @@ from .potts import (
     zero_sum_gauge,
 )
 from .sampling import SampleResult, sample
+from .engine import FitConfig
 from .training import fit, fit_plm
 
 __version__ = "0.1.0"
 
 __all__ = [
     "FactoredAttention",
+    "FitConfig",
     "FactoredPotts",
     "PottsModel",
     "SampleResult",
     "check_joint",
     "conditional_logits",
+    "contacts",
+    "defaults",
     "diagnostics",
     "energy",
+    "engine",
     "exact",
     "fit",
     "fit_plm",
@@ -35,10 +40,13 @@ __all__ = [
     "local_fields",
     "losses",
     "mlm_loss",
+    "msa",
     "potts",
     "pseudo_likelihood",
+    "replica",
     "sample",
     "sampling",
+    "serialization",
     "to_dense",
     "Transformer",
     "zero_sum_gauge",

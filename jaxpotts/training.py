@@ -53,15 +53,10 @@ from .potts import PottsModel
 from .serialization import load_checkpoint, load_model, save_checkpoint, save_model
 from .sharding import to_one_device
 
-__all__ = [
-    "History",
-    "fit",
-    "fit_plm",
-    "save_model",
-    "load_model",
-    "save_checkpoint",
-    "load_checkpoint",
-]
+__all__ = ["History", "fit", "fit_plm"]
+# save_model, load_model, save_checkpoint, load_checkpoint moved to jaxpotts.serialization; they
+# stay importable from here for one release (CHANGELOG.md).
+_MOVED = (save_model, load_model, save_checkpoint, load_checkpoint)
 
 _EVAL_BATCH = 256
 

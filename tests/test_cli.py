@@ -222,14 +222,14 @@ def test_replica_curve_with_simulation_points(cache, tmp_path):
 
 
 def test_replica_colour_matrix_from_json_and_file(tmp_path):
-    U, label = cli._colour_matrix("[[1, 0], [0, 1]]", 2)
+    U, label = cli.replica.colour_matrix("[[1, 0], [0, 1]]", 2)
     np.testing.assert_array_equal(U, np.eye(2))
     np.save(tmp_path / "u.npy", 2 * np.eye(3))
-    np.testing.assert_array_equal(cli._colour_matrix(str(tmp_path / "u.npy"), 3)[0], 2 * np.eye(3))
-    assert cli._parse_grid(["0.1:10:3", "2"], "--alphas") == pytest.approx([0.1, 1.0, 2.0, 10.0])
+    np.testing.assert_array_equal(cli.replica.colour_matrix(str(tmp_path / "u.npy"), 3)[0], 2 * np.eye(3))
+    assert cli.replica.parse_grid(["0.1:10:3", "2"], "--alphas") == pytest.approx([0.1, 1.0, 2.0, 10.0])
     for bad in (["0"], ["a:b:c"], ["1:0.5:3"]):
         with pytest.raises(cli.UserError):
-            cli._parse_grid(bad, "--alphas")
+            cli.replica.parse_grid(bad, "--alphas")
 
 
 # ----------------------------------------------------------------------------- errors
@@ -349,3 +349,36 @@ def test_contacts_user_mistakes(args, words, tmp_path, monkeypatch, capsys):
     (tmp_path / "aln.fasta").write_text(">a\nACDEFGHIK\n>b\nACDEFGHIL\n")
     assert cli.main([*args, "--out", str(tmp_path / "o")]) == 2
     assert words in _one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.skipif(not (PFAM / "PF00014.fasta").exists(), reason="shared/data/pfam not present")
+def test_contacts_cli_and_library_give_the_same_scores(tmp_path, cache):
+    """`jaxpotts contacts X --seed s` == `jaxpotts.contacts.predict(X, key=PRNGKey(s))`, for the
+    deterministic plmDCA and for attention, whose initialisation depends on the key."""
+    import jax
+
+    from jaxpotts import contacts
+    from jaxpotts.msa import read_alignment
+
+    aln = read_alignment(PFAM / "PF00014.fasta")
+    keep = np.random.default_rng(1).choice(aln.M, 120, replace=False)
+    path = tmp_path / "sub.fasta"
+    path.write_text("".join(f">{aln.names[m]}\n{aln.alphabet.decode(aln.seqs[m])}\n" for m in keep))
+    for method, extra in (("plm", ["--steps", "8"]), ("attention", ["--steps", "4", "--heads", "2", "--head-dim", "3"])):
+        out = tmp_path / method
+        jp(["contacts", path, "--method", method, "--seed", "3", *extra, "--out", out, "--quiet"], cache, tmp_path)
+        cli_scores = np.load(out / "scores.npz")["scores"]
+        opts = dict(n_steps=8) if method == "plm" else dict(n_steps=4, n_heads=2, head_dim=3)
+        lib = contacts.predict(path, method, key=jax.random.PRNGKey(3), progress=False, mesh=None, **opts)
+        np.testing.assert_allclose(cli_scores, lib, rtol=2e-4, atol=1e-5)
+
+
+def test_import_jaxpotts_exposes_the_subpackages():
+    """Regression: `import jaxpotts` did not give jaxpotts.replica, .contacts, .msa."""
+    import subprocess
+    import sys
+
+    code = "import jaxpotts as j; print(j.replica.solve, j.contacts.predict, j.msa.read_alignment, j.defaults.PLM)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**__import__("os").environ,
+                                                                                             "JAX_PLATFORMS": "cpu"})
+    assert proc.returncode == 0, proc.stderr

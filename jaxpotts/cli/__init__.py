@@ -1,0 +1,106 @@
+"""The `jaxpotts` command line.
+
+    jaxpotts demo [--quick]                       the end-to-end story (jaxpotts.demo)
+    jaxpotts sample [--model-file MODEL]          MCMC samples of a random or a saved model
+    jaxpotts fit {plm,attention,transformer} DATA fit a model to sampled sequences or an alignment
+    jaxpotts contacts ALIGNMENT                   residue contacts of a protein family (plmDCA / attention)
+    jaxpotts replica                              a replica learning curve (+ simulation points)
+    jaxpotts info                                 versions, devices, precision
+
+Every subcommand takes `--seed`, `--quiet`, `--out DIR` and `--debug`, and writes what it
+prints as machine-readable files (JSON, CSV, NPZ) and figures (PNG + PDF) to `--out`. Progress
+bars appear when stderr is a terminal, never with `--quiet`. A user mistake (bad argument,
+missing or malformed file, inconsistent sizes) prints one line `jaxpotts: error: ...` and exits
+with status 2; an unexpected failure prints one line `jaxpotts: internal error: ...` and exits
+with status 1. `--debug` shows the traceback instead.
+
+To add a subcommand, write a module here with `add_parser(sub)` (its options, and
+`set_defaults(func=run)`) and `run(args)` (parse, call the library, print, write), and list it
+in `SUBCOMMANDS`. Library logic does not live here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from . import contacts, demo, fit, info, replica, sample
+from ._common import Parser, UserError
+
+__all__ = ["main", "build_parser", "UserError", "SUBCOMMANDS"]
+
+
+SUBCOMMANDS = (demo, sample, fit, contacts, replica, info)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="jaxpotts",
+        description="Generalized Potts models, factored self-attention and their replica theory, in JAX. "
+                    "Run 'jaxpotts COMMAND --help' for the options of a command.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in SUBCOMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+def _configure_jax() -> None:
+    """Before JAX runs anything: one CPU device per core, over which sampling splits its chains
+    and fits their sequences (`jaxpotts.sharding`), and XLA's persistent compilation cache, so a
+    second run of the same command skips compilation (``JAXPOTTS_CACHE_DIR``, else JAX's
+    ``JAX_COMPILATION_CACHE_DIR``, else ~/.cache/jaxpotts/xla; ``JAXPOTTS_CACHE_DIR=""`` turns it
+    off). Nothing changes when JAX already runs; library users make these choices themselves."""
+    import os
+
+    import jax
+
+    from ..sharding import use_cpu_cores
+
+    try:
+        use_cpu_cores()
+    except RuntimeError:  # JAX already runs (main() called from a program): leave its settings alone
+        return
+    cache = os.environ.get("JAXPOTTS_CACHE_DIR")
+    if cache is None and "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # JAX's own setting wins
+        cache = str(Path.home() / ".cache" / "jaxpotts" / "xla")
+    if cache:
+        jax.config.update("jax_compilation_cache_dir", cache)
+        if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable = args.func
+    try:
+        _configure_jax()
+        func(args)
+    except KeyboardInterrupt:
+        print("jaxpotts: interrupted", file=sys.stderr)
+        return 130
+    except (UserError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as err:
+        if args.debug:
+            raise
+        print(f"jaxpotts: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except Exception as err:  # an unexpected failure: still one line, the traceback under --debug
+        if args.debug:
+            raise
+        print(f"jaxpotts: internal error: {type(err).__name__}: {_one_line(err)} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

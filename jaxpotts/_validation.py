@@ -94,3 +94,14 @@ def check_nonnegative(value: Any, name: str) -> float:
     if not ok or not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return float(value)
+
+
+def enable_x64():
+    """A context in which JAX computes in float64 (for checks and theory that need it), leaving
+    the global setting as it was afterwards."""
+    import jax
+
+    ctx = getattr(jax, "enable_x64", None)
+    if ctx is None:  # pragma: no cover - older jax
+        from jax.experimental import enable_x64 as ctx
+    return ctx(True)

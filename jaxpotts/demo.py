@@ -34,6 +34,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ._validation import enable_x64
 from ._report import markdown_table, write_json
 
 __all__ = ["SETTINGS", "run"]
@@ -53,15 +54,6 @@ SETTINGS = {
         sim_n_test=20000,
     ),
 }
-
-
-def _enable_x64():
-    import jax
-
-    ctx = getattr(jax, "enable_x64", None)
-    if ctx is None:  # pragma: no cover - older jax
-        from jax.experimental import enable_x64 as ctx
-    return ctx(True)
 
 
 def _sample_step(model, keys, cfg, progress):
@@ -110,7 +102,7 @@ def _identity_check(fa, seqs, key) -> list[dict]:
     weights = np.asarray(jax.random.uniform(key, (seqs.shape[0],), minval=0.1, maxval=1.0), np.float64)
     rows = []
     for dtype in ("float32", "float64"):
-        ctx = _enable_x64() if dtype == "float64" else contextlib.nullcontext()
+        ctx = enable_x64() if dtype == "float64" else contextlib.nullcontext()
         with ctx:
             model = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype) if eqx.is_inexact_array(x) else x, fa)
             potts = model.to_potts()
@@ -135,7 +127,7 @@ def _replica_step(cfg, key, progress):
     for ki, kind in enumerate(cfg["replica_kinds"]):
         sc = replica.Scenario(q, np.eye(q), cfg["replica_rho"], kind)
         panel = f"q={q}, U=I, rho={cfg['replica_rho']:g}, {kind}"
-        with _enable_x64():
+        with enable_x64():
             table = replica.learning_curve(sc, alphas, list(cfg["replica_lams"]), progress=progress)
         curves[panel] = table
         for lam in cfg["replica_lams"]:
@@ -154,6 +146,56 @@ def _replica_step(cfg, key, progress):
     return curves, points
 
 
+SAMPLING_COLUMNS = ["method", "n_chains", "n_samples", "energy_mean", "energy_stderr", "acceptance_rate", "tau", "ess",
+                    "rhat", "seconds"]
+
+
+def _sampling_section(true, keys, cfg: dict, progress, out: Path, echo):
+    """Step 2: Gibbs and Metropolis chains of the true model, their figures and agreement."""
+    from . import plotting
+
+    L, q = cfg["L"], cfg["q"]
+    results, rows = _sample_step(true, keys, cfg, progress)
+    for method, res in results.items():
+        plotting.save_figure(plotting.plot_energy_diagnostics(res.energies, title=f"{method} sampling, L={L}, q={q}"),
+                             out / f"energy_{method}.png")
+    sg, sm = rows
+    z_energy = abs(sg["energy_mean"] - sm["energy_mean"]) / math.hypot(sg["energy_stderr"], sm["energy_stderr"])
+    marg = [np.eye(q)[np.asarray(r.sequences).reshape(-1, L)].mean(0) for r in results.values()]
+    max_marginal_diff = float(np.max(np.abs(marg[0] - marg[1])))
+    echo(f"2. sampling: {cfg['n_chains']} chains x {cfg['n_samples']} samples (thin {cfg['thin']}, burn-in "
+         f"{cfg['n_burnin']} sweeps)\n" + markdown_table(rows, SAMPLING_COLUMNS)
+         + f"\n   Gibbs vs Metropolis: energy means differ by {z_energy:.2f} standard errors; largest one-site "
+           f"marginal difference {max_marginal_diff:.3f}")
+
+    return results, rows, z_energy, max_marginal_diff
+
+
+def _training_section(true, train, test, k_fit, cfg: dict, progress, out: Path, echo):
+    """Step 3: factored attention trained by MLM on the samples, against the entropy floor."""
+    from . import plotting
+    from .evaluation import entropy_floor
+    from .losses import mlm_loss
+
+    floor, floor_se = entropy_floor(true, test)
+    fa, hist, restart_vals, best = _fit_step(true, train, test, k_fit, cfg, progress)
+    test_loss = float(mlm_loss(fa, test))
+    true_train = float(mlm_loss(true, train))
+    plotting.save_figure(plotting.plot_loss_curves({"factored attention": hist}, floor=floor, floor_stderr=floor_se,
+                                                   title=f"factored attention, M = {len(train)} (best of {cfg['restarts']} starts)"),
+                         out / "losses.png")
+    training = dict(M_train=int(len(train)), M_test=int(len(test)), restarts=cfg["restarts"], best_restart=best,
+                    restart_val_losses=restart_vals, best_step=int(hist.best_step), val_loss=float(hist.best_val_loss),
+                    test_loss=test_loss, floor=floor, floor_stderr=floor_se, excess_loss=test_loss - floor,
+                    true_model_train_loss=true_train, seconds=0.0)
+    echo(f"3. factored attention (1 head, free attention, fields), MLM with Adam, {cfg['n_steps']} steps, best of "
+         f"{cfg['restarts']} starts (validation losses {', '.join(f'{v:.4f}' for v in restart_vals)}):\n"
+         f"   test loss {test_loss:.4f}, floor (conditional entropy on {len(test)} test samples) {floor:.4f} +- "
+         f"{floor_se:.4f}, excess {test_loss - floor:+.4f} nats per site")
+
+    return fa, hist, training
+
+
 def run(out, *, quick: bool = False, seed: int = 0, progress: Optional[bool] = None,
         echo: Callable[[str], None] = print) -> dict:
     """Run the demo, write ``report.md``, ``demo.json`` and figures to `out`; return the report.
@@ -169,8 +211,7 @@ def run(out, *, quick: bool = False, seed: int = 0, progress: Optional[bool] = N
     import jax
 
     from . import plotting
-    from .evaluation import compare_factored, entropy_floor
-    from .losses import mlm_loss
+    from .evaluation import compare_factored
     from .potts import random_factored_potts
 
     out = Path(out)
@@ -184,46 +225,17 @@ def run(out, *, quick: bool = False, seed: int = 0, progress: Optional[bool] = N
                                  coupling_scale=0.6, field_scale=0.3)
     echo(f"1. model: generalized Potts J_ij U(a,b), L={L}, q={q}, sparse J (mean degree 3), random symmetric U")
 
-    # -- 2. sampling
     t0 = time.perf_counter()
-    results, rows = _sample_step(true, (k_gibbs, k_metro), cfg, progress)
-    for method, res in results.items():
-        plotting.save_figure(plotting.plot_energy_diagnostics(res.energies, title=f"{method} sampling, L={L}, q={q}"),
-                             out / f"energy_{method}.png")
-    sg, sm = rows
-    z_energy = abs(sg["energy_mean"] - sm["energy_mean"]) / math.hypot(sg["energy_stderr"], sm["energy_stderr"])
-    marg = [np.eye(q)[np.asarray(r.sequences).reshape(-1, L)].mean(0) for r in results.values()]
-    max_marginal_diff = float(np.max(np.abs(marg[0] - marg[1])))
-    sampling_cols = ["method", "n_chains", "n_samples", "energy_mean", "energy_stderr", "acceptance_rate", "tau", "ess",
-                     "rhat", "seconds"]
-    echo(f"2. sampling: {cfg['n_chains']} chains x {cfg['n_samples']} samples (thin {cfg['thin']}, burn-in "
-         f"{cfg['n_burnin']} sweeps)\n" + markdown_table(rows, sampling_cols)
-         + f"\n   Gibbs vs Metropolis: energy means differ by {z_energy:.2f} standard errors; largest one-site "
-           f"marginal difference {max_marginal_diff:.3f}")
+    results, rows, z_energy, max_marginal_diff = _sampling_section(true, (k_gibbs, k_metro), cfg, progress, out, echo)
     timings["sampling"] = time.perf_counter() - t0
 
     # record-major order: any prefix of the data set spans all chains
     train = np.asarray(results["gibbs"].sequences).transpose(1, 0, 2).reshape(-1, L)
     test = np.asarray(results["metropolis"].sequences).transpose(1, 0, 2).reshape(-1, L)
 
-    # -- 3. training
     t0 = time.perf_counter()
-    floor, floor_se = entropy_floor(true, test)
-    fa, hist, restart_vals, best = _fit_step(true, train, test, k_fit, cfg, progress)
-    test_loss = float(mlm_loss(fa, test))
-    true_train = float(mlm_loss(true, train))
-    timings["training"] = time.perf_counter() - t0
-    plotting.save_figure(plotting.plot_loss_curves({"factored attention": hist}, floor=floor, floor_stderr=floor_se,
-                                                   title=f"factored attention, M = {len(train)} (best of {cfg['restarts']} starts)"),
-                         out / "losses.png")
-    training = dict(M_train=int(len(train)), M_test=int(len(test)), restarts=cfg["restarts"], best_restart=best,
-                    restart_val_losses=restart_vals, best_step=int(hist.best_step), val_loss=float(hist.best_val_loss),
-                    test_loss=test_loss, floor=floor, floor_stderr=floor_se, excess_loss=test_loss - floor,
-                    true_model_train_loss=true_train, seconds=timings["training"])
-    echo(f"3. factored attention (1 head, free attention, fields), MLM with Adam, {cfg['n_steps']} steps, best of "
-         f"{cfg['restarts']} starts (validation losses {', '.join(f'{v:.4f}' for v in restart_vals)}):\n"
-         f"   test loss {test_loss:.4f}, floor (conditional entropy on {len(test)} test samples) {floor:.4f} +- "
-         f"{floor_se:.4f}, excess {test_loss - floor:+.4f} nats per site")
+    fa, hist, training = _training_section(true, train, test, k_fit, cfg, progress, out, echo)
+    timings["training"] = training["seconds"] = time.perf_counter() - t0
 
     # -- 4. MLM = PL
     identity = _identity_check(fa, train[:2000], k_weights)
@@ -273,13 +285,13 @@ def run(out, *, quick: bool = False, seed: int = 0, progress: Optional[bool] = N
         "seconds": timings,
     }
     write_json(out / "demo.json", report)
-    (out / "report.md").write_text(_report_md(report, rows, sampling_cols, identity, points, point_cols, cfg))
+    (out / "report.md").write_text(_report_md(report, rows, SAMPLING_COLUMNS, identity, points, point_cols, cfg))
     echo(f"wrote {out}/report.md, demo.json and figures energy_gibbs, energy_metropolis, losses, couplings, replica "
          f"(.png, .pdf) in {timings['total']:.0f} s")
     return report
 
 
-def _report_md(report, rows, sampling_cols, identity, points, point_cols, cfg) -> str:
+def _report_md(report, rows, SAMPLING_COLUMNS, identity, points, point_cols, cfg) -> str:
     t, c, g = report["training"], report["couplings"], report["gibbs_vs_metropolis"]
     m = report["model"]
     worst = max(r["rel_diff"] for r in identity if r["dtype"] == "float64")
@@ -297,7 +309,7 @@ symmetric colour matrix U and small random fields.
 with two kernels. tau is the integrated autocorrelation time of the energy in recorded samples,
 ESS the effective sample size, rhat the split R-hat across chains.
 
-{markdown_table(rows, sampling_cols)}
+{markdown_table(rows, SAMPLING_COLUMNS)}
 
 Both kernels target the same distribution: their energy means differ by {g['energy_z']:.2f} standard
 errors and their one-site marginals by at most {g['max_marginal_diff']:.3f}.

@@ -1,4 +1,4 @@
-r"""The fit engine: small immutable configurations, a pure `init`, a jitted `step` and `run`.
+r"""The fit engine: small immutable configurations, a pure `init`, a jitted `step` and `advance`.
 
 Every fitting method of the package (plmDCA, factored attention by MLM, and the ones to come)
 minimises, in per-site units,
@@ -20,12 +20,12 @@ The engine is three pure pieces, in the style of optax and optimistix:
 * `init(model, seqs, weights, config, mesh=None) -> (Problem, FitState)`: the trainable
   parameters, the optimiser state and the data a step needs;
 * `step(problem, state, batch, key) -> (FitState, StepInfo)`: one optimiser step, pure and
-  jittable; `run(problem, state, batches, n_active, key)` applies up to `n_active` steps inside
+  jittable; `advance(problem, state, batches, n_active, key, chunk)` applies up to `n_active` steps inside
   one compiled `lax.while_loop` that stops as soon as the state is done (converged or
   non-finite), so the host sees a chunk of steps at a time.
 
 The driver that adds validation, early stopping, progress, checkpoints and the history around
-`run` is `jaxpotts.training.fit`; a new method is a model (or a wrapper module) and a defaults
+`advance` is `jaxpotts.training.fit`; a new method is a model (or a wrapper module) and a defaults
 entry (`jaxpotts.defaults`), not new loop code.
 """
 
@@ -61,7 +61,7 @@ __all__ = [
     "StepInfo",
     "init",
     "step",
-    "run",
+    "advance",
     "trainable",
 ]
 
@@ -356,7 +356,7 @@ def _init_opt_state(opt, params, learning_rate, dtype):
 
 class Problem(eqx.Module):
     """What a step needs besides the state: the static model part, the optimiser and the data
-    (the whole training set for a full batch; minibatches arrive with each call of `run`)."""
+    (the whole training set for a full batch; minibatches arrive with each call of `advance`)."""
 
     static: Any
     optimizer: Any = eqx.field(static=True)
@@ -479,7 +479,7 @@ def _select(flag, new, old):
     return jax.tree_util.tree_map(lambda a, b: jnp.where(flag, a, b), new, old)
 
 
-# ----------------------------------------------------------------------------- step and run
+# ----------------------------------------------------------------------------- step and advance
 
 
 def _linesearch_update(problem: Problem, state: FitState, seqs, weights, key):
@@ -525,7 +525,7 @@ def step(problem: Problem, state: FitState, batch: Optional[tuple], key: PRNGKey
 
 
 @eqx.filter_jit
-def run(
+def advance(
     problem: Problem,
     state: FitState,
     batches: Optional[tuple],

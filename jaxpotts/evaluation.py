@@ -22,19 +22,9 @@ from typing import Optional, Union
 import numpy as np
 
 from . import losses
-from . import potts
-from .potts import FactoredPotts, zero_sum_gauge
+from .potts import FactoredPotts, double_centre, zero_sum_gauge  # double_centre: importable here for one release
 
-__all__ = ["CouplingComparison", "compare_factored", "double_centre", "entropy_floor"]
-
-
-def double_centre(U) -> np.ndarray:
-    r"""The zero-sum gauge of a colour matrix: $U'(a,b) = U(a,b) - U(\cdot,b) - U(a,\cdot) + U(\cdot,\cdot)$
-    (a dot is the mean over that colour). Rows and columns of $U'$ sum to zero."""
-    U = np.asarray(U, np.float64)
-    if U.ndim != 2 or U.shape[0] != U.shape[1]:
-        raise ValueError(f"a colour matrix must be square (q, q), got shape {U.shape}")
-    return potts.double_centre(U)
+__all__ = ["CouplingComparison", "compare_factored", "entropy_floor"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,8 +97,8 @@ def compare_factored(learned: Union["FactoredAttention", FactoredPotts], true: F
     A, V, C_learned = _attention_and_values(learned)
     if A.shape != tuple(true.J.shape) or V.shape != tuple(true.U.shape):
         raise ValueError(f"learned model has L={A.shape[0]}, q={V.shape[0]} but the true one L={true.L}, q={true.q}")
-    U_t = double_centre(true.U)
-    V_l = double_centre(V)
+    U_t = double_centre(np.asarray(true.U, np.float64))
+    V_l = double_centre(np.asarray(V, np.float64))
     norm_u, norm_v = np.linalg.norm(U_t), np.linalg.norm(V_l)
     if norm_u == 0 or norm_v == 0:
         raise ValueError("a colour matrix is zero in the zero-sum gauge (it changes no conditional): nothing to compare")

@@ -89,6 +89,37 @@ def _two_loop(g: jax.Array, state: LbfgsState, m: int) -> jax.Array:
     return jax.lax.fori_loop(0, n, second, r)
 
 
+def _flat_space(params, mesh: Optional[Mesh]):
+    """(to_flat, to_tree, size): the parameters as one vector, padded to a multiple of the mesh
+    size and split over its devices, so that the memory and the two-loop recursion are too."""
+    flat, unravel = ravel_pytree(params)
+    n = flat.size
+    pad = 0 if mesh is None else -n % mesh.size
+    sharding = None if mesh is None or mesh.size == 1 else NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+    def to_flat(tree):
+        v = ravel_pytree(tree)[0]
+        v = jnp.pad(v, (0, pad)) if pad else v
+        return v if sharding is None else jax.lax.with_sharding_constraint(v, sharding)
+
+    def to_tree(v):
+        return unravel(v[:n] if pad else v)
+
+    return to_flat, to_tree, n + pad
+
+
+def _init_state(params, m: int, mesh: Optional[Mesh]) -> LbfgsState:
+    _, _, size = _flat_space(params, mesh)
+    dtype = jax.tree_util.tree_leaves(params)[0].dtype
+    zeros = jnp.zeros((m, size), dtype)
+    if mesh is not None and mesh.size > 1:
+        zeros = jax.device_put(zeros, NamedSharding(mesh, PartitionSpec(None, DATA_AXIS)))
+    return LbfgsState(
+        count=jnp.zeros((), jnp.int32), s=zeros, y=zeros, rho=jnp.zeros((m,), dtype),
+        value=jnp.asarray(jnp.inf, dtype), grad=jax.tree_util.tree_map(jnp.zeros_like, params),
+    )
+
+
 def lbfgs(
     memory_size: int = 10,
     *,
@@ -119,38 +150,12 @@ def lbfgs(
         raise ValueError(f"need 0 < c1 < c2 < 1, got c1={c1!r}, c2={c2!r}")
     m = memory_size
 
-    def flat_space(params):
-        """(to_flat, to_tree, size): the parameters as one vector, padded to a multiple of the mesh
-        size and split over its devices, so that the memory and the two-loop recursion are too."""
-        flat, unravel = ravel_pytree(params)
-        n = flat.size
-        pad = 0 if mesh is None else -n % mesh.size
-        sharding = None if mesh is None or mesh.size == 1 else NamedSharding(mesh, PartitionSpec(DATA_AXIS))
-
-        def to_flat(tree):
-            v = ravel_pytree(tree)[0]
-            v = jnp.pad(v, (0, pad)) if pad else v
-            return v if sharding is None else jax.lax.with_sharding_constraint(v, sharding)
-
-        def to_tree(v):
-            return unravel(v[:n] if pad else v)
-
-        return to_flat, to_tree, n + pad
-
     def init(params) -> LbfgsState:
-        _, _, size = flat_space(params)
-        dtype = jax.tree_util.tree_leaves(params)[0].dtype
-        zeros = jnp.zeros((m, size), dtype)
-        if mesh is not None and mesh.size > 1:
-            zeros = jax.device_put(zeros, NamedSharding(mesh, PartitionSpec(None, DATA_AXIS)))
-        return LbfgsState(
-            count=jnp.zeros((), jnp.int32), s=zeros, y=zeros, rho=jnp.zeros((m,), dtype),
-            value=jnp.asarray(jnp.inf, dtype), grad=jax.tree_util.tree_map(jnp.zeros_like, params),
-        )
+        return _init_state(params, m, mesh)
 
     def update(updates, state: LbfgsState, params=None, *, value, grad, value_fn: Callable, **extra):
         del updates  # the gradient arrives as `grad`
-        to_flat, to_tree, _ = flat_space(params)
+        to_flat, to_tree, _ = _flat_space(params, mesh)
         g = to_flat(grad)
         d = -_two_loop(g, state, m)
         slope = jnp.vdot(g, d)

@@ -313,6 +313,8 @@ def double_centre(x: Float[Array, "... q q"]) -> Float[Array, "... q q"]:
     r"""The zero-sum gauge of colour-colour blocks over the last two axes:
     $x'(a,b) = x(a,b) - x(\cdot,b) - x(a,\cdot) + x(\cdot,\cdot)$ (a dot is the mean over that
     colour), so rows and columns of every block sum to zero. numpy in, numpy out; jax in, jax out."""
+    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"colour blocks must be square (..., q, q), got shape {tuple(x.shape)}")
     return x - x.mean(axis=-1, keepdims=True) - x.mean(axis=-2, keepdims=True) + x.mean(axis=(-2, -1), keepdims=True)
 
 

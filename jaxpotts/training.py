@@ -11,7 +11,7 @@ R(\theta) = \frac{\lambda_J}{2}\sum_{i\ne j}\|J_{ij}\|_F^2 + \lambda_h\sum_i\|h_
 `FactoredAttention`, `Transformer`, and `PottsModel` (asymmetric plmDCA; its diagonal blocks
 are held at zero).
 
-How it runs. `jaxpotts.engine.run` applies up to `eval_every` optimiser steps in one compiled
+How it runs. `jaxpotts.engine.advance` applies up to `eval_every` optimiser steps in one compiled
 `lax.while_loop`; this driver loops over such chunks (one evaluation, progress tick and optional
 checkpoint per chunk), and every chunk has the same shapes, so nothing retraces. Minibatches:
 each epoch is a permutation of the training sequences, and when B does not divide M the last
@@ -448,8 +448,8 @@ def fit(
     resumed = ckpt.load(state, best, mesh)
     if resumed is not None:
         state, best, history = resumed
-    state, best, history = _drive(problem, state, best, history, batches, total, val, test, config, ckpt, k_mask,
-                                  f"fit {type(model).__name__}", progress)
+    loop = _Loop(problem, batches, total, val, test, config.stopping, ckpt, k_mask)
+    state, best, history = _drive(loop, state, best, history, f"fit {type(model).__name__}", progress)
     params = _finish(state, best, history, val is not None and config.stopping.restore_best)
     history.wall_time = time.perf_counter() - t_start
     ckpt.save(state, best, history)
@@ -458,21 +458,35 @@ def fit(
     return unwrap(eqx.combine(params, problem.static)), history
 
 
-def _drive(problem, state, best, history, batches: _Batches, total, val, test, config, ckpt, key, desc, progress):
+@dataclasses.dataclass(frozen=True)
+class _Loop:
+    """What stays fixed while `_drive` runs the chunks of one fit."""
+
+    problem: engine.Problem
+    batches: _Batches
+    total: int
+    val: Optional[list]
+    test: Optional[list]
+    stop: engine.Stopping
+    ckpt: _Checkpointer
+    key: PRNGKeyArray
+
+
+def _drive(loop: _Loop, state: FitState, best: _Best, history: "History", desc: str, progress):
     """The host loop over compiled chunks: evaluate, record, stop, save."""
-    stop = config.stopping
+    problem, batches, total = loop.problem, loop.batches, loop.total
     with progress_bar(total, desc, progress, unit="step") as bar:
         bar.update(min(int(state.step), total))
         while int(state.step) < total and not (history.stopped_early or history.reached_target or bool(state.done)):
             step = int(state.step)
             chunk = None if problem.full_batch else batches.chunk_from(step)
             n_active = jnp.asarray(min(batches.chunk, total - step), jnp.int32)
-            state, n_done, values, terms = engine.run(problem, state, chunk, n_active, key, batches.chunk)
-            v, t = _evaluate(state.params, problem.static, val), _evaluate(state.params, problem.static, test)
-            _record(history, best, state, int(n_done), values, terms, v, t, batches.per_epoch, stop)
+            state, n_done, values, terms = engine.advance(problem, state, chunk, n_active, loop.key, batches.chunk)
+            v, t = _evaluate(state.params, problem.static, loop.val), _evaluate(state.params, problem.static, loop.test)
+            _record(history, best, state, int(n_done), values, terms, v, t, batches.per_epoch, loop.stop)
             bar.update(int(n_done))
             bar.set_postfix_str(_postfix(history))
-            ckpt.save(state, best, history)
+            loop.ckpt.save(state, best, history)
     return state, best, history
 
 

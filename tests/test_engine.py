@@ -87,7 +87,7 @@ def test_run_equals_repeated_steps_and_stops_when_done(layer, seqs):
     cfg = FitConfig.from_options(optimizer="adam", learning_rate=0.05)
     problem, state = engine.init(layer, seqs, np.ones(len(seqs), np.float32), cfg)
     key = jax.random.PRNGKey(3)
-    ran, n_done, values, _ = engine.run(problem, state, None, jnp.asarray(3, jnp.int32), key, 5)
+    ran, n_done, values, _ = engine.advance(problem, state, None, jnp.asarray(3, jnp.int32), key, 5)
     stepped = state
     for _ in range(3):
         stepped, _ = engine.step(problem, stepped, None, jax.random.fold_in(key, stepped.step))
@@ -95,7 +95,7 @@ def test_run_equals_repeated_steps_and_stops_when_done(layer, seqs):
     for a, b in zip(jax.tree_util.tree_leaves(ran.params), jax.tree_util.tree_leaves(stepped.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
     done = eqx.tree_at(lambda s: s.done, ran, jnp.asarray(True))
-    _, n_after, _, _ = engine.run(problem, done, None, jnp.asarray(3, jnp.int32), key, 5)
+    _, n_after, _, _ = engine.advance(problem, done, None, jnp.asarray(3, jnp.int32), key, 5)
     assert int(n_after) == 0
 
 

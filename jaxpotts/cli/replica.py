@@ -78,7 +78,7 @@ def run(args) -> dict:
     from .. import plotting, replica
     from .._progress import progress_bar
     from .._report import jsonable
-    from ..demo import _enable_x64
+    from .._validation import enable_x64
 
     alphas = parse_grid(args.alphas, "--alphas")
     lams = parse_grid(args.lambdas, "--lambdas")
@@ -92,7 +92,7 @@ def run(args) -> dict:
     progress = show_progress(args)
     panels = {kind: f"q={args.q}, U={U_label}, rho={args.rho:g}, {kind}" for kind in kinds}
     tables, curves = [], {}
-    with _enable_x64():  # the theory in float64
+    with enable_x64():  # the theory in float64
         for kind, sc in scenarios.items():
             table = replica.learning_curve(sc, grid, lams, progress=progress)
             table = {"kind": np.array([kind] * len(table["alpha"])), **table}

@@ -55,3 +55,12 @@ def test_cli_page_documents_every_option():
             for option in action.option_strings:
                 if option.startswith("--") and option != "--help":
                     assert f"`{option}" in text, f"docs/cli.md does not document jaxpotts {name} {option}"
+
+
+def test_cli_page_holds_the_current_defaults_table():
+    from jaxpotts import defaults
+
+    text = (DOCS / "cli.md").read_text()
+    start = text.index("<!-- defaults table")
+    table = text[text.index("\n", start) + 1: text.index("\n<!-- end of defaults table -->")]
+    assert table == defaults.markdown(), "docs/cli.md's defaults table is stale: paste jaxpotts.defaults.markdown()"

@@ -79,7 +79,7 @@ class GaussHermite(eqx.Module):
     def outer(self, K: int) -> tuple[np.ndarray, np.ndarray]:
         return _gauss_hermite_grid(K, self.points(K))
 
-    def inner(self, K: int, n_outer: int) -> tuple[np.ndarray, np.ndarray]:
+    def inner(self, K: int) -> tuple[np.ndarray, np.ndarray]:
         nodes, weights = _gauss_hermite_grid(K, self.inner_points(K))
         return nodes[None], weights
 
@@ -108,7 +108,7 @@ class MonteCarlo(eqx.Module):
     def outer(self, K: int) -> tuple[np.ndarray, np.ndarray]:
         return self._draws(K)[0], np.full(self.n, 1.0 / self.n)
 
-    def inner(self, K: int, n_outer: int) -> tuple[np.ndarray, np.ndarray]:
+    def inner(self, K: int) -> tuple[np.ndarray, np.ndarray]:
         return self._draws(K)[1][:, None, :], np.ones(1)
 
 
@@ -166,7 +166,7 @@ def make_nodes(scenario: Scenario, integrator: Integrator, dtype) -> Nodes:
     K = scenario.K
     xi, wxi = integrator.outer(K)
     if scenario.kind == "independent":
-        eta, weta = integrator.inner(K, xi.shape[0])
+        eta, weta = integrator.inner(K)
     else:  # star: the eta-average is closed-form
         eta, weta = np.zeros((1, 1, K)), np.ones(1)
     return Nodes(*(jnp.asarray(a, dtype=dtype) for a in (xi, wxi, eta, weta)))
@@ -178,14 +178,6 @@ def make_nodes(scenario: Scenario, integrator: Integrator, dtype) -> Nodes:
 def _star_log_c(B, rho):
     b2 = jnp.sum(B**2, axis=1)
     return jax.nn.logsumexp(rho * b2 / 2)
-
-
-def teacher_kernel(kind: str, B, rho, u_star: Float[Array, "... K"]) -> Float[Array, "... q"]:
-    r"""$T(y, u^*)$ for every y: $\mathrm{softmax}(Bu^*)$ (independent) or $e^{b_y\cdot u^*}/c$ (star)."""
-    z = u_star @ B.T
-    if kind == "independent":
-        return jax.nn.softmax(z, axis=-1)
-    return jnp.exp(z - _star_log_c(B, rho))
 
 
 def teacher_averages(

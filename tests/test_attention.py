@@ -205,7 +205,10 @@ def test_from_arrays_rejects_bad_shapes(values, kw, exc, match):
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 def test_from_arrays_rejects_non_finite_and_non_float(bad, value):
     arrays = dict(values=np.ones((1, 3, 3)), fields=np.ones((5, 3)))
-    arrays |= dict(queries=np.ones((1, 5, 2)), keys=np.ones((1, 5, 2))) if bad == "queries" else dict(weights=np.ones((1, 5, 5)))
+    if bad == "queries":
+        arrays |= dict(queries=np.ones((1, 5, 2)), keys=np.ones((1, 5, 2)))
+    else:
+        arrays |= dict(weights=np.ones((1, 5, 5)))
     arrays[bad][(0,) * arrays[bad].ndim] = value
     with pytest.raises(ValueError, match=f"{bad} contains non-finite values"):
         FactoredAttention.from_arrays(**arrays)
@@ -222,7 +225,7 @@ def test_from_arrays_goes_through_the_constructor_checks():
     made.__check_init__()
     again = FactoredAttention.from_arrays(made.values, weights=made.weights, fields=made.fields)
     assert jax.tree.structure(again) == jax.tree.structure(made)
-    for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(made)):
+    for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(made), strict=True):
         np.testing.assert_array_equal(a, b)
     traced = jax.jit(lambda v, w: FactoredAttention.from_arrays(v, weights=w).attention())(made.values, made.weights)
     np.testing.assert_array_equal(traced, made.attention())

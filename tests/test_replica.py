@@ -269,7 +269,9 @@ def _scipy_reference_update(kind, U, rho, alpha, lam, m, Q, V):
     def Tbar(y, xi):
         # Finite limits: beyond |t| = 40 the Gaussian weight is below e^{-800}.
         vals = [
-            integrate.quad(lambda e: pdf(e) * teacher(y, r * xi + s * e)[j], -40, 40, epsabs=1e-13, epsrel=1e-12, limit=200)[0]
+            integrate.quad(
+                lambda e, j=j: pdf(e) * teacher(y, r * xi + s * e)[j], -40, 40, epsabs=1e-13, epsrel=1e-12, limit=200
+            )[0]
             for j in (0, 1)
         ]
         return vals

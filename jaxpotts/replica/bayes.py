@@ -261,7 +261,8 @@ def optimal_lambda(
     converged = at_bound = False
     n_iter = 0
     alpha_arr = jnp.asarray(alpha, dtype)
-    for n_iter in range(1, max_iter + 1):
+    for iteration in range(1, max_iter + 1):
+        n_iter = iteration
         v, d1, d2, sol = _metric_derivatives(
             kind, p, alpha_arr, jnp.asarray(t, dtype), x0, metric, jnp.asarray(tol, dtype), jnp.asarray(max_steps),
             jnp.asarray(damping, dtype), int(anderson),

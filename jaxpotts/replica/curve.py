@@ -135,7 +135,8 @@ def learning_curve(
     chunk = int(min(max(chunk, 1), n_alpha))
 
     lams_arr = jnp.asarray(lams_np, dtype)
-    x = jax.vmap(lambda lam: initial_point(eqx.tree_at(lambda t: (t.alpha, t.lam), p, (jnp.asarray(alphas_np[0], dtype), lam))))(lams_arr)
+    alpha0 = jnp.asarray(alphas_np[0], dtype)
+    x = jax.vmap(lambda lam: initial_point(eqx.tree_at(lambda t: (t.alpha, t.lam), p, (alpha0, lam))))(lams_arr)
     pieces = []
     with progress_bar(n_alpha, f"replica curve ({scenario.kind}, q={scenario.q})", progress, unit="alpha") as bar:
         for start in range(0, n_alpha, chunk):
@@ -147,7 +148,7 @@ def learning_curve(
                 kind, p, jnp.asarray(seg, dtype), lams_arr, x, jnp.asarray(tol, dtype), jnp.asarray(max_steps),
                 jnp.asarray(damping, dtype), int(anderson), batching,
             )
-            pieces.append(jax.tree.map(lambda a: np.asarray(a)[:, :n_real], _as_numpy(sols)))
+            pieces.append(jax.tree.map(lambda a, n=n_real: np.asarray(a)[:, :n], _as_numpy(sols)))
             bar.update(n_real)
     cols = {k: np.concatenate([piece[k] for piece in pieces], axis=1) for k in pieces[0]}
     return {k: cols[k].reshape(-1) for k in TABLE_COLUMNS}  # in the documented column order

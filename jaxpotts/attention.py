@@ -1,7 +1,8 @@
 r"""Self-attention layers that predict masked tokens: factored attention and a Transformer baseline.
 
-**Factored attention** (THEORY.md section 2) separates positions from tokens: attention weights
-depend only on positions, values only on tokens. For head $h = 1..H$,
+**Factored attention** (docs/theory.md section 2, "Factored attention and the attention-Potts
+mapping") separates positions from tokens: attention weights depend only on positions, values
+only on tokens. For head $h = 1..H$,
 
 $$A^h_{ij} = \mathrm{softmax}_{j \ne i}\!\Big(\frac{\langle Q^h_i, K^h_j\rangle}{\sqrt d}\Big), \qquad
 \ell_i(a) = \sum_h \sum_{j \ne i} A^h_{ij}\, V^h(a, s_j) \;(+\, f_i(a)),$$
@@ -70,6 +71,45 @@ def _off_diagonal(L: int) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------- factored attention
+
+
+def _float_array(value, name: str) -> jax.Array:
+    """A finite floating array (finiteness checked for concrete values only)."""
+    arr = jnp.asarray(value)
+    if not jnp.issubdtype(arr.dtype, jnp.floating):
+        raise TypeError(f"{name} must be a floating-point array, got dtype {arr.dtype}")
+    if not isinstance(arr, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(arr))):
+        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+    return arr
+
+
+def _check_factored_shapes(values, queries, keys, weights, fields, softmax: bool) -> None:
+    """Shape and dtype invariants of a `FactoredAttention` (see its `__check_init__`)."""
+    for name, arr in dict(values=values, queries=queries, keys=keys, weights=weights, fields=fields).items():
+        if arr is not None and not jnp.issubdtype(jnp.result_type(arr), jnp.floating):
+            raise TypeError(f"{name} must be a floating-point array, got dtype {jnp.result_type(arr)}")
+    shape = tuple(np.shape(values))
+    if len(shape) != 3 or shape[1] != shape[2] or shape[1] < 2:
+        raise ValueError(f"values must have shape (H, q, q) with q >= 2, got {shape}")
+    H, q = shape[0], shape[1]
+    if softmax:
+        if queries is None or keys is None or weights is not None:
+            raise ValueError("softmax attention needs queries and keys (H, L, d) and no free weights")
+        qs, ks = tuple(np.shape(queries)), tuple(np.shape(keys))
+        if len(qs) != 3 or qs[0] != H or qs != ks or qs[1] < 2:
+            raise ValueError(
+                f"queries and keys must both have shape (H, L, d) = ({H}, L, d) with L >= 2, got {qs} and {ks}"
+            )
+        L = qs[1]
+    else:
+        if weights is None or queries is not None or keys is not None:
+            raise ValueError("free attention needs weights (H, L, L) and no queries or keys")
+        ws = tuple(np.shape(weights))
+        if len(ws) != 3 or ws[0] != H or ws[1] != ws[2] or ws[1] < 2:
+            raise ValueError(f"weights must have shape (H, L, L) = ({H}, L, L) with L >= 2, got {ws}")
+        L = ws[1]
+    if fields is not None and tuple(np.shape(fields)) != (L, q):
+        raise ValueError(f"fields must have shape (L, q) = ({L}, {q}), got {tuple(np.shape(fields))}")
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6, 7))
@@ -153,6 +193,12 @@ class FactoredAttention(eqx.Module):
             key, L, q, H, d, self.softmax, bool(fields), jnp.dtype(dtype), float(init_scale)
         )
 
+    def __check_init__(self):
+        """Invariants of every layer, checked by equinox after `__init__` and by `from_arrays`:
+        consistent shapes (values (H, q, q); queries and keys (H, L, d) with softmax attention,
+        weights (H, L, L) with free attention; fields (L, q)), L >= 2, q >= 2, floating dtypes."""
+        _check_factored_shapes(self.values, self.queries, self.keys, self.weights, self.fields, self.softmax)
+
     @classmethod
     def from_arrays(
         cls,
@@ -164,35 +210,31 @@ class FactoredAttention(eqx.Module):
         fields: Optional[Float[Array, "L q"]] = None,
     ) -> "FactoredAttention":
         """A layer with given parameters: `queries` and `keys` (softmax attention) or `weights`
-        (free attention, its diagonal is set to zero). Shapes are checked."""
-        values = jnp.asarray(values)
-        if values.ndim != 3 or values.shape[1] != values.shape[2] or values.shape[1] < 2:
-            raise ValueError(f"values must have shape (H, q, q) with q >= 2, got {tuple(values.shape)}")
-        H, q = values.shape[0], values.shape[1]
-        if (weights is None) == (queries is None or keys is None) or (weights is not None and (queries is not None or keys is not None)):
+        (free attention, its diagonal is set to zero).
+
+        The layer goes through the same validation as one built by the constructor (its
+        `__check_init__`: shapes, sizes, floating dtypes), and concrete arrays must be finite.
+
+        Raises:
+            ValueError naming the array: wrong shape, inconsistent sizes, neither or both of
+            (queries, keys) and weights, NaN or inf entries. TypeError for a non-floating array.
+        """
+        if (weights is None) == (queries is None or keys is None) or (
+            weights is not None and (queries is not None or keys is not None)
+        ):
             raise ValueError("give either queries and keys (softmax attention) or weights (free attention)")
-        if weights is not None:
-            weights = jnp.asarray(weights)
-            if weights.ndim != 3 or weights.shape[0] != H or weights.shape[1] != weights.shape[2] or weights.shape[1] < 2:
-                raise ValueError(f"weights must have shape (H, L, L) = ({H}, L, L) with L >= 2, got {tuple(weights.shape)}")
-            L = weights.shape[1]
-            weights = jnp.where(_off_diagonal(L), weights, 0.0)
-        else:
-            queries, keys = jnp.asarray(queries), jnp.asarray(keys)
-            if queries.ndim != 3 or queries.shape[0] != H or queries.shape != keys.shape or queries.shape[1] < 2:
-                raise ValueError(
-                    f"queries and keys must both have shape (H, L, d) = ({H}, L, d) with L >= 2, "
-                    f"got {tuple(queries.shape)} and {tuple(keys.shape)}"
-                )
-            L = queries.shape[1]
-        if fields is not None:
-            fields = jnp.asarray(fields)
-            if fields.shape != (L, q):
-                raise ValueError(f"fields must have shape (L, q) = ({L}, {q}), got {tuple(fields.shape)}")
+        arrays = {}
+        for name, value in dict(values=values, queries=queries, keys=keys, weights=weights, fields=fields).items():
+            arrays[name] = None if value is None else _float_array(value, name)
+        _check_factored_shapes(softmax=weights is None, **arrays)
+        if arrays["weights"] is not None:
+            arrays["weights"] = jnp.where(_off_diagonal(arrays["weights"].shape[1]), arrays["weights"], 0.0)
+        # Equinox's constructor is the one that draws random parameters; an instance with
+        # given arrays is assembled here and then validated exactly as the constructor's is.
         self = object.__new__(cls)
-        for name, value in dict(queries=queries, keys=keys, weights=weights, values=values, fields=fields,
-                                softmax=weights is None).items():
+        for name, value in dict(arrays, softmax=weights is None).items():
             object.__setattr__(self, name, value)
+        self.__check_init__()
         return self
 
     @classmethod

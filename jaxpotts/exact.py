@@ -177,10 +177,6 @@ def _chunk_statistics(model, beta, s, weight, want):
     return site, pair, nll
 
 
-def _rescale(acc, factor):
-    return None if acc is None else acc * factor
-
-
 @functools.partial(jax.jit, static_argnames=("chunk_size", "want"))
 def _enumerate(model: AnyPotts, beta: Scalar, *, chunk_size: int, want: tuple[str, ...]) -> _Sums:
     """Stream over all q**L sequences in chunks, accumulating the requested sums."""

@@ -1,4 +1,5 @@
-"""Tests for jaxpotts.attention: factored attention (THEORY.md section 2) and the Transformer baseline.
+"""Tests for jaxpotts.attention: factored attention (docs/theory.md section 2, "Factored attention
+and the attention-Potts mapping") and the Transformer baseline.
 
     A^h_ij = softmax_{j != i}(<Q^h_i, K^h_j> / sqrt(d)),   logits_i(a) = sum_h sum_{j != i} A^h_ij V^h(a, s_j) + f_i(a)
 
@@ -177,6 +178,60 @@ def test_bad_input_errors():
         FactoredAttention.from_arrays(np.zeros((1, 3, 3)))
     with pytest.raises(ValueError, match="fields must have shape"):
         FactoredAttention.from_arrays(np.zeros((1, 3, 3)), weights=np.zeros((1, 5, 5)), fields=np.zeros((5, 2)))
+
+
+
+@pytest.mark.parametrize(
+    "values, kw, exc, match",
+    [
+        ((1, 3, 2), dict(weights=(1, 5, 5)), ValueError, r"values must have shape \(H, q, q\)"),
+        ((1, 1, 1), dict(weights=(1, 5, 5)), ValueError, "q >= 2"),
+        ((2, 3, 3), dict(weights=(1, 5, 5)), ValueError, r"weights must have shape \(H, L, L\) = \(2, L, L\)"),
+        ((1, 3, 3), dict(weights=(1, 5, 4)), ValueError, "weights must have shape"),
+        ((1, 3, 3), dict(weights=(1, 1, 1)), ValueError, "L >= 2"),
+        ((1, 3, 3), dict(queries=(1, 5, 2), keys=(1, 4, 2)), ValueError, "queries and keys must both have shape"),
+        ((1, 3, 3), dict(queries=(2, 5, 2), keys=(2, 5, 2)), ValueError, "queries and keys must both have shape"),
+        ((1, 3, 3), dict(queries=(1, 5, 2)), ValueError, "either queries and keys"),
+        ((1, 3, 3), dict(queries=(1, 5, 2), keys=(1, 5, 2), weights=(1, 5, 5)), ValueError, "either queries and keys"),
+        ((1, 3, 3), dict(weights=(1, 5, 5), fields=(5, 2)), ValueError, r"fields must have shape \(L, q\) = \(5, 3\)"),
+    ],
+)
+def test_from_arrays_rejects_bad_shapes(values, kw, exc, match):
+    with pytest.raises(exc, match=match):
+        FactoredAttention.from_arrays(np.zeros(values), **{k: np.zeros(v) for k, v in kw.items()})
+
+
+@pytest.mark.parametrize("bad", ["values", "weights", "fields", "queries"])
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_from_arrays_rejects_non_finite_and_non_float(bad, value):
+    arrays = dict(values=np.ones((1, 3, 3)), fields=np.ones((5, 3)))
+    if bad == "queries":
+        arrays |= dict(queries=np.ones((1, 5, 2)), keys=np.ones((1, 5, 2)))
+    else:
+        arrays |= dict(weights=np.ones((1, 5, 5)))
+    arrays[bad][(0,) * arrays[bad].ndim] = value
+    with pytest.raises(ValueError, match=f"{bad} contains non-finite values"):
+        FactoredAttention.from_arrays(**arrays)
+    arrays[bad] = np.ones(arrays[bad].shape, np.int32)
+    with pytest.raises(TypeError, match=f"{bad} must be a floating-point array"):
+        FactoredAttention.from_arrays(**arrays)
+
+
+def test_from_arrays_goes_through_the_constructor_checks():
+    """A layer from arrays satisfies the same invariants (`__check_init__`) as a constructed
+    one, equals it leaf by leaf when given its arrays, and works under jit (traced arrays
+    skip only the finiteness check)."""
+    made = FactoredAttention(5, 3, 2, 4, key=jax.random.PRNGKey(0), softmax=False, fields=True)
+    made.__check_init__()
+    again = FactoredAttention.from_arrays(made.values, weights=made.weights, fields=made.fields)
+    assert jax.tree.structure(again) == jax.tree.structure(made)
+    for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(made), strict=True):
+        np.testing.assert_array_equal(a, b)
+    traced = jax.jit(lambda v, w: FactoredAttention.from_arrays(v, weights=w).attention())(made.values, made.weights)
+    np.testing.assert_array_equal(traced, made.attention())
+    broken = eqx.tree_at(lambda m: m.fields, again, jnp.zeros((5, 2)))  # tree_at skips the checks ...
+    with pytest.raises(ValueError, match="fields must have shape"):
+        broken.__check_init__()  # ... which still describe what is wrong
 
 
 # ----------------------------------------------------------------------------- transformer

@@ -33,7 +33,8 @@ def dense_np(model):
 
 
 def brute_force(model, beta):
-    """Everything by explicit enumeration in float64, straight from the THEORY.md formulas."""
+    """Everything by explicit enumeration in float64, straight from the formulas of docs/theory.md
+    section 1 ("The generalized Potts model")."""
     h, J = dense_np(model)
     L, q = h.shape
     S = np.array(list(itertools.product(range(q), repeat=L)))  # lexicographic, site 0 first

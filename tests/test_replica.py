@@ -121,7 +121,7 @@ def test_prox_optimality_and_implicit_derivatives():
 # ----------------------------------------------------------------------------- solver
 
 
-# THEORY.md section 3, theory columns (prototype: 40k Monte Carlo points). Monte Carlo with
+# docs/theory.md section 5 ("The prototype check"), theory columns (prototype: 40k Monte Carlo points). Monte Carlo with
 # 4e4 points has relative standard errors ~ CV / 200 ~ 0.5% on these averages, and the table
 # rounds to 3-4 digits: 1e-2 relative on m, Q and 2e-3 absolute on the test loss are ~2 sigma.
 PROTOTYPE = [
@@ -165,6 +165,16 @@ def test_result_codes_and_throw():
         replica.solve(sc, 3.0, 1.0, max_steps=2, throw=True)
     ok = replica.solve(sc, 3.0, 1.0, throw=True)
     assert ok.message.startswith("converged")
+    # throw works under jit too (equinox's public runtime-error API), and for bayes_optimal.
+    with pytest.raises(Exception, match="max_steps"):
+        jax.block_until_ready(jax.jit(lambda a: replica.solve(sc, a, 1.0, max_steps=2, throw=True).m)(3.0))
+    with pytest.raises(Exception, match="max_steps"):
+        replica.bayes_optimal(sc, 3.0, max_steps=1, throw=True)
+    # Integer codes (tables) and messages, from the public enumeration API only.
+    from jaxpotts.replica._fixed_point import RESULT_ITEMS, result_code
+
+    assert [int(result_code(item)) for item in RESULT_ITEMS] == [0, 1, 2, 3]
+    assert int(result_code(sol.result)) == 1 and replica.result_messages()[1] == sol.message
     # No ridge and separable data (alpha = 0.5 below the separability threshold): the
     # minimiser does not exist and the order parameters run away.
     runaway = replica.solve(Scenario(2, np.eye(2), 4.0, "independent"), 0.5, 0.0, max_steps=5000)
@@ -259,7 +269,9 @@ def _scipy_reference_update(kind, U, rho, alpha, lam, m, Q, V):
     def Tbar(y, xi):
         # Finite limits: beyond |t| = 40 the Gaussian weight is below e^{-800}.
         vals = [
-            integrate.quad(lambda e: pdf(e) * teacher(y, r * xi + s * e)[j], -40, 40, epsabs=1e-13, epsrel=1e-12, limit=200)[0]
+            integrate.quad(
+                lambda e, j=j: pdf(e) * teacher(y, r * xi + s * e)[j], -40, 40, epsabs=1e-13, epsrel=1e-12, limit=200
+            )[0]
             for j in (0, 1)
         ]
         return vals
@@ -428,6 +440,31 @@ def test_optimal_lambda_by_implicit_differentiation():
         replica.optimal_lambda(sc, alpha, metric="accuracy")
 
 
+def test_optimal_lambda_curve_minimises_the_solved_test_loss():
+    """Each row's lambda is the minimiser of the test loss of `solve` over lambda: a
+    derivative-free scalar minimisation (scipy, Brent on log lambda, no implicit derivatives)
+    finds the same lambda, and the solved test loss is worse at the neighbours lam * 0.9 and
+    lam / 0.9. The row's observables are those of `solve` at its lambda."""
+    sc = Scenario(2, np.eye(2), 4.0, "star")
+    alphas = [1.0, 3.0]
+    table = replica.optimal_lambda_curve(sc, alphas, progress=False)
+    assert list(table["alpha"]) == alphas and table["converged"].all()
+    for i, alpha in enumerate(alphas):
+        lam = float(table["lam"][i])
+
+        def loss(t, alpha=alpha):
+            return float(replica.solve(sc, alpha, float(np.exp(t))).test_loss)
+
+        brent = optimize.minimize_scalar(loss, bracket=(np.log(lam) - 1, np.log(lam) + 1), tol=1e-8)
+        np.testing.assert_allclose(lam, np.exp(brent.x), rtol=1e-3)
+        sol = replica.solve(sc, alpha, lam)
+        for name in ("m", "Q", "test_loss", "excess_loss", "train_loss"):
+            np.testing.assert_allclose(table[name][i], float(getattr(sol, name)), rtol=1e-8)
+        for factor in (0.9, 1 / 0.9):
+            assert float(replica.solve(sc, alpha, lam * factor).test_loss) > float(sol.test_loss)
+        assert abs(table["gradient"][i]) < 1e-9
+
+
 # ----------------------------------------------------------------------------- simulation
 
 
@@ -467,7 +504,7 @@ def test_exact_samplers_match_enumeration(kind):
 
 def test_fit_is_the_regularised_site_likelihood_minimiser():
     from jaxpotts.losses import site_negative_log_likelihood
-    from jaxpotts.replica.simulate import _conditional_model
+    from jaxpotts.replica import conditional_model as _conditional_model
 
     sc = potts3("independent")
     N, alpha, lam = 30, 3.0, 0.5
@@ -481,6 +518,41 @@ def test_fit_is_the_regularised_site_likelihood_minimiser():
 
     assert float(jnp.linalg.norm(jax.grad(objective)(J_hat))) < 1e-9
     np.testing.assert_allclose(train_loss, site_negative_log_likelihood(_conditional_model(J_hat, U), seqs, 0), rtol=1e-12)
+
+
+def test_ridge_maps_exactly_to_the_package_l2_convention():
+    """The replica objective (sum_mu l + lam N / 2 |J|^2) / M, written out by hand, equals the
+    package's objective pseudo_likelihood + l2_penalty of the student model at
+    l2 = l2_from_lam(lam, alpha, U), up to the N log q of the student's uniform conditionals."""
+    from jaxpotts import losses
+
+    U = np.array([[2.0, 0.3, -0.3], [0.3, 0.0, 1.7], [-0.3, 1.7, 0.6]])  # |U|_F^2 = 10.5, not q
+    sc = Scenario(3, U, 4.0, "independent")
+    N, M, lam = 7, 20, 0.7
+    alpha = M / N
+    rng = np.random.default_rng(0)
+    J = rng.normal(size=N) / np.sqrt(N)
+    seqs = np.asarray(replica.sample_scenario(sc, jnp.asarray(rng.normal(size=N)), M, jax.random.key(4)))
+    l2 = float(replica.l2_from_lam(lam, alpha, U))
+    assert l2 == pytest.approx(lam / (alpha * 10.5), rel=1e-14)
+    assert float(replica.lam_from_l2(l2, alpha, U)) == pytest.approx(lam, rel=1e-14)
+    # By hand (numpy, loops over samples): z_a = sum_j J_j U(a, s_j), l = logsumexp(z) - z_y.
+    total = 0.0
+    for s in seqs:
+        z = np.array([sum(J[j] * U[a, s[j + 1]] for j in range(N)) for a in range(3)])
+        total += np.log(np.sum(np.exp(z))) - z[s[0]]
+    by_hand = (total + lam * N / 2 * np.sum(J**2)) / M
+    model = replica.conditional_model(jnp.asarray(J), jnp.asarray(U))
+    package = losses.pseudo_likelihood(model, seqs) + losses.l2_penalty(model, l2) - N * np.log(3)
+    np.testing.assert_allclose(float(package), by_hand, rtol=1e-13)
+    # ... so the simulation's fit is the minimiser of the package objective at that l2.
+    J_hat, _, _, _ = replica.fit_conditional(jnp.asarray(seqs), jnp.asarray(U), alpha, lam, gtol=1e-12, max_iter=500)
+
+    def package_objective(J):
+        m = replica.conditional_model(J, jnp.asarray(U))
+        return losses.pseudo_likelihood(m, seqs) + losses.l2_penalty(m, l2)
+
+    assert float(jnp.linalg.norm(jax.grad(package_objective)(J_hat))) < 1e-10
 
 
 def test_simulate_smoke_and_validation():

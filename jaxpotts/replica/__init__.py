@@ -1,8 +1,10 @@
-r"""Replica theory of learning one Potts conditional with factored attention (THEORY.md section 3).
+r"""Replica theory of learning one Potts conditional with factored attention (docs/theory.md,
+section 4 "The replica scenario").
 
 Public API::
 
     Scenario(q, U, rho, kind="star" | "independent")
+    l2_from_lam(lam, alpha, U), lam_from_l2   the ridge lam <-> the package's L2 (plmDCA lambda_J)
     solve(scenario, alpha, lam, *, tol, max_steps, damping, init, integrator, throw) -> Solution
     RESULTS                               outcome enumeration of a solve
     GaussHermite(n), MonteCarlo(n, seed)  integrators for the channel averages
@@ -12,20 +14,30 @@ Public API::
     optimal_lambda(scenario, alpha), optimal_lambda_curve   ridge minimising the test loss
     simulate(scenario, alpha, lam, *, N, key, n_seeds)   finite-N experiment, mean and stderr
 
-The derivation is in docs/replica.md.
+The equations are stated in docs/theory.md (section 4) and derived in docs/replica.md.
+
+Module map (one concept per module; modules import only public names from each other):
+`scenario` (the scenario, its colour geometry B, the ridge <-> L2 mapping), `proximal` (the
+student's K-dimensional proximal map), `integrals` (quadrature rules and channel averages),
+`_fixed_point` (the damped/Anderson fixed-point iteration with implicit derivatives, the
+`RESULTS` enumeration and its integer codes), `solver` (the saddle point of one (alpha, lam),
+and the solver API that `curve` and `bayes` build on), `curve` (learning-curve tables),
+`bayes` (Bayes-optimal error, optimal ridge), `simulate` (finite-N experiments).
 """
 
-from .scenario import KINDS, Scenario
+from .scenario import KINDS, Scenario, l2_from_lam, lam_from_l2
 from .integrals import GaussHermite, MonteCarlo, default_integrator
 from ._fixed_point import RESULTS
 from .solver import Solution, default_tol, saddle_point_update, solve
 from .bayes import BayesSolution, OptimalLambda, bayes_curve, bayes_optimal, optimal_lambda, optimal_lambda_curve
-from .simulate import OBSERVABLES, SimulationResult, fit_conditional, sample_scenario, simulate
+from .simulate import OBSERVABLES, SimulationResult, conditional_model, fit_conditional, sample_scenario, simulate
 from .curve import TABLE_COLUMNS, learning_curve, read_csv, result_messages, write_csv, write_json
 
 __all__ = [
     "KINDS",
     "Scenario",
+    "l2_from_lam",
+    "lam_from_l2",
     "GaussHermite",
     "MonteCarlo",
     "default_integrator",
@@ -49,6 +61,7 @@ __all__ = [
     "OBSERVABLES",
     "SimulationResult",
     "fit_conditional",
+    "conditional_model",
     "sample_scenario",
     "simulate",
 ]

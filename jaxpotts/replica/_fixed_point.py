@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["RESULTS", "fixed_point", "residual"]
+__all__ = ["RESULTS", "RESULT_ITEMS", "result_code", "error_unless_converged", "fixed_point", "residual"]
 
 _ETA_MIN = 1e-3
 _GROW = 1.1
@@ -62,6 +62,33 @@ class RESULTS(eqx.Enumeration):
         "the order parameters diverged (|x| grew beyond 1e12): the empirical risk minimiser does "
         "not exist or is unbounded here (e.g. separable data with lam -> 0)"
     )
+
+
+# Every outcome, in the order of their integer codes (the order of definition above): the
+# codes written into learning-curve tables and `result_messages`.
+RESULT_ITEMS = (RESULTS.converged, RESULTS.max_steps_reached, RESULTS.nan, RESULTS.diverged)
+
+
+def result_code(result: RESULTS) -> jax.Array:
+    """Integer code of a (possibly batched) `RESULTS` item: its index in `RESULT_ITEMS`.
+
+    Built from equality tests only (public `eqx.Enumeration` API), so it works on batched
+    results (vmap) and under jit.
+    """
+    code = jnp.zeros((), jnp.int32)
+    for index, item in enumerate(RESULT_ITEMS):
+        code = code + index * (result == item).astype(jnp.int32)
+    return code
+
+
+def error_unless_converged(token, result: RESULTS):
+    """Raise a runtime error carrying `result`'s message unless it is `RESULTS.converged`.
+
+    Uses `EnumerationItem.error_if`, equinox's public runtime-error API (an
+    `eqx.EquinoxRuntimeError` at run time, also under jit); returns `token` unchanged, and the
+    caller must use the returned token for the check to run.
+    """
+    return result.error_if(token, result != RESULTS.converged)
 
 
 def residual(Fx, x):
@@ -202,7 +229,6 @@ def fixed_point(
     def solve(theta, x0, aux0, opts):
         return _iterate(F, theta, x0, aux0, *opts, memory, admissible)
 
-    @solve.defjvp
     def solve_jvp(primals, tangents):
         theta, x0, aux0, opts = primals
         dtheta = tangents[0]
@@ -221,5 +247,7 @@ def fixed_point(
             else np.zeros(np.shape(a), dtype=jax.dtypes.float0)
         )
         return out, (dx, *jax.tree.map(zero, out[1:]))
+
+    solve.defjvp(solve_jvp)
 
     return solve(theta, x0, aux0, opts)

@@ -38,10 +38,10 @@ import numpy as np
 from jaxtyping import Array, Float, Int, ScalarLike
 
 from .._progress import progress_bar
-from ._fixed_point import RESULTS, fixed_point, residual
-from .integrals import Integrator, integration_points
+from ._fixed_point import RESULTS, error_unless_converged, fixed_point, residual, result_code
+from .integrals import Integrator, entropy_integral, integration_points
 from .scenario import Scenario
-from .solver import Solution, _check_options, _check_point, _make_problem, _Problem, _solve_problem
+from .solver import Problem, Solution, check_options, check_point, make_problem, solve_problem
 
 __all__ = ["BayesSolution", "bayes_optimal", "bayes_curve", "OptimalLambda", "optimal_lambda", "optimal_lambda_curve"]
 
@@ -74,19 +74,19 @@ class BayesSolution(eqx.Module):
         return RESULTS[self.result]
 
 
-def _q_hat(kind, p: _Problem, q):
+def _q_hat(kind, p: Problem, q):
     _, T, G = integration_points(kind, p.B, p.rho, p.nodes, q, q)
     tiny = jnp.finfo(T.dtype).tiny
     ratio = jnp.where(T > tiny, jnp.sum(G**2, axis=-1) / jnp.maximum(T, tiny), 0.0)
     return p.alpha * jnp.einsum("p,py->", p.nodes.wxi, ratio)
 
 
-def _bayes_map(kind, x, p: _Problem, aux):
+def _bayes_map(kind, x, p: Problem, aux):
     q_hat = _q_hat(kind, p, x[0])
     return jnp.stack([p.rho**2 * q_hat / (1.0 + p.rho * q_hat)]), aux
 
 
-def _bayes_test_loss(kind, p: _Problem, q):
+def _bayes_test_loss(kind, p: Problem, q):
     w, T, _ = integration_points(kind, p.B, p.rho, p.nodes, q, q)
     if kind == "star":
         b2 = jnp.sum(p.B**2, axis=1)
@@ -101,8 +101,6 @@ def _bayes_test_loss(kind, p: _Problem, q):
 
 @eqx.filter_jit
 def _bayes_jit(kind, p, x0, tol, max_steps, damping, anderson):
-    from .integrals import entropy_integral
-
     def admissible(x, theta):
         return (x[0] >= 0) & (x[0] <= theta.rho)
 
@@ -154,15 +152,14 @@ def bayes_optimal(
     """
     if not isinstance(scenario, Scenario):
         raise TypeError(f"scenario must be a Scenario, got {type(scenario).__name__}")
-    _check_point(alpha, 1.0)
+    check_point(alpha, 1.0)
     dtype = jnp.result_type(float)
-    tol = _check_options(tol, max_steps, damping, dtype)
-    p, kind = _make_problem(scenario, integrator, alpha, 0.0, dtype)
+    tol = check_options(tol, max_steps, damping, dtype)
+    p, kind = make_problem(scenario, integrator, alpha, 0.0, dtype)
     x0 = jnp.zeros(1, dtype) if init is None else jnp.reshape(jnp.asarray(init, dtype), (1,))
     sol = _bayes_jit(kind, p, x0, jnp.asarray(tol, dtype), jnp.asarray(max_steps), jnp.asarray(damping, dtype), int(anderson))
     if throw:
-        token = eqx.branched_error_if(sol.q, sol.result != RESULTS.converged, sol.result._value, RESULTS._index_to_message)
-        sol = eqx.tree_at(lambda s: s.q, sol, token)
+        sol = eqx.tree_at(lambda s: s.q, sol, error_unless_converged(sol.q, sol.result))
     return sol
 
 
@@ -173,12 +170,12 @@ def bayes_curve(scenario: Scenario, alphas, **options) -> dict[str, np.ndarray]:
     alphas = np.asarray(alphas, dtype=np.float64)
     if alphas.ndim != 1 or alphas.size == 0:
         raise ValueError(f"alphas must be a non-empty 1-d sequence, got shape {alphas.shape}")
-    _check_point(alphas, 1.0)
+    check_point(alphas, 1.0)
     sols = jax.vmap(lambda a: bayes_optimal(scenario, a, **options))(jnp.asarray(alphas, jnp.result_type(float)))
     out = {name: np.asarray(getattr(sols, name)) for name in (
         "alpha", "q", "q_hat", "test_loss", "entropy", "excess_loss", "coupling_error", "residual", "n_steps")}
-    out["result"] = np.asarray(sols.result._value)
-    out["converged"] = out["result"] == int(RESULTS.converged._value)
+    out["result"] = np.asarray(result_code(sols.result))
+    out["converged"] = np.asarray(sols.result == RESULTS.converged)
     return out
 
 
@@ -206,7 +203,7 @@ def _metric_derivatives(kind, p_template, alpha, t, x0, metric, tol, max_steps, 
 
     def solve_at(t_):
         p = eqx.tree_at(lambda s: (s.alpha, s.lam), p_template, (alpha, jnp.exp(t_)))
-        return _solve_problem(kind, p, x0, tol=tol, max_steps=max_steps, damping=damping, memory=anderson)
+        return solve_problem(kind, p, x0, tol=tol, max_steps=max_steps, damping=damping, memory=anderson)
 
     def value(t_):
         return getattr(solve_at(t_), metric)
@@ -254,17 +251,18 @@ def optimal_lambda(
         raise ValueError(f"bounds must satisfy 0 < lo < hi < inf, got {bounds}")
     if not lo <= lam0 <= hi:
         raise ValueError(f"lam0 = {lam0} is outside bounds {bounds}")
-    _check_point(alpha, lam0)
+    check_point(alpha, lam0)
     dtype = jnp.result_type(float)
-    tol = _check_options(tol, max_steps, damping, dtype)
-    p, kind = _make_problem(scenario, integrator, alpha, lam0, dtype)
+    tol = check_options(tol, max_steps, damping, dtype)
+    p, kind = make_problem(scenario, integrator, alpha, lam0, dtype)
     t = float(np.log(lam0))
     t_lo, t_hi = float(np.log(lo)), float(np.log(hi))
     x0 = None if init is None else jnp.stack([init.m, init.Q, init.V]).astype(dtype)
     converged = at_bound = False
     n_iter = 0
     alpha_arr = jnp.asarray(alpha, dtype)
-    for n_iter in range(1, max_iter + 1):
+    for iteration in range(1, max_iter + 1):
+        n_iter = iteration
         v, d1, d2, sol = _metric_derivatives(
             kind, p, alpha_arr, jnp.asarray(t, dtype), x0, metric, jnp.asarray(tol, dtype), jnp.asarray(max_steps),
             jnp.asarray(damping, dtype), int(anderson),

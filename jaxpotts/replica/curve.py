@@ -21,10 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._progress import progress_bar
-from ._fixed_point import RESULTS
+from ._fixed_point import RESULT_ITEMS, RESULTS, result_code
 from .integrals import Integrator
 from .scenario import Scenario
-from .solver import Solution, _check_options, _check_point, _make_problem, _solve_problem
+from .solver import Solution, check_options, check_point, initial_point, make_problem, solve_problem
 
 __all__ = ["learning_curve", "write_csv", "write_json", "read_csv", "TABLE_COLUMNS"]
 
@@ -56,7 +56,7 @@ def _segment(kind, p_template, alphas, lams, x0, tol, max_steps, damping, anders
     def one_lambda(lam, x_start):
         def step(x, alpha):
             p = eqx.tree_at(lambda t: (t.alpha, t.lam), p_template, (alpha, lam))
-            sol = _solve_problem(
+            sol = solve_problem(
                 kind, p, x, tol=tol, max_steps=max_steps, damping=damping, memory=anderson
             )
             ok = sol.result == RESULTS.converged
@@ -116,14 +116,14 @@ def learning_curve(
         raise ValueError(f"alphas must be a non-empty 1-d sequence, got shape {alphas_np.shape}")
     if lams_np.ndim != 1 or lams_np.size == 0:
         raise ValueError(f"lams must be a non-empty 1-d sequence, got shape {lams_np.shape}")
-    _check_point(alphas_np[None, :], lams_np[:, None])
+    check_point(alphas_np[None, :], lams_np[:, None])
     if batching not in ("auto", "vmap", "map"):
         raise ValueError(f"batching must be 'auto', 'vmap' or 'map', got {batching!r}")
     if batching == "auto":
         batching = "map" if jax.default_backend() == "cpu" else "vmap"
     dtype = jnp.result_type(float)
-    tol = _check_options(tol, max_steps, damping, dtype)
-    p, kind = _make_problem(scenario, integrator, 0.0, 0.0, dtype)
+    tol = check_options(tol, max_steps, damping, dtype)
+    p, kind = make_problem(scenario, integrator, 0.0, 0.0, dtype)
 
     n_alpha = alphas_np.size
     if progress is None:
@@ -134,10 +134,9 @@ def learning_curve(
         chunk = n_alpha if not progress else max(1, -(-n_alpha // 10))
     chunk = int(min(max(chunk, 1), n_alpha))
 
-    from .solver import _initial_point
-
     lams_arr = jnp.asarray(lams_np, dtype)
-    x = jax.vmap(lambda lam: _initial_point(eqx.tree_at(lambda t: (t.alpha, t.lam), p, (jnp.asarray(alphas_np[0], dtype), lam))))(lams_arr)
+    alpha0 = jnp.asarray(alphas_np[0], dtype)
+    x = jax.vmap(lambda lam: initial_point(eqx.tree_at(lambda t: (t.alpha, t.lam), p, (alpha0, lam))))(lams_arr)
     pieces = []
     with progress_bar(n_alpha, f"replica curve ({scenario.kind}, q={scenario.q})", progress, unit="alpha") as bar:
         for start in range(0, n_alpha, chunk):
@@ -149,7 +148,7 @@ def learning_curve(
                 kind, p, jnp.asarray(seg, dtype), lams_arr, x, jnp.asarray(tol, dtype), jnp.asarray(max_steps),
                 jnp.asarray(damping, dtype), int(anderson), batching,
             )
-            pieces.append(jax.tree.map(lambda a: np.asarray(a)[:, :n_real], _as_numpy(sols)))
+            pieces.append(jax.tree.map(lambda a, n=n_real: np.asarray(a)[:, :n], _as_numpy(sols)))
             bar.update(n_real)
     cols = {k: np.concatenate([piece[k] for piece in pieces], axis=1) for k in pieces[0]}
     return {k: cols[k].reshape(-1) for k in TABLE_COLUMNS}  # in the documented column order
@@ -159,9 +158,9 @@ def _as_numpy(sol: Solution) -> dict[str, np.ndarray]:
     out = {}
     for name in TABLE_COLUMNS:
         if name == "result":
-            out[name] = np.asarray(sol.result._value)
+            out[name] = np.asarray(result_code(sol.result))
         elif name == "converged":
-            out[name] = np.asarray(sol.result._value) == int(RESULTS.converged._value)
+            out[name] = np.asarray(sol.result == RESULTS.converged)
         else:
             out[name] = np.asarray(getattr(sol, name))
     lam = np.asarray(sol.lam)
@@ -171,7 +170,7 @@ def _as_numpy(sol: Solution) -> dict[str, np.ndarray]:
 
 def result_messages() -> dict[int, str]:
     """Integer result code -> readable message."""
-    return {int(item._value): RESULTS[item] for item in (RESULTS.converged, RESULTS.max_steps_reached, RESULTS.nan, RESULTS.diverged)}
+    return {code: RESULTS[item] for code, item in enumerate(RESULT_ITEMS)}
 
 
 def write_csv(table: dict[str, np.ndarray], path: str | os.PathLike) -> None:

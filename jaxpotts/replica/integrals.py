@@ -24,6 +24,7 @@ plain constant arrays inside jit.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import NamedTuple, Optional, Union
 
@@ -71,15 +72,19 @@ class GaussHermite(eqx.Module):
     n_inner: Optional[int] = eqx.field(static=True, default=None)
 
     def points(self, K: int) -> int:
+        """Nodes per dimension of the outer (cavity-field) rule for K dimensions."""
         return self.n if self.n is not None else _DEFAULT_N.get(K, 8)
 
     def inner_points(self, K: int) -> int:
+        """Nodes per dimension of the inner (independent teacher) rule for K dimensions."""
         return self.n_inner if self.n_inner is not None else _DEFAULT_N_INNER.get(K, 8)
 
     def outer(self, K: int) -> tuple[np.ndarray, np.ndarray]:
+        """Outer nodes (P, K) and weights (P,) of the pruned tensor-product rule."""
         return _gauss_hermite_grid(K, self.points(K))
 
-    def inner(self, K: int, n_outer: int) -> tuple[np.ndarray, np.ndarray]:
+    def inner(self, K: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inner nodes (1, P_in, K), shared by every outer node, and weights (P_in,)."""
         nodes, weights = _gauss_hermite_grid(K, self.inner_points(K))
         return nodes[None], weights
 
@@ -106,9 +111,11 @@ class MonteCarlo(eqx.Module):
         return np.concatenate([half, -half], axis=1)  # (2, n, K): outer, inner
 
     def outer(self, K: int) -> tuple[np.ndarray, np.ndarray]:
+        """Outer points (n, K) and equal weights 1/n."""
         return self._draws(K)[0], np.full(self.n, 1.0 / self.n)
 
-    def inner(self, K: int, n_outer: int) -> tuple[np.ndarray, np.ndarray]:
+    def inner(self, K: int) -> tuple[np.ndarray, np.ndarray]:
+        """One inner point per outer point, (n, 1, K), with weight 1."""
         return self._draws(K)[1][:, None, :], np.ones(1)
 
 
@@ -142,11 +149,21 @@ def _hermite_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
 def _gauss_hermite_grid(K: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"GaussHermite needs n >= 1 nodes per dimension, got {n!r}")
-    x, w = _hermite_nodes(int(n))
+    return _cached_grid(int(K), int(n))
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_grid(K: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pruned product rule, computed once per (K, n): the eigendecomposition behind the
+    nodes costs far more than a warm `solve` (read-only arrays, so the cache cannot be altered)."""
+    x, w = _hermite_nodes(n)
     nodes = np.array(list(itertools.product(x, repeat=K)), dtype=np.float64).reshape(-1, K)
     weights = np.prod(np.array(list(itertools.product(w, repeat=K))).reshape(-1, K), axis=1)
     keep = weights > _PRUNE * weights.max()
-    return nodes[keep], weights[keep]
+    nodes, weights = nodes[keep], weights[keep]
+    nodes.setflags(write=False)
+    weights.setflags(write=False)
+    return nodes, weights
 
 
 class Nodes(NamedTuple):
@@ -166,7 +183,7 @@ def make_nodes(scenario: Scenario, integrator: Integrator, dtype) -> Nodes:
     K = scenario.K
     xi, wxi = integrator.outer(K)
     if scenario.kind == "independent":
-        eta, weta = integrator.inner(K, xi.shape[0])
+        eta, weta = integrator.inner(K)
     else:  # star: the eta-average is closed-form
         eta, weta = np.zeros((1, 1, K)), np.ones(1)
     return Nodes(*(jnp.asarray(a, dtype=dtype) for a in (xi, wxi, eta, weta)))
@@ -178,14 +195,6 @@ def make_nodes(scenario: Scenario, integrator: Integrator, dtype) -> Nodes:
 def _star_log_c(B, rho):
     b2 = jnp.sum(B**2, axis=1)
     return jax.nn.logsumexp(rho * b2 / 2)
-
-
-def teacher_kernel(kind: str, B, rho, u_star: Float[Array, "... K"]) -> Float[Array, "... q"]:
-    r"""$T(y, u^*)$ for every y: $\mathrm{softmax}(Bu^*)$ (independent) or $e^{b_y\cdot u^*}/c$ (star)."""
-    z = u_star @ B.T
-    if kind == "independent":
-        return jax.nn.softmax(z, axis=-1)
-    return jnp.exp(z - _star_log_c(B, rho))
 
 
 def teacher_averages(

@@ -179,12 +179,11 @@ def prox(
     return _newton(B, e_y, w, V, u0)
 
 
-@prox.defjvp
 def _prox_jvp(primals, tangents):
     B, e_y, w, V, u0 = primals
     dB, _, dw, dV, _ = tangents
     u = prox(B, e_y, w, V, u0)
-    H, p = _hessian(B, u, V)
+    H, _ = _hessian(B, u, V)
     # Differentiate the optimality condition G(u; B, w, V) = B^T (p(Bu) - e_y) + (u - w)/V = 0
     # with respect to the parameters, holding u fixed; then du = -H^{-1} dG.
     def G(B_, w_, V_):
@@ -193,6 +192,9 @@ def _prox_jvp(primals, tangents):
     _, dG = jax.jvp(G, (B, w, V), (dB, dw, dV))
     du = -spd_solve(H, dG)
     return u, du
+
+
+prox.defjvp(_prox_jvp)
 
 
 def channel_functions(

@@ -12,6 +12,21 @@ $$C = \frac{U U^\top}{q} - \mu\mu^\top = B B^\top, \qquad \mu_a = \frac1q \sum_b
 the covariance of the column $U(\cdot, s_j)$ when $s_j$ is uniform. $B$ has shape $(q, K)$ with
 $K = \operatorname{rank} C$; the centred logits of a student (teacher) are $B u$ ($B u^*$) with
 $u, u^* \in \mathbb R^K$ Gaussian in the high-dimensional limit (docs/replica.md).
+
+**The ridge convention and the package's L2 convention** (the one place the mapping is
+stated; docs/theory.md section 4.1, docs/conventions.md). The replica parameter $\lambda$
+(`lam`) penalises the *summed* loss by $\frac{\lambda N}{2}|J|^2$, the scaling under which
+$\lambda = O(1)$ as $N, M \to \infty$. The package's convention (`jaxpotts.losses.l2_penalty`,
+plmDCA's `lambda_J`) penalises the loss *averaged* over the $M$ sequences by
+$\frac{\lambda_J}{2}\sum_{i \ne j}\|J_{ij}\|_F^2$, and the student's couplings are
+$J_{0j}(a,b) = J_j U(a,b)$ (all other blocks zero), so $\sum_{i\ne j}\|J_{ij}\|_F^2 = |J|^2\,\|U\|_F^2$.
+Dividing the replica objective by $M = \alpha N$ gives $\frac{\lambda}{2\alpha}|J|^2$, hence
+
+$$\lambda_J = \frac{\lambda}{\alpha\,\|U\|_F^2}, \qquad \lambda = \lambda_J\,\alpha\,\|U\|_F^2$$
+
+(`l2_from_lam`, `lam_from_l2`; for $U = I_q$, $\|U\|_F^2 = q$). With it, `simulate`'s fit
+minimises exactly `pseudo_likelihood + l2_penalty(model, l2_from_lam(lam, alpha, U))` of the
+student's `FactoredPotts` (up to the constant $N\log q$ of its $N$ uniform conditionals).
 """
 
 from __future__ import annotations
@@ -20,11 +35,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float, ScalarLike
 
 from .._validation import symmetry_tolerance
 
-__all__ = ["Scenario", "KINDS"]
+__all__ = ["Scenario", "KINDS", "l2_from_lam", "lam_from_l2"]
 
 KINDS = ("star", "independent")
 
@@ -45,7 +60,7 @@ def _concrete(x, name: str) -> np.ndarray:
 
 
 class Scenario(eqx.Module):
-    r"""A replica model scenario (THEORY.md section 3).
+    r"""A replica model scenario (docs/theory.md section 4, "The replica scenario").
 
     Args:
         q: number of colours (>= 2); must match `U`.
@@ -161,3 +176,29 @@ def as_dtype(scenario: Scenario, dtype) -> tuple[jax.Array, jax.Array, jax.Array
         jnp.asarray(scenario.B, dtype=dtype),
         jnp.asarray(scenario.rho, dtype=dtype),
     )
+
+
+def _colour_norm2(U: ArrayLike) -> Array:
+    U = jnp.asarray(U)
+    if U.ndim != 2 or U.shape[0] != U.shape[1]:
+        raise ValueError(f"U must be a square (q, q) colour matrix, got shape {tuple(U.shape)}")
+    return jnp.sum(U**2)
+
+
+def l2_from_lam(lam: ScalarLike, alpha: ScalarLike, U: Float[ArrayLike, "q q"]) -> Float[Array, ""]:
+    r"""The package's L2 strength $\lambda_J$ (`jaxpotts.losses.l2_penalty`'s `l2`, plmDCA's
+    `lambda_J`) equivalent to the replica ridge $\lambda$ at sample ratio $\alpha = M/N$:
+
+    $$\lambda_J = \frac{\lambda}{\alpha\,\|U\|_F^2},$$
+
+    so that $\frac{\lambda N}{2}|J|^2$ on the summed loss equals
+    $M\cdot\frac{\lambda_J}{2}\sum_{i\ne j}\|J_{ij}\|_F^2$ with $J_{0j}(a,b) = J_j U(a,b)$
+    (module docstring). Jittable; `U` is the scenario's colour matrix (``scenario.U``).
+    """
+    return lam / (alpha * _colour_norm2(U))
+
+
+def lam_from_l2(l2: ScalarLike, alpha: ScalarLike, U: Float[ArrayLike, "q q"]) -> Float[Array, ""]:
+    r"""Inverse of `l2_from_lam`: the replica ridge $\lambda = \lambda_J\,\alpha\,\|U\|_F^2$ of a
+    package L2 strength $\lambda_J$ (`l2`) at sample ratio $\alpha$."""
+    return l2 * alpha * _colour_norm2(U)

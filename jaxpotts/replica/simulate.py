@@ -11,12 +11,15 @@ One seed of `simulate`:
      $\propto \prod_j \sum_b e^{J^*_j U(a,b)}$, then each $s_j \mid s_0 = a$ independently
      $\propto e^{J^*_j U(a, s_j)}$;
 3. the estimator $\hat J = \arg\min_J \frac1M\sum_\mu -\log p_J(s^\mu_0 \mid s^\mu_{-0}) +
-   \frac{\lambda}{2\alpha}|J|^2$ (the scenario's objective divided by $M$), with the loss
-   computed by the package's own `jaxpotts.losses.site_negative_log_likelihood` on the
-   `FactoredPotts` model with zero fields, $J_{0j} = J_j$ and colour matrix $U$ (the
-   attention layer's MLM loss at site 0 with the value matrix fixed to $U$), minimised by
-   full-batch L-BFGS (`optax.lbfgs`, strictly convex objective) to a gradient norm of
-   `gtol` times the initial one;
+   \frac{\lambda}{2\alpha}|J|^2$ (the scenario's objective divided by $M$), written with the
+   package's own pieces on the student model `conditional_model(J, U)` (the `FactoredPotts`
+   with zero fields, $J_{0j} = J_j$ and colour matrix $U$: the attention layer's MLM loss at
+   site 0 with the value matrix fixed to $U$): the data term is
+   `jaxpotts.losses.site_negative_log_likelihood`, the penalty is
+   `jaxpotts.losses.l2_penalty` with $\lambda_J$ = `l2_from_lam(lam, alpha, U)`
+   $= \lambda/(\alpha\|U\|_F^2)$ (the exact mapping between the replica ridge and the package's
+   L2 convention, `jaxpotts.replica.scenario`); minimised by full-batch L-BFGS (`optax.lbfgs`,
+   strictly convex objective) to a gradient norm of `gtol` times the initial one;
 4. observables: $m = \hat J\cdot J^*$, $Q = |\hat J|^2$, coupling error
    $|\hat J - J^*|^2/|J^*|^2$, the training loss (data term at $\hat J$), and on `n_test`
    fresh samples the test loss, the teacher's conditional entropy and the excess loss, each
@@ -37,11 +40,11 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ..losses import site_negative_log_likelihood
+from ..losses import l2_penalty, site_negative_log_likelihood
 from ..potts import FactoredPotts
-from .scenario import Scenario
+from .scenario import Scenario, l2_from_lam
 
-__all__ = ["SimulationResult", "simulate", "sample_scenario", "fit_conditional", "OBSERVABLES"]
+__all__ = ["SimulationResult", "simulate", "sample_scenario", "fit_conditional", "conditional_model", "OBSERVABLES"]
 
 OBSERVABLES = ("m", "Q", "test_loss", "entropy", "excess_loss", "coupling_error", "train_loss")
 
@@ -98,8 +101,10 @@ def sample_scenario(
 # ----------------------------------------------------------------------------- fitting
 
 
-def _conditional_model(J: Float[Array, " N"], U) -> FactoredPotts:
-    """The FactoredPotts whose site-0 conditional is the student: zero fields, J_{0j} = J_j."""
+def conditional_model(J: Float[Array, " N"], U: Float[Array, "q q"]) -> FactoredPotts:
+    r"""The student as a `FactoredPotts` on $L = N + 1$ sites: zero fields, $J_{0j} = J_j$ and
+    every other coupling zero, colour matrix $U$. Its site-0 conditional is
+    $\mathrm{softmax}_a(\sum_j J_j U(a, s_j))$; the other sites' conditionals are uniform."""
     L = J.shape[0] + 1
     q = U.shape[0]
     Jmat = jnp.zeros((L, L), J.dtype).at[0, 1:].set(J)
@@ -109,7 +114,7 @@ def _conditional_model(J: Float[Array, " N"], U) -> FactoredPotts:
 def _data_loss(J, U, seqs, chunk):
     """Mean site-0 negative log-likelihood over seqs, evaluated in chunks of sequences (the
     chunks bound the memory of the (chunk, q, L) gathers; their mean is the full mean)."""
-    model = _conditional_model(J, U)
+    model = conditional_model(J, U)
     M = seqs.shape[0]
     n_chunks = M // chunk
     head = seqs[: n_chunks * chunk].reshape(n_chunks, chunk, -1)
@@ -124,13 +129,18 @@ def fit_conditional(
     seqs: Int[Array, "M L"], U: Float[Array, "q q"], alpha, lam, *, gtol: float, max_iter: int, chunk: int = 4096
 ):
     r"""Minimise $\frac1M\sum_\mu -\log p_J(s^\mu_0\mid s^\mu_{-0}) + \frac{\lambda}{2\alpha}|J|^2$
-    by L-BFGS from $J = 0$. Returns (J_hat, final gradient norm, iterations, data loss)."""
+    by L-BFGS from $J = 0$. Returns (J_hat, final gradient norm, iterations, data loss).
+
+    The penalty is the package's `jaxpotts.losses.l2_penalty` of `conditional_model(J, U)` at
+    $\lambda_J$ = `l2_from_lam(lam, alpha, U)`, which equals $\frac{\lambda}{2\alpha}|J|^2$."""
     dtype = U.dtype
     N = seqs.shape[1] - 1
     chunk = int(min(chunk, seqs.shape[0]))
 
+    l2 = l2_from_lam(lam, alpha, U)
+
     def objective(J):
-        return _data_loss(J, U, seqs, chunk) + lam / (2 * alpha) * jnp.sum(J**2)
+        return _data_loss(J, U, seqs, chunk) + l2_penalty(conditional_model(J, U), l2)
 
     opt = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(objective)
@@ -189,7 +199,9 @@ def simulate(
     Args:
         scenario: the `Scenario` (its U, rho and kind).
         alpha: sample ratio; the training set has $M = \mathrm{round}(\alpha N)$ sequences.
-        lam: ridge strength of the penalty $\frac{\lambda N}{2}|J|^2$ on the summed loss.
+        lam: ridge strength of the penalty $\frac{\lambda N}{2}|J|^2$ on the summed loss (the
+            replica convention; the package's L2 strength is `l2_from_lam(lam, alpha, U)`
+            $= \lambda/(\alpha\|U\|_F^2)$, `jaxpotts.replica.scenario`).
         N: number of input sites (sequences have length N + 1, site 0 is predicted).
         key: a `jax.random` key; seeds use independent sub-keys.
         n_seeds: independent repetitions (>= 2 for a standard error).

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, ScalarLike
 
-from ._fixed_point import RESULTS, fixed_point, residual
+from ._fixed_point import RESULTS, error_unless_converged, fixed_point, residual
 from .integrals import (
     Integrator,
     Nodes,
@@ -50,6 +50,12 @@ from .integrals import (
 from .scenario import Scenario, as_dtype
 
 __all__ = ["Solution", "solve", "RESULTS", "default_tol", "saddle_point_update"]
+
+# Besides `__all__` (re-exported by `jaxpotts.replica`), this module is the owner of the
+# package-internal solver API that `curve` and `bayes` build on: `check_point`,
+# `check_options`, `Problem`, `make_problem`, `initial_point`, `saddle_point_map` and
+# `solve_problem`. They are public names (no other module imports a private helper), but not
+# part of the user-facing API documented in docs/api.md.
 
 
 def default_tol(dtype=None) -> float:
@@ -99,7 +105,9 @@ class Solution(eqx.Module):
         return RESULTS[self.result]
 
 
-def _check_point(alpha, lam) -> None:
+def check_point(alpha, lam) -> None:
+    """Raise `ValueError` unless alpha >= 0 and lam >= 0 are finite and not both zero
+    (array arguments are checked elementwise; traced values are skipped)."""
     for name, value, lower in (("alpha", alpha, 0.0), ("lam", lam, 0.0)):
         if isinstance(value, jax.core.Tracer):
             continue
@@ -113,7 +121,9 @@ def _check_point(alpha, lam) -> None:
             raise ValueError("lam = 0 needs alpha > 0 (with no data and no penalty the estimator is undefined)")
 
 
-def _check_options(tol, max_steps, damping, dtype) -> float:
+def check_options(tol, max_steps, damping, dtype) -> float:
+    """Validate the solver options; returns `tol` as a float (its default for `dtype` if None).
+    Warns when tol is below what `dtype` arithmetic can reach."""
     tol = default_tol(dtype) if tol is None else tol
     if not (isinstance(tol, (float, int)) and tol > 0):
         raise ValueError(f"tol must be a positive number, got {tol!r}")
@@ -130,7 +140,7 @@ def _check_options(tol, max_steps, damping, dtype) -> float:
     return float(tol)
 
 
-class _Problem(eqx.Module):
+class Problem(eqx.Module):
     """Everything the saddle-point map needs, as arrays (the derivative parameters theta)."""
 
     B: Array
@@ -140,32 +150,35 @@ class _Problem(eqx.Module):
     lam: Array
 
 
-def _make_problem(scenario: Scenario, integrator, alpha, lam, dtype) -> tuple[_Problem, str]:
+def make_problem(scenario: Scenario, integrator, alpha, lam, dtype) -> tuple[Problem, str]:
+    """The `Problem` of `scenario` at (alpha, lam) with the integrator's nodes (default:
+    `default_integrator`), in `dtype`, and the scenario kind (a static string)."""
     _, B, rho = as_dtype(scenario, dtype)
     integrator = default_integrator(scenario) if integrator is None else integrator
     nodes = make_nodes(scenario, integrator, dtype)
-    return _Problem(B, rho, nodes, jnp.asarray(alpha, dtype), jnp.asarray(lam, dtype)), scenario.kind
+    return Problem(B, rho, nodes, jnp.asarray(alpha, dtype), jnp.asarray(lam, dtype)), scenario.kind
 
 
-def saddle_point_map(kind: str, x: Float[Array, "3"], p: _Problem, f0=None):
+def saddle_point_map(kind: str, x: Float[Array, "3"], p: Problem, f0=None):
     """One application of the saddle-point map F(m, Q, V) -> (m, Q, V); also returns the
     channel function f at every node (a warm start for the next application)."""
     (m_hat, Q_hat, V_hat), (_, _, f) = _hats(kind, x, p, f0)
     return _from_hats(p, m_hat, Q_hat, V_hat), f
 
 
-def _hats(kind, x, p: _Problem, f0=None):
+def _hats(kind, x, p: Problem, f0=None):
     m, Q, V = x[0], x[1], x[2]
     (m_hat, Q_hat, V_hat), aux = hat_integrals(kind, p.B, p.rho, p.nodes, m, Q, V, f0)
     return (p.alpha * m_hat, p.alpha * Q_hat, p.alpha * V_hat), aux
 
 
-def _from_hats(p: _Problem, m_hat, Q_hat, V_hat):
+def _from_hats(p: Problem, m_hat, Q_hat, V_hat):
     denom = p.lam + V_hat
     return jnp.stack([p.rho * m_hat / denom, (p.rho * m_hat**2 + Q_hat) / denom**2, 1.0 / denom])
 
 
-def _initial_point(p: _Problem) -> Float[Array, "3"]:
+def initial_point(p: Problem) -> Float[Array, "3"]:
+    """Default start (m, Q, V) = (0, 0, V0) of the fixed-point iteration (see `solve`)."""
     # Hessian of the loss at zero field is B^T B / q (B^T 1 = 0), so the response of the
     # first step is about 1 / (lam + alpha * mean eigenvalue of B^T B / q).
     q, K = p.B.shape
@@ -185,10 +198,11 @@ def _init_array(init, dtype) -> Optional[Array]:
     return arr
 
 
-def _solve_problem(kind: str, p: _Problem, x0, *, tol, max_steps, damping, memory=3) -> Solution:
-    """The traced core: fixed point, then observables at it."""
+def solve_problem(kind: str, p: Problem, x0, *, tol, max_steps, damping, memory=3) -> Solution:
+    """The traced core of `solve`: the fixed point from x0 (None: `initial_point`), then the
+    observables at it. Jittable, vmappable and differentiable in `p` (implicit function theorem)."""
     if x0 is None:
-        x0 = _initial_point(p)
+        x0 = initial_point(p)
 
     def F(x, theta, f0):
         return saddle_point_map(kind, x, theta, f0)
@@ -204,7 +218,7 @@ def _solve_problem(kind: str, p: _Problem, x0, *, tol, max_steps, damping, memor
     return _observables(kind, p, x, n_steps, result, f)
 
 
-def _observables(kind, p: _Problem, x, n_steps, result, f0=None) -> Solution:
+def _observables(kind, p: Problem, x, n_steps, result, f0=None) -> Solution:
     (m_hat, Q_hat, V_hat), (T, u, _) = _hats(kind, x, p, f0)
     r = residual(_from_hats(p, m_hat, Q_hat, V_hat), x)
     m, Q, V = x[0], x[1], x[2]
@@ -247,9 +261,9 @@ def saddle_point_update(
     updated ``m, Q, V`` they imply, and the ``test_loss`` at the input $(m, Q)$. A fixed point
     is a point that this map leaves unchanged. Useful to check the equations independently.
     """
-    _check_point(alpha, lam)
+    check_point(alpha, lam)
     dtype = jnp.result_type(float)
-    p, kind = _make_problem(scenario, integrator, alpha, lam, dtype)
+    p, kind = make_problem(scenario, integrator, alpha, lam, dtype)
     x = jnp.stack([jnp.asarray(m, dtype), jnp.asarray(Q, dtype), jnp.asarray(V, dtype)])
     return _update_jit(kind, p, x)
 
@@ -271,7 +285,7 @@ def _update_jit(kind, p, x):
 
 @eqx.filter_jit
 def _solve_jit(kind, p, x0, tol, max_steps, damping, memory):
-    return _solve_problem(kind, p, x0, tol=tol, max_steps=max_steps, damping=damping, memory=memory)
+    return solve_problem(kind, p, x0, tol=tol, max_steps=max_steps, damping=damping, memory=memory)
 
 
 def solve(
@@ -302,7 +316,8 @@ def solve(
             $V = 1/(\lambda + \alpha\,\mathrm{tr}(B^\top B)/(qK))$.
         integrator: `GaussHermite(...)` or `MonteCarlo(...)`; default `default_integrator`.
         anderson: Anderson-acceleration history length (0: plain damped iteration).
-        throw: raise (an `EquinoxRuntimeError` carrying the `RESULTS` message) unless converged.
+        throw: raise a `RuntimeError` carrying the `RESULTS` message unless converged (also
+            under jit: equinox's public runtime-error API, `eqx.EquinoxRuntimeError`).
 
     Returns:
         `Solution`. Differentiable in alpha, lam (and the scenario's arrays) through the fixed
@@ -310,10 +325,10 @@ def solve(
     """
     if not isinstance(scenario, Scenario):
         raise TypeError(f"scenario must be a Scenario, got {type(scenario).__name__}")
-    _check_point(alpha, lam)
+    check_point(alpha, lam)
     dtype = jnp.result_type(float)
-    tol = _check_options(tol, max_steps, damping, dtype)
-    p, kind = _make_problem(scenario, integrator, alpha, lam, dtype)
+    tol = check_options(tol, max_steps, damping, dtype)
+    p, kind = make_problem(scenario, integrator, alpha, lam, dtype)
     if not (isinstance(anderson, (int, np.integer)) and anderson >= 0):
         raise ValueError(f"anderson must be a non-negative integer (history length), got {anderson!r}")
     sol = _solve_jit(
@@ -321,11 +336,5 @@ def solve(
         int(anderson),
     )
     if throw:
-        sol = _throw(sol)
+        sol = eqx.tree_at(lambda s: s.m, sol, error_unless_converged(sol.m, sol.result))
     return sol
-
-
-def _throw(sol: Solution) -> Solution:
-    """Raise with the result's message unless converged (works under jit)."""
-    token = eqx.branched_error_if(sol.m, sol.result != RESULTS.converged, sol.result._value, RESULTS._index_to_message)
-    return eqx.tree_at(lambda s: s.m, sol, token)

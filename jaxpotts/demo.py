@@ -16,7 +16,7 @@ r"""The end-to-end story behind `jaxpotts demo`: model -> samples -> attention -
    sequence weights, in float32 and float64.
 5. **Couplings.** Learned $(A, V)$ against true $(J, U)$ up to scale, sign and gauge
    (`jaxpotts.evaluation.compare_factored`).
-6. **Theory.** The replica learning curve of one conditional (THEORY.md section 3; q = 3,
+6. **Theory.** The replica learning curve of one conditional (docs/theory.md section 4, "The replica scenario"; q = 3,
    U = I, rho = 9, star graph) against finite-N simulations of the same estimator
    (`jaxpotts.replica.learning_curve`, `simulate`).
 

@@ -208,7 +208,7 @@ def test_replica_curve_with_simulation_points(cache, tmp_path):
     table = replica.read_csv(tmp_path / "curve.csv")
     assert list(table) == ["kind", *replica.TABLE_COLUMNS]
     assert table["alpha"].tolist() == [1.0, 3.0] and table["converged"].all()
-    # THEORY.md's check (q = 3, U = I, rho = 9, lambda = 1, star): m, Q, test loss at alpha = 1 and 3
+    # docs/theory.md section 5's check (q = 3, U = I, rho = 9, lambda = 1, star): m, Q, test loss at alpha = 1 and 3
     np.testing.assert_allclose(table["m"], [1.301, 2.624], rtol=5e-3)
     np.testing.assert_allclose(table["Q"], [0.286, 0.912], rtol=5e-3)
     np.testing.assert_allclose(table["test_loss"], [0.8619, 0.6949], rtol=2e-3)

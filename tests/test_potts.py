@@ -1,4 +1,4 @@
-"""Tests for jaxpotts.potts against a plain-numpy transcription of THEORY.md section 1.
+"""Tests for jaxpotts.potts against a plain-numpy transcription of docs/theory.md section 1 (The generalized Potts model).
 
     E(s) = - sum_i h_i(s_i) - sum_{i<j} J_ij(s_i, s_j)
     p(s_i = a | s_-i) = softmax_a( beta [h_i(a) + sum_{j != i} J_ij(a, s_j)] )

@@ -29,7 +29,7 @@ no grid search.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import equinox as eqx
 import jax
@@ -225,11 +225,7 @@ def optimal_lambda(
     grad_tol: float = 1e-9,
     max_iter: int = 50,
     init: Optional[Solution] = None,
-    tol: Optional[float] = None,
-    max_steps: int = 10_000,
-    damping: float = 0.0,
-    anderson: int = 3,
-    integrator: Optional[Integrator] = None,
+    **solver: Any,
 ) -> OptimalLambda:
     r"""The ridge $\lambda^*(\alpha) = \arg\min_\lambda$ `metric` of the ERM fixed point.
 
@@ -243,7 +239,14 @@ def optimal_lambda(
         metric: ``"test_loss"`` (default; same minimiser as ``"excess_loss"``) or
             ``"coupling_error"``.
         lam0: starting ridge; init: a nearby `Solution` to warm-start the saddle point.
+        **solver: the fixed-point options of `solve` (``tol``, ``max_steps`` = 10000,
+            ``damping`` = 0, ``anderson`` = 3, ``integrator``).
     """
+    unknown = sorted(set(solver) - {"tol", "max_steps", "damping", "anderson", "integrator"})
+    if unknown:
+        raise TypeError(f"unknown solver option(s): {', '.join(unknown)}")
+    tol, max_steps = solver.get("tol"), solver.get("max_steps", 10_000)
+    damping, anderson, integrator = solver.get("damping", 0.0), solver.get("anderson", 3), solver.get("integrator")
     if metric not in _METRICS:
         raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
     lo, hi = bounds

@@ -1,6 +1,6 @@
 """jaxpotts: generalized Potts models and the factored self-attention layer that learns them."""
 
-from . import diagnostics, exact, losses, potts, sampling
+from . import diagnostics, exact, losses, memory, potts, sampling
 from .attention import FactoredAttention, Transformer
 from .losses import mlm_loss, pseudo_likelihood
 from .potts import (
@@ -34,6 +34,7 @@ __all__ = [
     "is_joint",
     "local_fields",
     "losses",
+    "memory",
     "mlm_loss",
     "potts",
     "pseudo_likelihood",

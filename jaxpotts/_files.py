@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import signal
@@ -30,7 +31,8 @@ from ._report import jsonable
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-__all__ = ["atomic_write", "write_json", "write_text", "read_json", "write_checkpoint_files", "read_checkpoint_meta"]
+__all__ = ["atomic_write", "atomic_open", "write_json", "write_text", "read_json", "write_checkpoint_files",
+           "read_checkpoint_meta"]
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -92,6 +94,15 @@ def write_text(path: PathLike, text: str) -> Path:
     """Write `text` (UTF-8) to `path` atomically."""
     data = text.encode("utf-8")
     return atomic_write(path, lambda fh: fh.write(data))
+
+
+@contextlib.contextmanager
+def atomic_open(path: PathLike):
+    """``with atomic_open(path) as fh: fh.write(...)``: a text handle whose content replaces
+    `path` atomically when the block ends without an exception (nothing is written otherwise)."""
+    buf = io.StringIO()
+    yield buf
+    write_text(path, buf.getvalue())
 
 
 def write_json(path: PathLike, data: Any) -> Path:

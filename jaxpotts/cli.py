@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from ._files import atomic_open, atomic_write
 from ._report import markdown_table, write_json
 
 
@@ -100,6 +101,21 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _memory_size(text: str) -> float:
+    from .memory import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _memory_option(parser) -> None:
+    parser.add_argument("--max-memory", type=_memory_size, default=None, metavar="SIZE",
+                        help="memory budget of the up-front check, e.g. 64G or 500M, or 'unlimited' to skip it "
+                             "(default: the available memory; see docs/inputs.md)")
+
+
 def _fraction(text: str) -> float:
     value = _non_negative_float(text)
     if value >= 1:
@@ -164,6 +180,7 @@ def _sample(args) -> dict:
     import numpy as np
 
     from . import plotting
+    from .memory import sample_estimate
     from .potts import random_dense_potts, random_factored_potts
     from .sampling import sample
     from .training import save_model
@@ -184,13 +201,16 @@ def _sample(args) -> dict:
         source = {"random_model": "dense", "L": args.L, "q": args.q, "coupling_scale": args.coupling_scale}
     if note:
         _say(args, f"note: {note}")
+    _say(args, f"sample: {args.chains} chains x {args.samples} samples, L={model.L}, q={model.q}; memory estimate "
+               + str(sample_estimate(model.L, model.q, args.chains, args.samples, dense=not hasattr(model, "U"))))
     res = sample(model, k_run, n_chains=args.chains, n_samples=args.samples, n_burnin=args.burnin, thin=args.thin,
-                 method=args.method, beta=args.beta, schedule=args.schedule, progress=_progress(args))
+                 method=args.method, beta=args.beta, schedule=args.schedule, progress=_progress(args),
+                 max_memory=args.max_memory)
     summary = {**res.summary(), "q": model.q, "burnin": args.burnin, "thin": args.thin, "seed": args.seed, **source}
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / "samples.npz", sequences=np.asarray(res.sequences), energies=np.asarray(res.energies),
-                        q=np.int32(model.q))
+    atomic_write(out / "samples.npz", lambda fh: np.savez_compressed(
+        fh, sequences=np.asarray(res.sequences), energies=np.asarray(res.energies), q=np.int32(model.q)))
     written = ["samples.npz", "sample.json", "energy.png/.pdf"]
     if args.model_file is None:
         save_model(out / "model.eqx", model, **source)
@@ -228,6 +248,7 @@ def _add_sample(sub) -> None:
     g.add_argument("--samples", type=_positive_int, default=500, help="recorded samples per chain (default: 500)")
     g.add_argument("--burnin", type=_non_negative_int, default=200, help="burn-in sweeps (default: 200)")
     g.add_argument("--thin", type=_positive_int, default=1, help="sweeps between recorded samples (default: 1)")
+    _memory_option(p)
     _common(p, "jaxpotts_sample")
     p.set_defaults(func=_sample)
 
@@ -318,6 +339,7 @@ def _fit(args) -> dict:
     import numpy as np
 
     from . import plotting
+    from .memory import fit_estimate
     from .sharding import default_mesh, pl_work
     from .training import fit, fit_plm, save_model
 
@@ -343,13 +365,17 @@ def _fit(args) -> dict:
         validation_fraction=settings["validation_fraction"], patience=args.patience, eval_every=args.eval_every,
         progress=_progress(args), checkpoint_path=ckpt, resume=args.resume,
         mesh=default_mesh(pl_work(M if settings["batch_size"] is None else settings["batch_size"], L, q)),
+        max_memory=args.max_memory,
     )
+    start = _build_model(args, L, q, k_init)
+    memory = fit_estimate(L, q, M, model=start, optimizer=settings["optimizer"], batch_size=settings["batch_size"])
     if args.lr is not None:
         options["learning_rate"] = args.lr
     _say(args, f"fit {args.kind}: {M} sequences of length L={L}, q={q} ({data_info['format']}, weights "
                f"{data_info['weights']}); optimizer {settings['optimizer']}, "
                + (f"{settings['n_steps']} steps" if settings["n_steps"] else f"{settings['n_epochs']} epochs")
-               + (f", batch {settings['batch_size']}" if settings["batch_size"] else ", full batch"))
+               + (f", batch {settings['batch_size']}" if settings["batch_size"] else ", full batch")
+               + f"; memory estimate {memory}")
     resumed = bool(args.resume and ckpt.exists())
     t0 = time.perf_counter()
     if args.kind == "plm":
@@ -357,7 +383,7 @@ def _fit(args) -> dict:
             raise UserError("plm fits the exact pseudo-likelihood; --loss stochastic applies to attention/transformer")
         model, history = fit_plm(seqs, q=q, **options)
     else:
-        model, history = fit(_build_model(args, L, q, k_init), seqs, **options)
+        model, history = fit(start, seqs, **options)
     seconds = time.perf_counter() - t0
 
     model_args = {k: getattr(args, k) for k in ("heads", "head_dim", "attention", "no_fields", "layers", "d_model",
@@ -460,6 +486,7 @@ def _add_fit(sub) -> None:
     g.add_argument("--eval-every", type=_positive_int, default=None, help="steps between evaluations (default: one epoch)")
     g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.ckpt (same data, seed and settings; "
                                                          "--steps/--epochs may grow)")
+    _memory_option(p)
     _common(p, "jaxpotts_fit")
     p.set_defaults(func=_fit)
 
@@ -704,7 +731,8 @@ def _contacts(args) -> dict:
         raise UserError("--heads and --head-dim apply to --method attention")
     k_fit, k_gen = jax.random.split(jax.random.PRNGKey(args.seed))
     res = contacts.pipeline(path, args.method, key=k_fit, theta=args.theta, alphabet=args.alphabet,
-                            max_gap_fraction=args.max_gap_fraction, progress=_progress(args), **options)
+                            max_gap_fraction=args.max_gap_fraction, progress=_progress(args),
+                            max_memory=args.max_memory, **options)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     aln, S = res.alignment, res.scores
@@ -722,12 +750,12 @@ def _contacts(args) -> dict:
         report["precision"] = res.precision(D, min_sep=args.min_sep)
         report["contact_definition"] = {"threshold_angstrom": 8.0, "min_separation": args.min_sep}
     pairs = contacts.ranked_pairs(S, args.min_sep)
-    with open(out / "scores.csv", "w") as fh:
+    with atomic_open(out / "scores.csv") as fh:
         fh.write("i,j,score" + (",distance,contact" if D is not None else "") + "\n")
         for i, j in pairs:
             extra = f",{D[i, j]:.3f},{int(D[i, j] < 8.0)}" if D is not None and np.isfinite(D[i, j]) else (",," if D is not None else "")
             fh.write(f"{i + 1},{j + 1},{S[i, j]:.6g}{extra}\n")
-    np.savez_compressed(out / "scores.npz", scores=S, columns=aln.columns)
+    atomic_write(out / "scores.npz", lambda fh: np.savez_compressed(fh, scores=S, columns=aln.columns))
     if D is not None:
         fig = contacts.plot_contact_map(S, contacts.contact_map(D), L, args.min_sep, known=np.isfinite(D),
                                         title=f"{path.name}: top L = {L} pairs, {args.method}")
@@ -787,6 +815,7 @@ def _add_contacts(sub) -> None:
                    help="sample the fitted model and compare one- and two-site statistics with the data")
     g.add_argument("--chains", type=_positive_int, default=1000, help="chains of the generation check (default 1000)")
     g.add_argument("--save-model", action="store_true", help="also write the fitted model (model.eqx + JSON)")
+    _memory_option(p)
     _common(p, "jaxpotts_contacts")
     p.set_defaults(func=_contacts)
 
@@ -848,7 +877,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _configure_jax()
         func(args)
     except KeyboardInterrupt:
-        print("jaxpotts: interrupted", file=sys.stderr)
+        ckpt = Path(getattr(args, "out", ".")) / "checkpoint.ckpt"
+        where = f"; the last checkpoint is {ckpt} (continue with --resume)" if func is _fit and ckpt.exists() else ""
+        print(f"jaxpotts: interrupted{where}", file=sys.stderr)
         return 130
     except (UserError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as err:
         if args.debug:

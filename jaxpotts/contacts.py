@@ -575,7 +575,7 @@ def pipeline(
 
 # Keyword options of `training.fit` that `pipeline` passes through.
 _FIT_OPTIONS = ("optimizer", "learning_rate", "n_steps", "n_epochs", "ftol", "tol", "batch_size", "validation_fraction", "patience",
-                "eval_every", "checkpoint_path", "resume", "loss")
+                "eval_every", "checkpoint_path", "resume", "loss", "max_memory")
 
 
 def predict(alignment_path: Union[str, "os.PathLike[str]"], method: str = "plm", **options: Any) -> np.ndarray:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import json
 import math
 import os
 import time
@@ -49,6 +48,8 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
 
 from . import losses
+from ._files import read_checkpoint_meta, write_checkpoint_files
+from .memory import check_memory, fit_estimate
 from ._progress import progress_bar
 from ._validation import check_sequences
 from ._dense_pl import coupling_matrix
@@ -410,20 +411,11 @@ def _chunked(seqs: np.ndarray, weights: np.ndarray, size: int) -> list:
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(path: Union[str, os.PathLike], tree: Any, metadata: Optional[dict] = None) -> None:
     """Save the arrays of a pytree with `eqx.tree_serialise_leaves` to `path` and a JSON of
-    `metadata` to `path + '.json'` (both written atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda p: eqx.tree_serialise_leaves(p, tree))
-    meta = json.dumps(metadata or {}, indent=1, sort_keys=True)
-    _atomic_write(Path(str(path) + ".json"), lambda p: p.write_text(meta))
+    `metadata` to `path + '.json'` (both written atomically, `jaxpotts._files`; the JSON records
+    the SHA-256 of the array file, so a truncated or mismatched pair is refused on loading)."""
+    write_checkpoint_files(path, lambda fh: eqx.tree_serialise_leaves(fh, tree), metadata or {})
 
 
 def load_checkpoint(path: Union[str, os.PathLike], like: Any) -> tuple[Any, dict]:
@@ -432,8 +424,7 @@ def load_checkpoint(path: Union[str, os.PathLike], like: Any) -> tuple[Any, dict
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    meta_path = Path(str(path) + ".json")
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta = read_checkpoint_meta(path)
     try:
         tree = eqx.tree_deserialise_leaves(path, like)
     except Exception as err:  # shape/dtype/structure mismatch
@@ -491,7 +482,7 @@ def load_model(path: Union[str, os.PathLike], like: Any = None) -> tuple[Any, di
     """Load a model saved by `save_model`; returns (model, hyperparameters). Without `like`,
     the template is rebuilt from the stored constructor arguments (package models only)."""
     meta_path = Path(str(path) + ".json")
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta = read_checkpoint_meta(path)
     if like is None:
         if "model" not in meta:
             raise ValueError(f"{meta_path} has no model description; pass `like=` (a model of the same shape)")
@@ -611,6 +602,7 @@ def fit(
     checkpoint_path: Optional[Union[str, os.PathLike]] = None,
     resume: bool = False,
     mesh: Optional[jax.sharding.Mesh] = None,
+    max_memory: Any = None,
 ) -> tuple[Any, History]:
     r"""Train `model` by masked-language modelling (= pseudo-likelihood) with L2 regularisation.
 
@@ -649,6 +641,8 @@ def fit(
         mesh: split every loss evaluation over the devices of this mesh (`jaxpotts.sharding.data_mesh()`,
             one axis named "data"): data parallelism with replicated parameters; the result equals
             a one-device fit up to floating-point rounding. None: one device.
+        max_memory: memory budget of the up-front check (`jaxpotts.memory.check_memory`): None =
+            the available memory, a size ("64G" or bytes), or "unlimited" to skip the check.
 
     Returns:
         (trained model of the same type, `History`).
@@ -663,6 +657,8 @@ def fit(
     if M == 0:
         raise ValueError("no sequences: the training data set is empty")
     w = losses.check_weights(weights, M)
+    check_memory(fit_estimate(L, q, M, model=trainable, optimizer=optimizer, batch_size=batch_size,
+                              n_devices=getattr(mesh, "size", 1)), f"fit of {type(model).__name__} (L={L}, q={q}, M={M})", max_memory)
     seqs_np = np.asarray(seqs, np.int32)
     params, static = eqx.partition(trainable, eqx.is_inexact_array)
     dtype = jax.tree_util.tree_leaves(params)[0].dtype
@@ -888,6 +884,8 @@ def fit_plm(
     if L < 2:
         raise ValueError(f"sequences need L >= 2 sites, got L={L}")
     dtype = jnp.result_type(float) if dtype is None else dtype
+    check_memory(fit_estimate(L, q, arr.shape[0], kind="plm", optimizer=optimizer, batch_size=options.get("batch_size"), dtype=dtype,
+                              n_devices=getattr(options.get("mesh"), "size", 1)), f"plmDCA fit (L={L}, q={q}, M={arr.shape[0]})", options.get("max_memory"))
     if init not in ("profile", "zero"):
         raise ValueError(f"init must be 'profile' or 'zero', got {init!r}")
     h0 = jnp.zeros((L, q), dtype) if init == "zero" else _profile_fields(seqs, q, weights, dtype)

@@ -881,7 +881,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         where = f"; the last checkpoint is {ckpt} (continue with --resume)" if func is _fit and ckpt.exists() else ""
         print(f"jaxpotts: interrupted{where}", file=sys.stderr)
         return 130
-    except (UserError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as err:
+    except (UserError, ValueError, OSError) as err:  # OSError: missing/unwritable paths, a file where a folder goes, disk full
         if args.debug:
             raise
         print(f"jaxpotts: error: {_one_line(err)}", file=sys.stderr)

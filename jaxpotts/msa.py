@@ -472,10 +472,13 @@ def _parse_fasta(text: str, path: PathLike) -> tuple[list[str], list[str], _Wher
 
 def _parse_stockholm(text: str, path: PathLike) -> tuple[list[str], list[str], _Where]:
     parts: dict[str, list[tuple[int, str, list[int]]]] = {}
+    block_of: dict[str, int] = {}  # name -> block (paragraph between blank lines) it last appeared in
+    block = 0
     ended = False
     for lineno, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if not stripped:
+            block += 1
             continue
         if ended:
             raise ValueError(
@@ -490,6 +493,10 @@ def _parse_stockholm(text: str, path: PathLike) -> tuple[list[str], list[str], _
         words = stripped.split()
         if len(words) < 2:
             raise ValueError(f"{os.fspath(path)}: line {lineno}: sequence {words[0]!r} has no residues")
+        if block_of.get(words[0]) == block:
+            raise ValueError(f"{os.fspath(path)}: line {lineno}: sequence name {words[0]!r} appears twice in one "
+                             "block; Stockholm names must be unique (a name's lines in later blocks continue it)")
+        block_of[words[0]] = block
         start = line.index(words[0]) + len(words[0])
         parts.setdefault(words[0], []).append(_residues(line, start, lineno))
     if not ended:

@@ -33,7 +33,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, Scalar, ScalarLike
 from . import diagnostics
 from ._progress import progress_bar
 from .memory import check_memory, sample_estimate
-from ._validation import check_sequences
+from ._validation import check_finite, check_sequences
 from .potts import AnyPotts, FactoredPotts, PottsModel, check_joint
 from .sharding import replicate, to_one_device
 
@@ -639,6 +639,9 @@ def sample(
     if not isinstance(model, (PottsModel, FactoredPotts)):
         raise TypeError(f"model must be a PottsModel or FactoredPotts, got {type(model).__name__}")
     check_joint(model, "sampling")
+    for name in ("fields", "couplings", "J", "U"):  # a loaded file bypasses the constructor's checks
+        if isinstance(getattr(model, name, None), (jax.Array, np.ndarray)):
+            check_finite(getattr(model, name), f"the model's {name}")
     n_chains = _check_count(n_chains, "n_chains", 1)
     n_samples = _check_count(n_samples, "n_samples", 1)
     n_burnin = _check_count(n_burnin, "n_burnin", 0)

@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -875,7 +876,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         _check_fit_args(args)
         _configure_jax()
-        func(args)
+        with warnings.catch_warnings():  # warnings (e.g. counted unknown letters) as one line each, no source
+            warnings.showwarning = lambda message, *_, **__: print(f"jaxpotts: warning: {message}", file=sys.stderr)
+            func(args)
     except KeyboardInterrupt:
         ckpt = Path(getattr(args, "out", ".")) / "checkpoint.ckpt"
         where = f"; the last checkpoint is {ckpt} (continue with --resume)" if func is _fit and ckpt.exists() else ""

@@ -565,7 +565,7 @@ def _encode_all(matches: list[str], names: list[str], alphabet: Alphabet, strict
     summary = ", ".join(f"{str(c)!r} x{int(n)}" for c, n in zip(letters, counts))
     warnings.warn(
         f"{os.fspath(path)}: {int(unknown.sum())} unknown letter(s) read as gaps ({summary}; first in {where}); "
-        "pass strict=True to refuse them",
+        "read_alignment(..., strict=True) refuses them",
         stacklevel=3,
     )
     colours[unknown] = alphabet.gap_index

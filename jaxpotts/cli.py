@@ -726,6 +726,8 @@ def _contacts(args) -> dict:
     for name, key in (("l2", "l2"), ("l2_fields", "l2_fields"), ("steps", "n_steps"), ("ftol", "ftol")):
         if getattr(args, name) is not None:
             options[key] = getattr(args, name)
+    if args.resume:  # opt-in: checkpoints cost a write of the optimiser state per evaluation
+        options.update(checkpoint_path=args.out / "checkpoint.ckpt", resume=True)
     if args.method == "attention":
         options.update({k: v for k, v in (("n_heads", args.heads), ("head_dim", args.head_dim)) if v is not None})
     elif args.heads is not None or args.head_dim is not None:
@@ -816,6 +818,8 @@ def _add_contacts(sub) -> None:
                    help="sample the fitted model and compare one- and two-site statistics with the data")
     g.add_argument("--chains", type=_positive_int, default=1000, help="chains of the generation check (default 1000)")
     g.add_argument("--save-model", action="store_true", help="also write the fitted model (model.eqx + JSON)")
+    g.add_argument("--resume", action="store_true", help="checkpoint the fit to OUT/checkpoint.ckpt and continue "
+                                                         "from it if it exists (same alignment, seed and options)")
     _memory_option(p)
     _common(p, "jaxpotts_contacts")
     p.set_defaults(func=_contacts)
@@ -881,7 +885,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             func(args)
     except KeyboardInterrupt:
         ckpt = Path(getattr(args, "out", ".")) / "checkpoint.ckpt"
-        where = f"; the last checkpoint is {ckpt} (continue with --resume)" if func is _fit and ckpt.exists() else ""
+        where = f"; the last checkpoint is {ckpt} (continue with --resume)" if func in (_fit, _contacts) and ckpt.exists() else ""
         print(f"jaxpotts: interrupted{where}", file=sys.stderr)
         return 130
     except (UserError, ValueError, OSError) as err:  # OSError: missing/unwritable paths, a file where a folder goes, disk full

@@ -442,6 +442,10 @@ def cli_results(tmp_path_factory, cache):
         "fit_gzip_bom_crlf_wrapped": [*fit, "variant.fasta.gz", *short, "--out", "o_variant"],
         "contacts_plain": ["contacts", "plain.fasta", "--steps", "3", "--min-sep", "2", "--quiet", "--out", "c_plain"],
         "contacts_stockholm": ["contacts", "variant.sto", "--steps", "3", "--min-sep", "2", "--quiet", "--out", "c_sto"],
+        "contacts_resumable": ["contacts", "plain.fasta", "--steps", "3", "--min-sep", "2", "--quiet", "--resume",
+                               "--out", "c_resume"],
+        "contacts_resumed": ["contacts", "plain.fasta", "--steps", "3", "--min-sep", "2", "--quiet", "--resume",
+                             "--out", "c_resume"],
         "fit_ambiguous_letter_warns": [*fit, "amb.fasta", *short, "--out", "o_amb"],
         # existing outputs: overwritten as a whole
         "existing_outputs_first": [*fit, "plain.fasta", *short, "--out", "o_twice"],
@@ -560,6 +564,14 @@ def test_cli_contacts_on_stockholm_gives_the_plain_answer(cli_results):
         assert results[case]["code"] == 0, results[case]
     assert (d / "c_plain" / "scores.csv").read_text() == (d / "c_sto" / "scores.csv").read_text()
     np.testing.assert_array_equal(np.load(d / "c_plain" / "scores.npz")["scores"], np.load(d / "c_sto" / "scores.npz")["scores"])
+
+
+def test_cli_contacts_resume_gives_the_uninterrupted_answer(cli_results):
+    d, results = cli_results
+    for case in ("contacts_resumable", "contacts_resumed"):
+        assert results[case]["code"] == 0, results[case]
+    assert read_checkpoint_meta(d / "c_resume" / "checkpoint.ckpt")["progress"]["step"] == 3
+    assert (d / "c_plain" / "scores.csv").read_text() == (d / "c_resume" / "scores.csv").read_text()
 
 
 def test_cli_ambiguous_letters_are_counted_on_stderr(cli_results):

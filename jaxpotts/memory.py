@@ -281,30 +281,42 @@ def _read_int(path: Path) -> Optional[int]:
         return None
 
 
+_CGROUP_ROOT, _PROC_CGROUP = "/sys/fs/cgroup", "/proc/self/cgroup"
+
+
 def _cgroup_available() -> Optional[int]:
-    """limit - usage of this process's memory cgroup (v2, else v1), or None without a limit."""
-    root = Path("/sys/fs/cgroup")
-    rel = ""
+    """The tightest (limit - usage) over this process's memory cgroup and its parents (v2, else
+    v1), or None without a limit."""
+    root = Path(_CGROUP_ROOT)
+    v2 = v1 = None
     try:
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
+        for line in Path(_PROC_CGROUP).read_text().splitlines():
             parts = line.split(":", 2)
-            if len(parts) == 3 and (parts[1] == "" or "memory" in parts[1].split(",")):
-                rel = parts[2].lstrip("/")
-                if parts[1] == "":
-                    break
+            if len(parts) == 3 and parts[1] == "":
+                v2 = parts[2].strip("/")
+            elif len(parts) == 3 and "memory" in parts[1].split(","):
+                v1 = parts[2].strip("/")
     except OSError:
         pass
-    for base in {root / rel, root}:  # v2: the process's own group, then the root of the namespace
-        limit = _read_int(base / "memory.max")
+
+    def walk(base: Path, rel: Optional[str]):
+        rel_parts = [p for p in (rel or "").split("/") if p]
+        for k in range(len(rel_parts), -1, -1):  # own group first, then its parents
+            yield base.joinpath(*rel_parts[:k])
+
+    best = None
+    for group in walk(root, v2):
+        limit = _read_int(group / "memory.max")
         if limit is not None:
-            used = _read_int(base / "memory.current") or 0
-            return max(limit - used, 0)
-    for base in {root / "memory" / rel, root / "memory"}:  # v1
-        limit = _read_int(base / "memory.limit_in_bytes")
-        if limit is not None and limit < 2**60:  # v1 writes a huge number for "no limit"
-            used = _read_int(base / "memory.usage_in_bytes") or 0
-            return max(limit - used, 0)
-    return None
+            free = max(limit - (_read_int(group / "memory.current") or 0), 0)
+            best = free if best is None else min(best, free)
+    if best is None:
+        for group in walk(root / "memory", v1):
+            limit = _read_int(group / "memory.limit_in_bytes")
+            if limit is not None and limit < 2**60:  # v1 writes a huge number for "no limit"
+                free = max(limit - (_read_int(group / "memory.usage_in_bytes") or 0), 0)
+                best = free if best is None else min(best, free)
+    return best
 
 
 def _meminfo_available() -> Optional[int]:

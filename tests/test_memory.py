@@ -70,6 +70,24 @@ def test_available_memory_is_bounded_by_the_kernel():
     assert source in ("MemAvailable in /proc/meminfo", "memory cgroup limit minus usage")
 
 
+def test_cgroup_limit_of_a_parent_group_counts(tmp_path, monkeypatch):
+    """cgroup v2: the tightest limit - usage along the process's group and its parents."""
+    proc = tmp_path / "cgroup"
+    proc.write_text("0::/jobs/job1/step\n")
+    root = tmp_path / "fs"
+    for rel, limit, used in (("", None, None), ("jobs", "max", 10**9), ("jobs/job1", str(8 * 10**9), 3 * 10**9),
+                             ("jobs/job1/step", "max", 2 * 10**9)):
+        (root / rel).mkdir(parents=True, exist_ok=True)
+        if limit is not None:
+            (root / rel / "memory.max").write_text(limit + "\n")
+            (root / rel / "memory.current").write_text(f"{used}\n")
+    monkeypatch.setattr(memory, "_CGROUP_ROOT", str(root))
+    monkeypatch.setattr(memory, "_PROC_CGROUP", str(proc))
+    assert memory._cgroup_available() == 5 * 10**9
+    (root / "jobs/job1/memory.max").write_text("max\n")
+    assert memory._cgroup_available() is None  # no limit anywhere
+
+
 _PEAK = r"""
 import json, resource, sys, time
 import numpy as np

@@ -369,14 +369,15 @@ def _fit(args) -> dict:
         max_memory=args.max_memory,
     )
     start = _build_model(args, L, q, k_init)
-    memory = fit_estimate(L, q, M, model=start, optimizer=settings["optimizer"], batch_size=settings["batch_size"])
+    estimate = fit_estimate(L, q, M, model=start, optimizer=settings["optimizer"], batch_size=settings["batch_size"],
+                            n_devices=getattr(options["mesh"], "size", 1))
     if args.lr is not None:
         options["learning_rate"] = args.lr
     _say(args, f"fit {args.kind}: {M} sequences of length L={L}, q={q} ({data_info['format']}, weights "
                f"{data_info['weights']}); optimizer {settings['optimizer']}, "
                + (f"{settings['n_steps']} steps" if settings["n_steps"] else f"{settings['n_epochs']} epochs")
                + (f", batch {settings['batch_size']}" if settings["batch_size"] else ", full batch")
-               + f"; memory estimate {memory}")
+               + f"; memory estimate {estimate}")
     resumed = bool(args.resume and ckpt.exists())
     t0 = time.perf_counter()
     if args.kind == "plm":

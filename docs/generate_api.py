@@ -34,6 +34,7 @@ MODULES = (
     ("jaxpotts.serialization", "Saving and loading models and checkpoints"),
     ("jaxpotts.optim", "L-BFGS for full-batch fits"),
     ("jaxpotts.sharding", "Data parallelism over a device mesh"),
+    ("jaxpotts.memory", "Peak-memory estimates and the up-front memory check"),
     ("jaxpotts.evaluation", "Learned against true models"),
     ("jaxpotts.msa", "Alignments, alphabets and sequence weights"),
     ("jaxpotts.contacts", "Contact prediction from couplings"),

@@ -1,6 +1,6 @@
 """jaxpotts: generalized Potts models and the factored self-attention layer that learns them."""
 
-from . import contacts, defaults, diagnostics, engine, exact, losses, msa, potts, replica, sampling, serialization
+from . import contacts, defaults, diagnostics, engine, exact, losses, memory, msa, potts, replica, sampling, serialization
 from .attention import FactoredAttention, Transformer
 from .losses import mlm_loss, pseudo_likelihood
 from .potts import (
@@ -39,6 +39,7 @@ __all__ = [
     "is_joint",
     "local_fields",
     "losses",
+    "memory",
     "mlm_loss",
     "msa",
     "potts",

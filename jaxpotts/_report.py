@@ -4,7 +4,6 @@ numpy scalars and arrays become numbers and lists)."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,11 +32,11 @@ def jsonable(x: Any) -> Any:
 
 
 def write_json(path: Path, data: Any) -> Path:
-    """Write `data` as indented strict JSON (see `jsonable`), creating the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n")
-    return path
+    """Write `data` as indented strict JSON (see `jsonable`), creating the folder; atomically
+    (`jaxpotts._files.write_json`, the one implementation)."""
+    from ._files import write_json as _write_json
+
+    return _write_json(path, data)
 
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[str], floats: str = "{:.4g}") -> str:

@@ -473,6 +473,7 @@ def pipeline(
     max_gap_fraction: Optional[float] = None,
     mesh: Any = "auto",
     progress: Optional[bool] = None,
+    max_memory: Any = None,
     **options: Any,
 ) -> ContactPrediction:
     r"""Read, weight, fit and score: contact prediction from an alignment with working defaults.
@@ -500,6 +501,7 @@ def pipeline(
         mesh: "auto" (split the sequences over all devices when there are several and the fit is
             large enough to gain, `jaxpotts.sharding.default_mesh`), None (one device) or a `data_mesh()`.
         progress: progress bar of the fit (None: only on a terminal).
+        max_memory: memory budget of the fit's up-front check (`jaxpotts.memory.check_memory`).
         **options: override the method's defaults (`jaxpotts.defaults.PLM` /
             `ATTENTION_CONTACTS`: their model and fit options, or any other option of `jaxpotts.fit`).
 
@@ -530,7 +532,8 @@ def pipeline(
     rows = fit_seqs.shape[0] if settings.get("batch_size") is None else min(settings["batch_size"], fit_seqs.shape[0])
     mesh = _auto_mesh(mesh, pl_work(rows, aln.L, q))  # the rows one loss evaluation sees
     if method == "plm":
-        model, history = training.fit_plm(fit_seqs, q=q, weights=fit_weights, progress=progress, mesh=mesh, **settings)
+        model, history = training.fit_plm(fit_seqs, q=q, weights=fit_weights, progress=progress, mesh=mesh,
+                                          max_memory=max_memory, **settings)
         potts = model
     else:
         layer = {k: settings.pop(k) for k in defaults.ATTENTION_CONTACTS.model}
@@ -538,7 +541,7 @@ def pipeline(
         k_init, k_fit = jax.random.split(jax.random.PRNGKey(0) if key is None else key)
         init = FactoredAttention(aln.L, q, layer.pop("n_heads"), layer.pop("head_dim"), key=k_init, **layer)
         model, history = training.fit(init, fit_seqs, key=k_fit, weights=fit_weights, progress=progress, mesh=mesh,
-                                      **settings)
+                                      max_memory=max_memory, **settings)
         potts = model.to_potts()
     t_fit = time.perf_counter()
     S = np.asarray(scores(potts, gap_index=aln.alphabet.gap_index), dtype=np.float64)

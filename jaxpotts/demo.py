@@ -35,6 +35,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ._validation import enable_x64
+from ._files import write_text
 from ._report import markdown_table, write_json
 
 __all__ = ["SETTINGS", "run"]
@@ -285,7 +286,7 @@ def run(out, *, quick: bool = False, seed: int = 0, progress: Optional[bool] = N
         "seconds": timings,
     }
     write_json(out / "demo.json", report)
-    (out / "report.md").write_text(_report_md(report, rows, SAMPLING_COLUMNS, identity, points, point_cols, cfg))
+    write_text(out / "report.md", _report_md(report, rows, SAMPLING_COLUMNS, identity, points, point_cols, cfg))
     echo(f"wrote {out}/report.md, demo.json and figures energy_gibbs, energy_metropolis, losses, couplings, replica "
          f"(.png, .pdf) in {timings['total']:.0f} s")
     return report

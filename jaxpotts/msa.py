@@ -174,14 +174,16 @@ class Alphabet:
 
 
 #: Protein: gap '-' (colour 0) then the 20 amino acids in alphabetical one-letter order (q = 21).
-#: Ambiguous and rare letters: X (unknown), B (D/N), Z (E/Q), J (I/L) and '*' (stop) are read as
-#: a gap, as plmDCA and CCMpred do (they carry no reliable residue identity; this also reproduces
-#: the C tools' M_eff); the rare amino acids U (selenocysteine) -> C and O (pyrrolysine) -> K,
-#: their closest standard residues. '.' and lower case are insertions (see `read_alignment`).
+#: The rare amino acids U (selenocysteine) -> C and O (pyrrolysine) -> K, their closest standard
+#: residues (aliases, accepted silently). The ambiguous letters X (unknown), B (D/N), Z (E/Q) and
+#: J (I/L) are *not* part of the alphabet: `read_alignment` reads them as gaps, as plmDCA and
+#: CCMpred do (this reproduces the C tools' M_eff), with a warning counting them, or refuses them
+#: with ``strict=True``. A '*' (stop) ending a sequence is dropped; elsewhere it is an error.
+#: '.' and lower case are insertions (see `read_alignment`).
 PROTEIN = Alphabet(
     "-ACDEFGHIKLMNPQRSTVWY",
     gap="-",
-    aliases={"X": "-", "B": "-", "Z": "-", "J": "-", "*": "-", "U": "C", "O": "K"},
+    aliases={"U": "C", "O": "K"},
     name="protein",
 )
 
@@ -309,10 +311,24 @@ def read_alignment(
         An `Alignment` (``seqs, alphabet = read_alignment(path)``), with ``names``, the kept
         match ``columns`` and kept ``rows`` to map back to the file.
 
+    Unusual input (docs/inputs.md has the whole catalogue):
+
+    * the file may be gzipped, have Windows (CRLF) or old Mac (CR) line ends, wrapped sequence
+      lines, blank lines, a UTF-8 byte-order mark (ignored) or be UTF-16 with a byte-order mark
+      (decoded); text that is not UTF-8 is read as Latin-1 (only headers can hold such bytes);
+      a file with NUL bytes is refused as binary;
+    * unknown letters (not a symbol or alias; for proteins X, B, Z, J and anything else) become
+      gaps with one warning that counts them per letter, or raise with ``strict=True``;
+    * a '*' (translation stop) as the last character of a sequence is dropped; a '*' anywhere
+      else is an error naming the line and column, as is a digit (a numbered sequence line, as
+      in GenBank format) unless the alphabet has digits as symbols;
+    * FASTA lines starting with ';' are comments.
+
     Raises:
-        ValueError: empty file, no sequences, ragged alignment (naming the sequence and the two
-            lengths), unknown letter when strict (naming letter, sequence and column), an
-            unrecognised format, or filters that leave nothing.
+        ValueError: empty, binary or unreadable file, no sequences, ragged alignment (naming the
+            sequence and the two lengths), a digit or an inner '*' (naming line and column),
+            unknown letter when strict (naming letter, sequence and column), an unrecognised
+            format, or filters that leave nothing.
     """
     alphabet = _as_alphabet(alphabet)
     if insertions not in ("drop", "keep"):
@@ -327,9 +343,10 @@ def read_alignment(
             raise ValueError(f"format must be one of 'fasta', 'a2m', 'a3m', 'stockholm', got {format!r}")
         if wanted != kind:
             raise ValueError(f"{os.fspath(path)}: format={format!r} was asked for, but the file looks like {kind}")
-    names, raw = _parse_stockholm(text, path) if kind == "stockholm" else _parse_fasta(text, path)
+    names, raw, where = _parse_stockholm(text, path) if kind == "stockholm" else _parse_fasta(text, path)
     if not names:
         raise ValueError(f"{os.fspath(path)}: no sequences found")
+    raw = _check_characters(names, raw, where, alphabet, path)
 
     matches = _match_states(raw, alphabet, insertions)
     lengths = [len(s) for s in matches]
@@ -382,6 +399,7 @@ def read_alignment(
 
 
 def _read_text(path: PathLike) -> str:
+    """The file's text: gunzipped (by magic bytes), BOMs removed, UTF-16 decoded, NUL bytes refused."""
     with open(path, "rb") as fh:
         data = fh.read()
     if data[:2] == b"\x1f\x8b":
@@ -389,7 +407,24 @@ def _read_text(path: PathLike) -> str:
             data = gzip.decompress(data)
         except (OSError, EOFError) as err:
             raise ValueError(f"{os.fspath(path)}: looks gzipped but cannot be decompressed ({err})") from err
-    return data.decode("utf-8", errors="replace")
+    if data[:4] in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff"):
+        raise ValueError(f"{os.fspath(path)}: the file is UTF-32 text (byte-order mark); save it as UTF-8 or ASCII")
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16 with a byte-order mark (Windows "Unicode")
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{os.fspath(path)}: starts with a UTF-16 byte-order mark but is not valid "
+                             f"UTF-16 ({err.reason} at byte {err.start})") from None
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise ValueError(f"{os.fspath(path)}: a binary file (NUL byte at offset {nul}), not a text alignment "
+                         "(FASTA, A2M/A3M or Stockholm)")
+    if data[:3] == b"\xef\xbb\xbf":  # UTF-8 byte-order mark
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")  # every byte is a character; only headers can hold such bytes
 
 
 def _sniff(text: str, path: PathLike) -> str:
@@ -410,27 +445,40 @@ def _sniff(text: str, path: PathLike) -> str:
     raise ValueError(f"{os.fspath(path)}: no sequences found (only comment lines)")
 
 
-def _parse_fasta(text: str, path: PathLike) -> tuple[list[str], list[str]]:
+# Where each sequence came from: for sequence k, its lines as (line number, column of the
+# first residue character, the residues of the line with white space removed, their columns).
+_Where = list[list[tuple[int, str, list[int]]]]
+
+
+def _residues(line: str, start: int, lineno: int) -> tuple[int, str, list[int]]:
+    cols = [c for c in range(start, len(line)) if not line[c].isspace()]
+    return lineno, "".join(line[c] for c in cols), [c + 1 for c in cols]
+
+
+def _parse_fasta(text: str, path: PathLike) -> tuple[list[str], list[str], _Where]:
     names: list[str] = []
-    chunks: list[list[str]] = []
-    for line in text.splitlines():
+    chunks: _Where = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if line.startswith(">"):
             words = line[1:].split()
             names.append(words[0] if words else f"sequence_{len(names) + 1}")
             chunks.append([])
-        elif not chunks:
-            continue  # '#' / ';' comment lines before the first header (checked by _sniff)
-        else:
-            chunks[-1].append("".join(line.split()))
-    return names, ["".join(c) for c in chunks]
+        elif not chunks or line.startswith(";"):
+            continue  # '#' / ';' comment lines before the first header (checked by _sniff); ';' comments
+        elif line.strip():
+            chunks[-1].append(_residues(line, 0, lineno))
+    return names, ["".join(r for _, r, _ in c) for c in chunks], chunks
 
 
-def _parse_stockholm(text: str, path: PathLike) -> tuple[list[str], list[str]]:
-    parts: dict[str, list[str]] = {}
+def _parse_stockholm(text: str, path: PathLike) -> tuple[list[str], list[str], _Where]:
+    parts: dict[str, list[tuple[int, str, list[int]]]] = {}
+    block_of: dict[str, int] = {}  # name -> block (paragraph between blank lines) it last appeared in
+    block = 0
     ended = False
     for lineno, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if not stripped:
+            block += 1
             continue
         if ended:
             raise ValueError(
@@ -445,10 +493,42 @@ def _parse_stockholm(text: str, path: PathLike) -> tuple[list[str], list[str]]:
         words = stripped.split()
         if len(words) < 2:
             raise ValueError(f"{os.fspath(path)}: line {lineno}: sequence {words[0]!r} has no residues")
-        parts.setdefault(words[0], []).append("".join(words[1:]))
+        if block_of.get(words[0]) == block:
+            raise ValueError(f"{os.fspath(path)}: line {lineno}: sequence name {words[0]!r} appears twice in one "
+                             "block; Stockholm names must be unique (a name's lines in later blocks continue it)")
+        block_of[words[0]] = block
+        start = line.index(words[0]) + len(words[0])
+        parts.setdefault(words[0], []).append(_residues(line, start, lineno))
     if not ended:
         raise ValueError(f"{os.fspath(path)}: Stockholm alignment lacks its '//' terminator (truncated file?)")
-    return list(parts), ["".join(p) for p in parts.values()]
+    return list(parts), ["".join(r for _, r, _ in p) for p in parts.values()], list(parts.values())
+
+
+def _check_characters(names: list[str], raw: list[str], where: _Where, alphabet: Alphabet, path) -> list[str]:
+    """Drop a terminal '*' of each sequence; refuse an inner '*' and digits (not symbols of the
+    alphabet), naming the line and column of the first one."""
+    stop_known = alphabet.knows("*")
+    digits = [d for d in "0123456789" if not alphabet.knows(d)]
+    out = []
+    for k, seq in enumerate(raw):
+        if not stop_known and seq.endswith("*"):
+            seq = seq[:-1]
+        bad_stop = not stop_known and "*" in seq
+        bad_digit = bool(digits) and any(d in seq for d in digits)
+        if bad_stop or bad_digit:
+            for lineno, residues, cols in where[k]:
+                for c, col in zip(residues, cols):
+                    if (c == "*" and bad_stop) or (c in digits and bad_digit):
+                        if c == "*":
+                            why = ("'*' (a stop codon) inside the sequence; jaxpotts drops a '*' only as the last "
+                                   "character of a sequence")
+                        else:
+                            why = (f"digit {c!r}: not a residue of the {alphabet.name} alphabet (numbered sequence "
+                                   "lines, as in GenBank files, are not an alignment)")
+                        raise ValueError(f"{os.fspath(path)}: line {lineno}, column {col}: {why} "
+                                         f"(sequence {names[k]!r}, number {k + 1})")
+        out.append(seq)
+    return out
 
 
 def _match_states(raw: list[str], alphabet: Alphabet, insertions: str) -> list[str]:
@@ -485,7 +565,7 @@ def _encode_all(matches: list[str], names: list[str], alphabet: Alphabet, strict
     summary = ", ".join(f"{str(c)!r} x{int(n)}" for c, n in zip(letters, counts))
     warnings.warn(
         f"{os.fspath(path)}: {int(unknown.sum())} unknown letter(s) read as gaps ({summary}; first in {where}); "
-        "pass strict=True to refuse them",
+        "read_alignment(..., strict=True) refuses them",
         stacklevel=3,
     )
     colours[unknown] = alphabet.gap_index

@@ -67,13 +67,15 @@ def _null_locator():
 
 
 def save_figure(fig, path: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
-    """Save `fig` next to `path` in each format (the suffix of `path` is replaced); returns the paths."""
+    """Save `fig` next to `path` in each format (the suffix of `path` is replaced); returns the paths.
+    Each file is written atomically (`jaxpotts._files.atomic_write`): never a truncated image."""
+    from ._files import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     written = []
     for fmt in formats:
         out = path.with_suffix("." + fmt)
-        fig.savefig(out, dpi=150)
+        atomic_write(out, lambda fh, fmt=fmt: fig.savefig(fh, format=fmt, dpi=150))
         written.append(out)
     return written
 

@@ -32,7 +32,8 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, Scalar, ScalarLike
 
 from . import diagnostics
 from ._progress import progress_bar
-from ._validation import check_sequences
+from .memory import check_memory, sample_estimate
+from ._validation import check_finite, check_sequences
 from .potts import AnyPotts, FactoredPotts, PottsModel, check_joint
 from .sharding import replicate, to_one_device
 
@@ -609,6 +610,7 @@ def sample(
     schedule: str = "sequential",
     init: Optional[Int[Array, "n_chains L"]] = None,
     progress: Optional[bool] = None,
+    max_memory: Any = None,
 ) -> SampleResult:
     r"""Sample $p(s) \propto e^{-\beta E(s)}$ with vmapped single-site MCMC chains.
 
@@ -626,6 +628,9 @@ def sample(
         method: "gibbs" (heat bath) or "metropolis".
         schedule: "sequential" sweeps (default, fastest) or "random" sites per update.
         progress: show a progress bar (None: only when stderr is a terminal).
+        max_memory: budget of the up-front memory check (`jaxpotts.memory`; None: the
+            available memory; a size such as "8G"; "unlimited" skips it). A run whose estimated
+            peak (model, chains, recorded samples) exceeds it raises `MemoryLimitError`.
 
     Returns:
         `SampleResult` with `.sequences[n_chains, n_samples, L]` (int32), energies, acceptance
@@ -634,6 +639,9 @@ def sample(
     if not isinstance(model, (PottsModel, FactoredPotts)):
         raise TypeError(f"model must be a PottsModel or FactoredPotts, got {type(model).__name__}")
     check_joint(model, "sampling")
+    for name in ("fields", "couplings", "J", "U"):  # a loaded file bypasses the constructor's checks
+        if isinstance(getattr(model, name, None), (jax.Array, np.ndarray)):
+            check_finite(getattr(model, name), f"the model's {name}")
     n_chains = _check_count(n_chains, "n_chains", 1)
     n_samples = _check_count(n_samples, "n_samples", 1)
     n_burnin = _check_count(n_burnin, "n_burnin", 0)
@@ -644,6 +652,11 @@ def sample(
         raise ValueError(f"schedule must be one of {_SCHEDULES}, got {schedule!r}")
     if not (isinstance(beta, (int, float, np.floating, np.integer)) and math.isfinite(beta) and beta >= 0):
         raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
+
+    n_devices = 1 if _chain_sharding(n_chains) is None else len(jax.local_devices())
+    check_memory(sample_estimate(model.L, model.q, n_chains, n_samples, dense=isinstance(model, PottsModel),
+                                 dtype=model.fields.dtype, n_devices=n_devices),
+                 f"sampling {n_chains} chains x {n_samples} samples (L={model.L}, q={model.q})", max_memory)
 
     k_init, k_run = jax.random.split(key)
     states = _initial_states(model, k_init, n_chains, init)

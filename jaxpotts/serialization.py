@@ -8,7 +8,6 @@ atomically (a temporary file, then a rename), so an interrupted write never leav
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -17,31 +16,18 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ._files import read_checkpoint_meta, write_checkpoint_files
 from .potts import FactoredPotts, PottsModel
 
 __all__ = ["save_model", "load_model", "save_checkpoint", "load_checkpoint"]
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def _serialise(path: Path, tree: Any) -> None:
-    # Through a file handle: given a path, equinox replaces any suffix other than .eqx.
-    with open(path, "wb") as fh:
-        eqx.tree_serialise_leaves(fh, tree)
-
-
 def save_checkpoint(path: Union[str, os.PathLike], tree: Any, metadata: Optional[dict] = None) -> None:
     """Save the arrays of a pytree with `eqx.tree_serialise_leaves` to `path` and a JSON of
-    `metadata` to `path + '.json'` (both written atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda p: _serialise(p, tree))
-    meta = json.dumps(metadata or {}, indent=1, sort_keys=True)
-    _atomic_write(Path(str(path) + ".json"), lambda p: p.write_text(meta))
+    `metadata` to `path + '.json'` (both written atomically, `jaxpotts._files`; the JSON records
+    the SHA-256 of the array file, so a truncated or mismatched pair is refused on loading)."""
+    # Through a file handle: given a path, equinox replaces any suffix other than .eqx.
+    write_checkpoint_files(path, lambda fh: eqx.tree_serialise_leaves(fh, tree), metadata or {})
 
 
 def load_checkpoint(path: Union[str, os.PathLike], like: Any) -> tuple[Any, dict]:
@@ -50,8 +36,7 @@ def load_checkpoint(path: Union[str, os.PathLike], like: Any) -> tuple[Any, dict
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    meta_path = Path(str(path) + ".json")
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta = read_checkpoint_meta(path)
     try:
         with open(path, "rb") as fh:
             tree = eqx.tree_deserialise_leaves(fh, like)
@@ -110,7 +95,7 @@ def load_model(path: Union[str, os.PathLike], like: Any = None) -> tuple[Any, di
     """Load a model saved by `save_model`; returns (model, hyperparameters). Without `like`,
     the template is rebuilt from the stored constructor arguments (package models only)."""
     meta_path = Path(str(path) + ".json")
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta = read_checkpoint_meta(path)
     if like is None:
         if "model" not in meta:
             raise ValueError(f"{meta_path} has no model description; pass `like=` (a model of the same shape)")

@@ -49,6 +49,7 @@ from . import defaults, engine, losses
 from ._progress import progress_bar
 from ._validation import check_sequences
 from .engine import FitConfig, FitState
+from .memory import check_memory, fit_estimate
 from .potts import PottsModel
 from .serialization import load_checkpoint, load_model, save_checkpoint, save_model
 from .sharding import to_one_device
@@ -392,6 +393,7 @@ def fit(
     test_data: Optional[tuple] = None,
     progress: Optional[bool] = None,
     mesh: Optional[jax.sharding.Mesh] = None,
+    max_memory: Any = None,
     **options: Any,
 ) -> tuple[Any, "History"]:
     r"""Train `model` by masked-language modelling (= pseudo-likelihood) with L2 regularisation.
@@ -413,6 +415,8 @@ def fit(
         mesh: split every loss evaluation over the devices of this mesh (`jaxpotts.sharding.data_mesh()`,
             one axis named "data"): data parallelism with replicated parameters; the result equals
             a one-device fit up to floating-point rounding. None: one device.
+        max_memory: memory budget of the up-front check (`jaxpotts.memory.check_memory`): None =
+            the available memory, a number of bytes or a size such as "8GB", or "unlimited".
         **options: the flat names of the config (`FitConfig.from_options`):
             optimizer ("adam" default, "sgd", "lbfgs" or an optax transformation), learning_rate
             (adam/sgd, default 1e-2), batch_size (default: full batch), loss ("mlm" or
@@ -434,6 +438,10 @@ def fit(
     k_split, k_batch, k_mask = jax.random.split(key, 3)
     data = _prepare_data(int(net.L), int(net.q), dtype, seqs, weights, validation_data, test_data,
                          float(config.validation_fraction), k_split)
+    L, q, M = int(net.L), int(net.q), data.seqs.shape[0]
+    check_memory(fit_estimate(L, q, M, model=net, optimizer=config.optimization.optimizer,
+                              batch_size=config.optimization.batch_size, n_devices=getattr(mesh, "size", 1)),
+                 f"fit of {type(model).__name__} (L={L}, q={q}, M={M})", max_memory)
     problem, state = engine.init(net, data.seqs, data.weights, config, mesh)
     M = data.seqs.shape[0]
     B = M if config.optimization.batch_size is None else min(config.optimization.batch_size, M)
@@ -552,6 +560,10 @@ def fit_plm(
     settings = defaults.PLM.settings(**options, **({} if init is None else {"init": init}))
     init = settings.pop("init")
     dtype = jnp.result_type(float) if dtype is None else dtype
+    check_memory(fit_estimate(L, q, arr.shape[0], kind="plm", optimizer=settings["optimizer"],
+                              batch_size=settings.get("batch_size"), dtype=dtype,
+                              n_devices=getattr(run_args.get("mesh"), "size", 1)),
+                 f"plmDCA fit (L={L}, q={q}, M={arr.shape[0]})", run_args.get("max_memory"))
     if init not in ("profile", "zero"):
         raise ValueError(f"init must be 'profile' or 'zero', got {init!r}")
     h0 = jnp.zeros((L, q), dtype) if init == "zero" else _profile_fields(seqs, q, weights, dtype)
@@ -561,4 +573,4 @@ def fit_plm(
 
 
 # Arguments of `fit` that are not fit options (not in a defaults table).
-_RUN_ARGS = ("config", "validation_data", "test_data", "progress", "mesh")
+_RUN_ARGS = ("config", "validation_data", "test_data", "progress", "mesh", "max_memory")

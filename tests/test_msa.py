@@ -31,8 +31,8 @@ def test_protein_alphabet_layout_and_aliases():
     assert PROTEIN.q == 21 and PROTEIN.gap_index == 0 and PROTEIN.symbols[0] == "-"
     assert PROTEIN.symbols[1:] == "ACDEFGHIKLMNPQRSTVWY"
     idx = PROTEIN.index
-    for letter in "XBZJ*":
-        assert idx[letter] == 0
+    for letter in "XBZJ*":  # ambiguous letters and '*' are not residues (read_alignment handles them)
+        assert not PROTEIN.knows(letter)
     assert idx["U"] == idx["C"] and idx["O"] == idx["K"]
     assert not PROTEIN.knows("a") and not PROTEIN.knows(".")
     np.testing.assert_array_equal(PROTEIN.encode("-AY"), [0, 1, 20])
@@ -172,18 +172,28 @@ def test_empty_and_sequence_less_files(tmp_path):
 
 
 def test_unknown_letter_strict_and_lenient(tmp_path):
-    path = write(tmp_path, "u.fasta", ">s1\nACDE\n>odd\nAC9E\n")
-    with pytest.raises(ValueError, match=r"unknown letter '9' in sequence 'odd' \(number 2\), match column 3"):
+    path = write(tmp_path, "u.fasta", ">s1\nACDE\n>odd\nAC&E\n")
+    with pytest.raises(ValueError, match=r"unknown letter '&' in sequence 'odd' \(number 2\), match column 3"):
         read_alignment(path, strict=True)
-    with pytest.warns(UserWarning, match=r"1 unknown letter.*'9' x1"):
+    with pytest.warns(UserWarning, match=r"1 unknown letter.*'&' x1"):
         seqs, _ = read_alignment(path)
     np.testing.assert_array_equal(seqs[1], PROTEIN.encode("AC-E"))
-    # Documented aliases are accepted even when strict.
-    seqs, _ = read_alignment(write(tmp_path, "x.fasta", ">s\nXBZJUO*A\n"), strict=True)
-    np.testing.assert_array_equal(seqs[0], PROTEIN.encode("----CK-A"))
+    # Documented aliases (U -> C, O -> K) are accepted even when strict, and a final '*' is dropped.
+    seqs, _ = read_alignment(write(tmp_path, "x.fasta", ">s\nUOA*\n"), strict=True)
+    np.testing.assert_array_equal(seqs[0], PROTEIN.encode("CKA"))
+    # The ambiguous letters X, B, Z, J are gaps with a counted warning, or refused when strict.
+    path = write(tmp_path, "xbzj.fasta", ">s\nXBZJXA\n")
+    with pytest.warns(UserWarning, match=r"5 unknown letter.*'B' x1, 'J' x1, 'X' x2, 'Z' x1"):
+        seqs, _ = read_alignment(path)
+    np.testing.assert_array_equal(seqs[0], PROTEIN.encode("-----A"))
+    with pytest.raises(ValueError, match=r"unknown letter 'X'.*match column 1"):
+        read_alignment(path, strict=True)
+    # A digit is an error naming line and column, strict or not.
+    with pytest.raises(ValueError, match=r"line 4, column 3: digit '9'"):
+        read_alignment(write(tmp_path, "d.fasta", ">s1\nACDE\n>odd\nAC9E\n"))
     # No gap to fall back on: an error even when lenient.
     with pytest.raises(ValueError, match="no gap"):
-        read_alignment(write(tmp_path, "b.fasta", ">s\n0120\n"), alphabet=BINARY)
+        read_alignment(write(tmp_path, "b.fasta", ">s\n01X0\n"), alphabet=BINARY)
 
 
 def test_custom_alphabets_and_keep_insertions(tmp_path):

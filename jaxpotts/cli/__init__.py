@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -84,11 +85,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     func: Callable = args.func
     try:
         _configure_jax()
-        func(args)
+        with warnings.catch_warnings():  # warnings (e.g. counted unknown letters) as one line each, no source
+            warnings.showwarning = lambda message, *_, **__: print(f"jaxpotts: warning: {message}", file=sys.stderr)
+            func(args)
     except KeyboardInterrupt:
-        print("jaxpotts: interrupted", file=sys.stderr)
+        ckpt = Path(getattr(args, "out", ".")) / "checkpoint.ckpt"
+        fits = func in (fit.run, contacts.run)
+        where = f"; the last checkpoint is {ckpt} (continue with --resume)" if fits and ckpt.exists() else ""
+        print(f"jaxpotts: interrupted{where}", file=sys.stderr)
         return 130
-    except (UserError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as err:
+    except (UserError, ValueError, OSError) as err:  # OSError: missing/unwritable paths, a file where a folder goes
         if args.debug:
             raise
         print(f"jaxpotts: error: {_one_line(err)}", file=sys.stderr)

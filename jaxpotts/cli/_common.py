@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["UserError", "Parser", "add_common", "say", "show_progress", "positive_int", "non_negative_int",
+__all__ = ["UserError", "Parser", "add_common", "add_memory_option", "say", "show_progress", "positive_int", "non_negative_int",
            "non_negative_float", "positive_float", "fraction", "load_saved_model"]
 
 
@@ -78,6 +78,21 @@ def positive_float(text: str) -> float:
     if value == 0:
         raise argparse.ArgumentTypeError("must be > 0, got 0")
     return value
+
+
+def memory_size(text: str) -> float:
+    from ..memory import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_memory_option(parser) -> None:
+    parser.add_argument("--max-memory", type=memory_size, default=None, metavar="SIZE",
+                        help="memory budget of the up-front check, e.g. 64G or 500M, or 'unlimited' to skip it "
+                             "(default: the available memory; see docs/inputs.md)")
 
 
 def fraction(text: str) -> float:

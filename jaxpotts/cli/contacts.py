@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .._files import atomic_open, atomic_write
 from .._report import markdown_table, write_json
 from ._common import (
     UserError,
     add_common,
+    add_memory_option,
     fraction,
     non_negative_float,
     positive_float,
@@ -22,8 +24,8 @@ def run(args) -> dict:
     import numpy as np
 
     from .. import contacts, plotting
-    from ..statistics import generation_check
     from ..serialization import save_model
+    from ..statistics import generation_check
 
     path: Path = args.alignment
     if not path.exists():
@@ -36,6 +38,8 @@ def run(args) -> dict:
     for name, key in (("l2", "l2"), ("l2_fields", "l2_fields"), ("steps", "n_steps"), ("ftol", "ftol")):
         if getattr(args, name) is not None:
             options[key] = getattr(args, name)
+    if args.resume:  # opt-in: checkpoints cost a write of the optimiser state per evaluation
+        options.update(checkpoint_path=args.out / "checkpoint.ckpt", resume=True)
     if args.method == "attention":
         options.update({k: v for k, v in (("n_heads", args.heads), ("head_dim", args.head_dim)) if v is not None})
     elif args.heads is not None or args.head_dim is not None:
@@ -45,7 +49,8 @@ def run(args) -> dict:
     k_fit = jax.random.PRNGKey(args.seed)
     k_gen = jax.random.fold_in(k_fit, 1)
     res = contacts.pipeline(path, args.method, key=k_fit, theta=args.theta, alphabet=args.alphabet,
-                            max_gap_fraction=args.max_gap_fraction, progress=show_progress(args), **options)
+                            max_gap_fraction=args.max_gap_fraction, progress=show_progress(args),
+                            max_memory=args.max_memory, **options)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     aln, S = res.alignment, res.scores
@@ -63,12 +68,12 @@ def run(args) -> dict:
         report["precision"] = res.precision(D, min_sep=args.min_sep)
         report["contact_definition"] = {"threshold_angstrom": 8.0, "min_separation": args.min_sep}
     pairs = contacts.ranked_pairs(S, args.min_sep)
-    with open(out / "scores.csv", "w") as fh:
+    with atomic_open(out / "scores.csv") as fh:
         fh.write("i,j,score" + (",distance,contact" if D is not None else "") + "\n")
         for i, j in pairs:
             extra = f",{D[i, j]:.3f},{int(D[i, j] < 8.0)}" if D is not None and np.isfinite(D[i, j]) else (",," if D is not None else "")
             fh.write(f"{i + 1},{j + 1},{S[i, j]:.6g}{extra}\n")
-    np.savez_compressed(out / "scores.npz", scores=S, columns=aln.columns)
+    atomic_write(out / "scores.npz", lambda fh: np.savez_compressed(fh, scores=S, columns=aln.columns))
     if D is not None:
         fig = contacts.plot_contact_map(S, contacts.contact_map(D), L, args.min_sep, known=np.isfinite(D),
                                         title=f"{path.name}: top L = {L} pairs, {args.method}")
@@ -128,5 +133,8 @@ def add_parser(sub) -> None:
                    help="sample the fitted model and compare one- and two-site statistics with the data")
     g.add_argument("--chains", type=positive_int, default=1000, help="chains of the generation check (default 1000)")
     g.add_argument("--save-model", action="store_true", help="also write the fitted model (model.eqx + JSON)")
+    g.add_argument("--resume", action="store_true", help="checkpoint the fit to OUT/checkpoint.ckpt and continue "
+                                                         "from it if it exists (same alignment, seed and options)")
+    add_memory_option(p)
     add_common(p, "jaxpotts_contacts")
     p.set_defaults(func=run)

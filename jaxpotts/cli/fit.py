@@ -11,6 +11,7 @@ from .._report import markdown_table, write_json
 from ._common import (
     UserError,
     add_common,
+    add_memory_option,
     fraction,
     non_negative_float,
     positive_float,
@@ -129,8 +130,9 @@ def run(args) -> dict:
     import numpy as np
 
     from .. import plotting
-    from ..sharding import default_mesh, pl_work
+    from ..memory import fit_estimate
     from ..serialization import save_model
+    from ..sharding import default_mesh, pl_work
     from ..training import fit, fit_plm
 
     check_args(args)
@@ -153,11 +155,16 @@ def run(args) -> dict:
         settings, key=k_fit, weights=None if weights is None else np.asarray(weights, np.float32),
         progress=show_progress(args), checkpoint_path=ckpt, resume=args.resume,
         mesh=default_mesh(pl_work(M if settings["batch_size"] is None else settings["batch_size"], L, q)),
+        max_memory=args.max_memory,
     )
+    start = None if args.kind == "plm" else _build_model(args, L, q, k_init)
+    estimate = fit_estimate(L, q, M, model=start, kind="plm", optimizer=settings["optimizer"],
+                            batch_size=settings["batch_size"], n_devices=getattr(options["mesh"], "size", 1))
     say(args, f"fit {args.kind}: {M} sequences of length L={L}, q={q} ({data_info['format']}, weights "
                f"{data_info['weights']}); optimizer {settings['optimizer']}, "
                + (f"{settings['n_steps']} steps" if settings["n_steps"] else f"{settings['n_epochs']} epochs")
-               + (f", batch {settings['batch_size']}" if settings["batch_size"] else ", full batch"))
+               + (f", batch {settings['batch_size']}" if settings["batch_size"] else ", full batch")
+               + f"; memory estimate {estimate}")
     resumed = bool(args.resume and ckpt.exists())
     t0 = time.perf_counter()
     if args.kind == "plm":
@@ -165,7 +172,7 @@ def run(args) -> dict:
             raise UserError("plm fits the exact pseudo-likelihood; --loss stochastic applies to attention/transformer")
         model, history = fit_plm(seqs, q=q, **options)  # fit_plm's start: PLM.model
     else:
-        model, history = fit(_build_model(args, L, q, k_init), seqs, **options)
+        model, history = fit(start, seqs, **options)
     seconds = time.perf_counter() - t0
 
     model_args = {k: getattr(args, k) for k in ("heads", "head_dim", "attention", "no_fields", "layers", "d_model",
@@ -225,7 +232,7 @@ def add_parser(sub) -> None:
         description="Fit a model by pseudo-likelihood / masked-language modelling to sequences from an NPZ written "
                     "by 'jaxpotts sample' (key 'sequences', optional 'weights' and 'q') or from an alignment "
                     "(FASTA/A2M/A3M/Stockholm; DCA sequence weights). Writes model.eqx (+ .json hyper-parameters, "
-                    "load with jaxpotts.training.load_model), history.json, fit.json, loss_curve.png/.pdf and "
+                    "load with jaxpotts.serialization.load_model), history.json, fit.json, loss_curve.png/.pdf and "
                     "checkpoint.ckpt (continue with --resume).")
     p.add_argument("kind", choices=("plm", "attention", "transformer"),
                    help="plm: asymmetric plmDCA (dense couplings); attention: factored attention; "
@@ -269,6 +276,7 @@ def add_parser(sub) -> None:
     g.add_argument("--eval-every", type=positive_int, default=None, help="steps between evaluations (default: one epoch)")
     g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.ckpt (same data, seed and settings; "
                                                          "--steps/--epochs may grow)")
+    add_memory_option(p)
     add_common(p, "jaxpotts_fit")
     p.set_defaults(func=run)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from .._report import markdown_table, write_json
 from ._common import (
     add_common,
+    add_memory_option,
     load_saved_model,
     non_negative_float,
     non_negative_int,
@@ -21,6 +22,8 @@ def run(args) -> dict:
     import numpy as np
 
     from .. import plotting
+    from .._files import atomic_write
+    from ..memory import sample_estimate
     from ..potts import random_dense_potts, random_factored_potts
     from ..sampling import sample
     from ..serialization import save_model
@@ -41,13 +44,16 @@ def run(args) -> dict:
         source = {"random_model": "dense", "L": args.L, "q": args.q, "coupling_scale": args.coupling_scale}
     if note:
         say(args, f"note: {note}")
+    say(args, f"sample: {args.chains} chains x {args.samples} samples, L={model.L}, q={model.q}; memory estimate "
+        + str(sample_estimate(model.L, model.q, args.chains, args.samples, dense=not hasattr(model, "U"))))
     res = sample(model, k_run, n_chains=args.chains, n_samples=args.samples, n_burnin=args.burnin, thin=args.thin,
-                 method=args.method, beta=args.beta, schedule=args.schedule, progress=show_progress(args))
+                 method=args.method, beta=args.beta, schedule=args.schedule, progress=show_progress(args),
+                 max_memory=args.max_memory)
     summary = {**res.summary(), "q": model.q, "burnin": args.burnin, "thin": args.thin, "seed": args.seed, **source}
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / "samples.npz", sequences=np.asarray(res.sequences), energies=np.asarray(res.energies),
-                        q=np.int32(model.q))
+    atomic_write(out / "samples.npz", lambda fh: np.savez_compressed(
+        fh, sequences=np.asarray(res.sequences), energies=np.asarray(res.energies), q=np.int32(model.q)))
     written = ["samples.npz", "sample.json", "energy.png/.pdf"]
     if args.model_file is None:
         save_model(out / "model.eqx", model, **source)
@@ -68,7 +74,7 @@ def add_parser(sub) -> None:
                                    "[chains, samples, L], energies, q), sample.json (diagnostics) and energy.png/.pdf.")
     g = p.add_argument_group("model")
     g.add_argument("--model-file", type=Path, default=None, metavar="MODEL",
-                   help="a model saved with jaxpotts.training.save_model (e.g. OUT/model.eqx of 'jaxpotts fit')")
+                   help="a model saved with jaxpotts.serialization.save_model (e.g. OUT/model.eqx of 'jaxpotts fit')")
     g.add_argument("--model", choices=("factored", "dense"), default="factored",
                    help="kind of random model (default: factored J_ij U(a,b))")
     g.add_argument("--L", type=positive_int, default=20, help="number of sites (default: 20)")
@@ -85,5 +91,6 @@ def add_parser(sub) -> None:
     g.add_argument("--samples", type=positive_int, default=500, help="recorded samples per chain (default: 500)")
     g.add_argument("--burnin", type=non_negative_int, default=200, help="burn-in sweeps (default: 200)")
     g.add_argument("--thin", type=positive_int, default=1, help="sweeps between recorded samples (default: 1)")
+    add_memory_option(p)
     add_common(p, "jaxpotts_sample")
     p.set_defaults(func=run)

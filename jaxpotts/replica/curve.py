@@ -11,6 +11,7 @@ store it.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from typing import Optional, Sequence
@@ -20,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._files import write_text
 from .._progress import progress_bar
 from ._fixed_point import RESULT_ITEMS, RESULTS, result_code
 from .integrals import Integrator
@@ -177,11 +179,12 @@ def write_csv(table: dict[str, np.ndarray], path: str | os.PathLike) -> None:
     """Write a tidy table (dict of equal-length 1-d arrays) as CSV with a header row."""
     names = list(table)
     n = _check_table(table)
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(names)
-        for i in range(n):
-            writer.writerow([_scalar(table[k][i]) for k in names])
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow(names)
+    for i in range(n):
+        writer.writerow([_scalar(table[k][i]) for k in names])
+    write_text(path, buf.getvalue())  # atomic: never a half-written table
 
 
 def read_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -210,8 +213,7 @@ def write_json(table: dict[str, np.ndarray], path: str | os.PathLike, **metadata
     _check_table(table)
     payload = {"columns": {k: [_scalar(v) for v in np.asarray(col)] for k, col in table.items()}}
     payload.update(metadata)
-    with open(path, "w") as fh:
-        json.dump(payload, fh, indent=1)
+    write_text(path, json.dumps(payload, indent=1))  # atomic
 
 
 def _check_table(table) -> int:

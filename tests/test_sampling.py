@@ -365,3 +365,32 @@ def test_non_symmetric_couplings_are_refused():
         sample(model, key, n_chains=2, n_samples=2, n_burnin=1, progress=False)
     with pytest.raises(TypeError, match="PottsModel or FactoredPotts"):
         sample("model", key, n_chains=2, n_samples=2, n_burnin=1)
+
+
+def test_short_runs_have_nan_diagnostics_long_runs_finite():
+    # Documented in SampleResult: fewer than 2 * MIN_DRAWS_TAU samples per chain leave tau,
+    # ESS and R-hat undefined (NaN); from that length on they are finite numbers.
+    from jaxpotts import diagnostics
+
+    model = small_models()["dense"]
+    n_min = 2 * diagnostics.MIN_DRAWS_TAU
+    short = sample(model, jax.random.PRNGKey(0), n_chains=4, n_samples=n_min - 1, n_burnin=2, progress=False)
+    assert np.isnan(short.tau) and np.isnan(short.ess) and np.isnan(short.rhat)
+    assert np.isnan(short.summary()["tau"])
+    assert 0.0 < short.acceptance_rate <= 1.0  # the rates are defined for any length
+    long = sample(model, jax.random.PRNGKey(0), n_chains=4, n_samples=n_min, n_burnin=2, progress=False)
+    assert np.isfinite(long.tau) and np.isfinite(long.ess) and np.isfinite(long.rhat)
+
+
+@pytest.mark.parametrize("block", [0, 1, 5, 8])
+def test_factored_block_argument_gives_the_same_chains(x64, block):
+    # The block size is a static argument (no module global): any value, and 0 (the one-chain
+    # kernel), gives the same chains for the same key in float64.
+    model = random_factored_potts(jax.random.PRNGKey(2), 11, 4, coupling_scale=1.0)
+    kw = dict(n_chains=5, n_samples=3, n_burnin=2, progress=False)
+    for method in ("gibbs", "metropolis"):
+        ref = sample(model, jax.random.PRNGKey(1), method=method, **kw)
+        r = sample(model, jax.random.PRNGKey(1), method=method, factored_block=block, **kw)
+        np.testing.assert_array_equal(r.sequences, ref.sequences)
+    with pytest.raises(ValueError, match="factored_block"):
+        sample(model, jax.random.PRNGKey(1), factored_block=-1, **kw)

@@ -475,7 +475,7 @@ def _chain_sweep(model, key, states, method, beta, schedule, block: int, kernel:
     if kernel == "pallas":
         from ._pallas_sampling import pallas_sweep
 
-        return pallas_sweep(model, beta, method, u, states)
+        return pallas_sweep(model, beta, method, u, states)  # interpret mode off GPU
     if _uses_blocks(model, schedule, block, kernel):
         return _factored_sequential_sweep(model, beta, method, u, states, block)
     if schedule == "sequential":
@@ -504,6 +504,21 @@ def _run_block(model, beta, key, states, start, n_pre, thin, n_record, *, method
     zero = _no_counts(states)
 
     def run_sweeps(first, n, states, counts):
+        if kernel == "pallas":
+            # Operands padded once, states carried in the kernel's layout: one launch per sweep.
+            from . import _pallas_sampling as ps
+
+            cfg, ops = ps.config(n_chains), ps.operands(model)
+
+            def pallas_body(i, carry):
+                ST, counts = carry
+                _, u = _sweep_uniforms(model, _sweep_key(key, first + i), n_chains, method)
+                ST, c = ps.sweep_kernel_layout(ops, model.q, beta, method, u, ST, cfg)
+                return ST, counts + c
+
+            ST, counts = jax.lax.fori_loop(0, n, pallas_body, (ps.to_kernel_layout(states, cfg), counts))
+            return ST[:, :n_chains].T, counts
+
         if _uses_blocks(model, schedule, block, kernel):
             # Same sweeps as `sweep`, with the block sweep's layout carried between sweeps.
             def block_body(i, carry):

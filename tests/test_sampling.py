@@ -284,15 +284,17 @@ def test_chain_energies_match_energy(x64, kind):
 
 _SHARDED_SCRIPT = """
 import sys, jax, numpy as np
-jax.config.update("jax_num_cpu_devices", 2)
+n_devices = int(sys.argv[2])
+jax.config.update("jax_num_cpu_devices", n_devices)
 from jaxpotts import sample
 from jaxpotts.potts import random_factored_potts, to_dense
+assert jax.default_backend() == "cpu" and len(jax.devices()) == n_devices
 model = random_factored_potts(jax.random.PRNGKey(0), 13, 4, coupling_scale=1.0)
 out = {}
 for kind, m in (("factored", model), ("dense", to_dense(model))):
     for method in ("gibbs", "metropolis"):
         r = sample(m, jax.random.PRNGKey(3), n_chains=6, n_samples=4, n_burnin=3, method=method, progress=False)
-        assert len(r.sequences.sharding.device_set) == 2
+        assert len(r.sequences.sharding.device_set) == n_devices
         out[f"{kind}_{method}"] = np.asarray(r.sequences)
         out[f"{kind}_{method}_rates"] = np.array([r.acceptance_rate, r.change_rate])
 np.savez(sys.argv[1], **out)
@@ -301,19 +303,23 @@ np.savez(sys.argv[1], **out)
 
 def test_chains_sharded_over_devices_give_the_same_samples(tmp_path):
     # With several (CPU) devices, sample() splits the chains over them; the random numbers do
-    # not depend on the split. JAX fixes the device count at start-up: run in a subprocess.
+    # not depend on the split. JAX fixes the device count at start-up, so both runs (2 CPU
+    # devices and 1) are subprocesses on the CPU backend, whatever backend runs the tests.
+    import os
     import subprocess
     import sys
 
-    path = tmp_path / "sharded.npz"
-    subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT, str(path)], check=True)
-    sharded = np.load(path)
-    model = random_factored_potts(jax.random.PRNGKey(0), 13, 4, coupling_scale=1.0)
-    for kind, m in (("factored", model), ("dense", jaxpotts.to_dense(model))):
-        for method in ("gibbs", "metropolis"):
-            r = sample(m, jax.random.PRNGKey(3), n_chains=6, n_samples=4, n_burnin=3, method=method, progress=False)
-            np.testing.assert_array_equal(sharded[f"{kind}_{method}"], r.sequences)
-            np.testing.assert_allclose(sharded[f"{kind}_{method}_rates"], [r.acceptance_rate, r.change_rate])
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    runs = {}
+    for n_devices in (2, 1):
+        path = tmp_path / f"sharded{n_devices}.npz"
+        subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT, str(path), str(n_devices)], check=True, env=env)
+        runs[n_devices] = np.load(path)
+    for name in runs[1].files:
+        if name.endswith("_rates"):
+            np.testing.assert_allclose(runs[2][name], runs[1][name])
+        else:
+            np.testing.assert_array_equal(runs[2][name], runs[1][name])
 
 
 def _all_eqns(jaxpr):

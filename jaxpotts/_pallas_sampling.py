@@ -2,34 +2,38 @@ r"""Fused sequential sweeps in Pallas (`jax.experimental.pallas`): one kernel la
 
 The XLA sweeps of `jaxpotts.sampling` run each site update as a handful of small XLA kernels,
 so on a GPU the sampler waits on launches. Here one `pallas_call` performs all L site updates
-of a sweep: the grid runs over blocks of `chain_block` chains (one program each), and each
-program loops over the sites $k = 0..L-1$ in order and, inside, over the neighbours $j$:
+of a sweep. The grid runs over blocks of `chain_block` chains (default 1: one program per
+chain, so even 1000 chains fill a large GPU). A program loads its chains' colours once, keeps
+them in registers as a (chain_block, L') tensor (L' = L padded to a power of two), runs the
+sites $k = 0..L-1$ in order, and writes the colours back once. Each site update reads all
+neighbours at once, spread over the program's threads, instead of looping over them:
 
-* dense Gibbs: $\phi_k(a) = h_k(a) + \sum_j J_{jk}(s_j, a)$, one gathered row of $q$ per
-  neighbour and chain, then $s_k \sim \mathrm{softmax}(\beta\phi_k)$ by the inverse CDF;
+* dense Gibbs: $\phi_k(a) = h_k(a) + \sum_j J_{jk}(s_j, a)$: one (L', Q) gather of the rows
+  $J_{jk}(s_j, \cdot)$ (contiguous, from couplings stored [k, j, b, a]) summed over j, then
+  $s_k \sim \mathrm{softmax}(\beta\phi_k)$ by the inverse CDF (a cumulative sum);
 * dense Metropolis: $\Delta = h_k(a') - h_k(s_k) + \sum_j [J_{jk}(s_j, a') - J_{jk}(s_j, s_k)]$,
-  two gathered scalars per neighbour;
-* factored Gibbs: colour counts $c(b) = \sum_j J_{kj} [s_j = b]$, then
-  $\phi_k = h_k + U c$ (one small matrix product per site for the whole block of chains);
+  two (L',) gathers;
+* factored Gibbs: $\phi_k(a) = h_k(a) + \sum_j J_{kj} U(a, s_j)$, a gather of rows of the small
+  (Q, Q) table $U^\top$ weighted by the row $J_{k\cdot}$;
 * factored Metropolis: $\Delta = h_k(a') - h_k(s_k) + \sum_j J_{kj} [U(a', s_j) - U(s_k, s_j)]$.
 
-The factored kernels read $J$ (L, L) and $U$ (q, q) and never build the dense couplings. The
-chains' colours stay in the output buffer, (L, chains), which each program reads and writes
-one row (a site's colour in its chains) at a time: the block's states (L x chain_block int32,
-a few kB) stay in the SM's L1 cache between site updates on a GPU.
+The factored kernels read $J$ (L, L') and $U$ (Q, Q) and never build the dense couplings. The
+colour of site k is read from and written into the register tensor by masks (`where(pos == k)`),
+which is how Triton updates registers at a runtime index.
 
 Random numbers are the caller's: the same uniforms, with the same layout (L, n_chains,
 n_uniforms), as the XLA sequential sweep, and the same update rules (`_inverse_cdf`,
 `_proposal`, log(u) < beta Delta). The chains are therefore the XLA kernel's chains; only the
-order of the floating-point sums differs (neighbour sums are sequential in both; the colour
-products of the factored kernels and the CDF are small matrix products), so equality is exact in
-float64 and holds in float32 unless a uniform falls within rounding of a CDF step or
-acceptance threshold (tests/test_pallas_sampling.py checks both).
+order of the floating-point sums over neighbours and colours differs (a tree reduction here, a
+sequential one there), so the chains agree exactly unless a uniform falls within rounding of a
+CDF step or acceptance threshold: never in the float64 tests, and not for the fixed float32
+test inputs (tests/test_pallas_sampling.py).
 
 GPU-friendly shapes (Triton needs power-of-two blocks): colours are padded to a power of two
-$Q \ge 16$ (padded colours get logit $-\infty$ and are never proposed), chains to a multiple of
-`chain_block`. On other backends the kernel runs in Pallas interpret mode (for tests; slow).
-All in-kernel products use `precision=HIGHEST` (Pallas-Triton's default is TF32).
+$Q \ge 16$ (padded colours get logit $-\infty$ and are never proposed), sites to L' (padded
+sites have zero couplings, read a zero row, and are never updated). On other backends the
+kernel runs in Pallas interpret mode (for tests; slow). The kernel has no matrix products, so
+no TF32 question arises (docs/accelerators.md); it has no atomics, so it is deterministic.
 """
 
 from __future__ import annotations
@@ -42,10 +46,10 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jaxtyping import Array, Float, Int
 
-from ._precision import HIGHEST
 from .potts import AnyPotts, FactoredPotts
 
-__all__ = ["pallas_sweep", "default_chain_block", "operands", "config", "Operands", "Config"]
+__all__ = ["pallas_sweep", "default_chain_block", "operands", "config", "Operands", "Config", "to_kernel_layout",
+           "from_kernel_layout", "sweep_kernel_layout"]
 
 
 def _next_pow2(n: int, minimum: int = 1) -> int:
@@ -53,170 +57,146 @@ def _next_pow2(n: int, minimum: int = 1) -> int:
 
 
 def default_chain_block(n_chains: int) -> int:
-    """Chains per program: the largest power of two in [16, 128] that still gives about two
-    programs per SM of a large GPU (~132 SMs), so small runs fill the device and large ones
-    amortise each program's site loop. 16 is Triton's smallest matrix-product tile."""
-    target = max(1, n_chains // 264)
-    block = 1 << (target.bit_length() - 1)
-    return int(min(128, max(16, block)))
+    """Chains per program: 1 (each program's site updates already spread an (L', Q) gather over
+    its threads, and one program per chain gives 1000 programs for 1000 chains)."""
+    return 1
 
 
 def _interpret() -> bool:
     return jax.default_backend() != "gpu"
 
 
-def _kernel(beta_ref, h_ref, a_ref, b_ref, S_in, u_ref, S_out, count_ref, *, L, q, Q, CB, method, factored,
-            unroll):
+def _kernel(beta_ref, h_ref, a_ref, b_ref, S_in, u_ref, S_out, count_ref, *, L, q, Q, Lp, CB, method, factored):
     """One program: a sweep of sites 0..L-1 over its block of CB chains.
 
-    Refs: beta (1,); h (L, Q); dense: a = couplings (L, L, q, Q) [j, k, b, a] and b unused;
-    factored: a = J (L, L), b = U^T (Q, Q); S_in/S_out (L, n); u (L, n, n_uniforms);
-    count (2, n) (accepted, changed).
+    Refs: beta (1,); h (L, Q); dense: a = coupling rows (L L q + 1, Q), row (k L + j) q + b
+    holding J_jk(b, .) and the last row zero, b unused; factored: a = J (L, Lp), b = U^T (Q, Q);
+    S_in/S_out (n, Lp); u (L, n, n_uniforms); count (2, n) (accepted, changed).
     """
     chains = pl.ds(pl.program_id(0) * CB, CB)
     dtype = h_ref.dtype
     beta = beta_ref[0]
+    pos = jax.lax.broadcasted_iota(jnp.int32, (CB, Lp), 1)
     colours = jax.lax.broadcasted_iota(jnp.int32, (CB, Q), 1)
+    zero_row = L * L * q
 
-    def copy(j, carry):
-        S_out[j, chains] = S_in[j, chains]
-        return carry
-
-    jax.lax.fori_loop(0, L, copy, 0)
-
-    def neighbour_sum(k, term, init):
-        """init + term(0) + ... + term(L-1), in this order; the loop body is unrolled by hand
-        (`unroll` neighbours per iteration, so their loads are issued together): Pallas-Triton
-        lowers no unrolled `fori_loop`."""
-        def add(j, acc):
-            return acc + term(j, S_out[j, chains])
-
-        def add_unrolled(i, acc):
-            for r in range(unroll):
-                acc = add(i * unroll + r, acc)
-            return acc
-
-        n_full = L // unroll
-        acc = jax.lax.fori_loop(0, n_full, add_unrolled, init)
-        return jax.lax.fori_loop(n_full * unroll, L, add, acc)
-
-    def site(k, counts):
-        accepted, changed = counts
-        old = S_out[k, chains]
+    def site(k, carry):
+        state, accepted, changed = carry
+        old = jnp.sum(jnp.where(pos == k, state, 0), axis=1).astype(jnp.int32)  # (CB,)
+        if not factored:
+            rows = jnp.where(pos < L, (k * L + pos) * q + state, zero_row)  # (CB, Lp)
         if method == "gibbs":
-            if factored:
-                # counts[c, b] = sum_j J_kj [s_j(c) = b];  phi = h_k + counts U^T
-                weighted = neighbour_sum(
-                    k, lambda j, s_j: jnp.where(colours == s_j[:, None], a_ref[k, j], 0.0).astype(dtype),
-                    jnp.zeros((CB, Q), dtype))
-                acc = jnp.dot(weighted, b_ref[...], precision=HIGHEST, preferred_element_type=dtype)
-            else:
-                acc = neighbour_sum(k, lambda j, s_j: a_ref[j, k, s_j, :], jnp.zeros((CB, Q), dtype))
-            phi = h_ref[k, :][None, :] + acc
-            logits = jnp.where(colours < q, beta * phi, -jnp.inf)
+            if factored:  # sum_j J_kj U^T[s_j, .]
+                inter = jnp.sum(a_ref[k, :][None, :, None] * b_ref[state, :], axis=1)
+            else:  # sum_j J_jk(s_j, .)
+                inter = jnp.sum(a_ref[rows, :], axis=1)
+            phi = h_ref[k, :][None, :] + inter
+            logits = jnp.where(colours < q, beta * phi, -jnp.inf)  # mask after scaling: beta = 0
             p = jnp.exp(logits - jnp.max(logits, axis=1, keepdims=True))
-            upper = (jax.lax.broadcasted_iota(jnp.int32, (Q, Q), 0)
-                     <= jax.lax.broadcasted_iota(jnp.int32, (Q, Q), 1)).astype(dtype)
-            cdf = jnp.dot(p, upper, precision=HIGHEST, preferred_element_type=dtype)
+            cdf = jnp.cumsum(p, axis=1)
             total = jnp.sum(jnp.where(colours == Q - 1, cdf, 0.0), axis=1)  # cdf[:, -1] (padded p = 0)
             t = u_ref[k, chains, 0] * total
-            new = jnp.sum((cdf < t[:, None]).astype(jnp.int32), axis=1)
-            acc_now = jnp.ones_like(old)
+            new = jnp.sum((cdf < t[:, None]).astype(jnp.int32), axis=1).astype(jnp.int32)
+            accepted = accepted + jnp.ones_like(accepted)
         else:
             u0 = u_ref[k, chains, 0]
             shift = jnp.minimum(jnp.floor(u0 * (q - 1)).astype(jnp.int32), q - 2)
             prop = (old + 1 + shift) % q
-            dh = h_ref[k, prop] - h_ref[k, old]
-            if factored:
-                # U^T[b, a] = U(a, b): U(a', s_j) - U(s_k, s_j), weighted by J_kj
-                diff = neighbour_sum(k, lambda j, s_j: a_ref[k, j] * (b_ref[s_j, prop] - b_ref[s_j, old]),
-                                     jnp.zeros((CB,), dtype))
+            kk = jnp.full((CB,), k, jnp.int32)
+            dh = h_ref[kk, prop] - h_ref[kk, old]
+            prop_b = jnp.broadcast_to(prop[:, None], (CB, Lp))
+            old_b = jnp.broadcast_to(old[:, None], (CB, Lp))
+            if factored:  # sum_j J_kj [U(a', s_j) - U(s_k, s_j)]
+                diff = jnp.sum(a_ref[k, :][None, :] * (b_ref[state, prop_b] - b_ref[state, old_b]), axis=1)
             else:
-                diff = neighbour_sum(k, lambda j, s_j: a_ref[j, k, s_j, prop] - a_ref[j, k, s_j, old],
-                                     jnp.zeros((CB,), dtype))
+                diff = jnp.sum(a_ref[rows, prop_b] - a_ref[rows, old_b], axis=1)
             accept = jnp.log(u_ref[k, chains, 1]) < beta * (dh + diff)
             new = jnp.where(accept, prop, old)
-            acc_now = accept.astype(jnp.int32)
-        S_out[k, chains] = new
-        return accepted + acc_now, changed + (new != old).astype(jnp.int32)
+            accepted = accepted + accept.astype(jnp.int32)
+        changed = changed + (new != old).astype(jnp.int32)
+        return jnp.where(pos == k, new[:, None], state), accepted, changed
 
     zero = jnp.zeros((CB,), jnp.int32)
-    accepted, changed = jax.lax.fori_loop(0, L, site, (zero, zero))
+    state, accepted, changed = jax.lax.fori_loop(0, L, site, (S_in[chains, :], zero, zero))
+    S_out[chains, :] = state
     count_ref[0, chains] = accepted
     count_ref[1, chains] = changed
 
 
 class Operands(NamedTuple):
-    """The model as the kernel reads it, padded to Q colours once per run (not per sweep):
-    h (L, Q); dense: a = couplings (L, L, q, Q), b unused; factored: a = J, b = U^T (Q, Q)."""
+    """The model as the kernel reads it, padded once per run (not per sweep): h (L, Q); dense:
+    a = coupling rows (L L q + 1, Q) [(k L + j) q + b] = J_jk(b, .) with a last zero row, b unused;
+    factored: a = J (L, L'), b = U^T (Q, Q)."""
 
     h: Float[Array, "L Q"]
-    a: Float[Array, "..."]
+    a: Float[Array, "rows Q_or_Lp"]
     b: Float[Array, "Q Q"]
 
 
 def operands(model: AnyPotts) -> Operands:
     """`Operands` of a joint model (q >= 2)."""
-    q = model.q
+    L, q = model.L, model.q
     if q < 2:
         raise ValueError(f"the Pallas sweep needs q >= 2 colours, got q = {q}")
-    Q = _next_pow2(q, 16)
+    Q, Lp = _next_pow2(q, 16), _next_pow2(L)
     dtype = model.fields.dtype
     h = jnp.pad(model.fields, ((0, 0), (0, Q - q)))
     if isinstance(model, FactoredPotts):
-        return Operands(h, model.J.astype(dtype), jnp.pad(model.U.T.astype(dtype), ((0, Q - q), (0, Q - q))))
-    return Operands(h, jnp.pad(model.couplings, ((0, 0), (0, 0), (0, 0), (0, Q - q))), jnp.zeros((Q, Q), dtype))
+        J = jnp.pad(model.J.astype(dtype), ((0, 0), (0, Lp - L)))
+        return Operands(h, J, jnp.pad(model.U.T.astype(dtype), ((0, Q - q), (0, Q - q))))
+    rows = jnp.pad(jnp.swapaxes(model.couplings, 0, 1), ((0, 0), (0, 0), (0, 0), (0, Q - q))).reshape(L * L * q, Q)
+    return Operands(h, jnp.concatenate([rows, jnp.zeros((1, Q), dtype)]), jnp.zeros((Q, Q), dtype))
 
 
 class Config(NamedTuple):
-    """Static launch settings: chains per program (a power of two >= 16), Triton warps per
-    program, neighbour-loop unrolling, Pallas interpret mode."""
+    """Static launch settings: chains per program (a power of two), Triton warps per program,
+    Pallas interpret mode."""
 
     chain_block: int
     num_warps: int
-    unroll: int
     interpret: bool
 
 
-def config(n_chains: int, chain_block: Optional[int] = None, num_warps: Optional[int] = None, unroll: int = 4,
+def config(n_chains: int, chain_block: Optional[int] = None, num_warps: Optional[int] = None,
            interpret: Optional[bool] = None) -> Config:
-    """`Config` with defaults: `default_chain_block`, 2 warps for blocks of <= 32 chains (else
-    4), unroll 4, interpret mode unless the backend is a GPU."""
+    """`Config` with defaults: `default_chain_block`, 4 warps, interpret mode unless the
+    backend is a GPU."""
     if chain_block is None:
         chain_block = default_chain_block(n_chains)
-    if isinstance(chain_block, bool) or not isinstance(chain_block, int) or chain_block < 16 \
+    if isinstance(chain_block, bool) or not isinstance(chain_block, int) or chain_block < 1 \
             or chain_block & (chain_block - 1):
-        raise ValueError(f"chain_block must be a power of two >= 16, got {chain_block!r}")
+        raise ValueError(f"chain_block must be a power of two, got {chain_block!r}")
     if num_warps is None:
-        num_warps = 2 if chain_block <= 32 else 4
-    if not isinstance(unroll, int) or unroll < 1:
-        raise ValueError(f"unroll must be an integer >= 1, got {unroll!r}")
-    return Config(chain_block, int(num_warps), unroll, _interpret() if interpret is None else bool(interpret))
+        num_warps = 4
+    if isinstance(num_warps, bool) or not isinstance(num_warps, int) or num_warps < 1 or num_warps & (num_warps - 1):
+        raise ValueError(f"num_warps must be a power of two, got {num_warps!r}")
+    return Config(chain_block, num_warps, _interpret() if interpret is None else bool(interpret))
 
 
-def padded_chains(n_chains: int, cfg: Config) -> int:
-    return -(-n_chains // cfg.chain_block) * cfg.chain_block
+def to_kernel_layout(states: Int[Array, "n_chains L"], cfg: Config) -> Int[Array, "n Lp"]:
+    """States padded to L' sites (colour 0, never updated) and to whole chain blocks (dropped
+    later), (n, L')."""
+    n_chains, L = states.shape
+    n = -(-n_chains // cfg.chain_block) * cfg.chain_block
+    return jnp.pad(states.astype(jnp.int32), ((0, n - n_chains), (0, _next_pow2(L) - L)))
 
 
-def to_kernel_layout(states: Int[Array, "n_chains L"], cfg: Config) -> Int[Array, "L n"]:
-    """States transposed and padded to whole chain blocks (padded chains are dropped later)."""
-    n_chains = states.shape[0]
-    return jnp.pad(states.T.astype(jnp.int32), ((0, 0), (0, padded_chains(n_chains, cfg) - n_chains)))
+def from_kernel_layout(S: Int[Array, "n Lp"], n_chains: int, L: int) -> Int[Array, "n_chains L"]:
+    return S[:n_chains, :L]
 
 
 def sweep_kernel_layout(ops: Operands, q: int, beta, method: str, u: Float[Array, "L n_chains n_uniforms"],
-                        ST: Int[Array, "L n"], cfg: Config) -> tuple[Int[Array, "L n"], Int[Array, "n_chains 2"]]:
+                        S: Int[Array, "n Lp"], cfg: Config) -> tuple[Int[Array, "n Lp"], Int[Array, "n_chains 2"]]:
     """One sweep on states in kernel layout; returns them and the per-chain counts of the real
     chains (the first n_chains = u.shape[1])."""
-    L, n = ST.shape
+    n = S.shape[0]
     n_chains = u.shape[1]
     u = u.astype(ops.h.dtype)
     if n > n_chains:
         u = jnp.pad(u, ((0, 0), (0, n - n_chains), (0, 0)), constant_values=0.5)
     beta = jnp.reshape(jnp.asarray(beta, ops.h.dtype), (1,))
-    factored = ops.a.ndim == 2
-    ST, counts = _call(beta, *ops, ST, u, q=q, method=method, factored=factored, cfg=cfg)
-    return ST, counts[:, :n_chains].T
+    S, counts = _call(beta, *ops, S, u, q=q, method=method, factored=ops.a.shape[0] == ops.h.shape[0], cfg=cfg)
+    return S, counts[:, :n_chains].T
 
 
 def pallas_sweep(
@@ -228,7 +208,6 @@ def pallas_sweep(
     *,
     chain_block: Optional[int] = None,
     num_warps: Optional[int] = None,
-    unroll: int = 4,
     interpret: Optional[bool] = None,
 ) -> tuple[Int[Array, "n_chains L"], Int[Array, "n_chains 2"]]:
     r"""One sequential sweep of every chain in one Pallas kernel; the same updates and random
@@ -240,7 +219,7 @@ def pallas_sweep(
         method: "gibbs" or "metropolis".
         u: uniforms in (0, 1), (L, n_chains, 1 or 2), the XLA sweep's layout.
         states: colours (n_chains, L).
-        chain_block, num_warps, unroll, interpret: launch settings (`config`).
+        chain_block, num_warps, interpret: launch settings (`config`).
 
     Returns:
         New states (n_chains, L) and per-chain counts (accepted, changed), (n_chains, 2).
@@ -248,25 +227,27 @@ def pallas_sweep(
     if method not in ("gibbs", "metropolis"):
         raise ValueError(f"method must be 'gibbs' or 'metropolis', got {method!r}")
     n_chains, L = states.shape
-    cfg = config(n_chains, chain_block, num_warps, unroll, interpret)
-    ST, counts = sweep_kernel_layout(operands(model), model.q, beta, method, u, to_kernel_layout(states, cfg), cfg)
-    return ST[:, :n_chains].T, counts
+    if u.shape[:2] != (L, n_chains) or u.shape[2] < (1 if method == "gibbs" else 2):
+        raise ValueError(f"u must have shape (L, n_chains, n_uniforms) = ({L}, {n_chains}, "
+                         f"{1 if method == 'gibbs' else 2}), got {tuple(u.shape)}")
+    cfg = config(n_chains, chain_block, num_warps, interpret)
+    S, counts = sweep_kernel_layout(operands(model), model.q, beta, method, u, to_kernel_layout(states, cfg), cfg)
+    return from_kernel_layout(S, n_chains, L), counts
 
 
 @partial(jax.jit, static_argnames=("q", "method", "factored", "cfg"))
-def _call(beta, h, a, b, ST, u, *, q, method, factored, cfg: Config):
-    L, n = ST.shape
-    Q = h.shape[1]
-    kernel = partial(_kernel, L=L, q=q, Q=Q, CB=cfg.chain_block, method=method, factored=factored,
-                     unroll=cfg.unroll)
+def _call(beta, h, a, b, S, u, *, q, method, factored, cfg: Config):
+    n, Lp = S.shape
+    L, Q = h.shape
+    kernel = partial(_kernel, L=L, q=q, Q=Q, Lp=Lp, CB=cfg.chain_block, method=method, factored=factored)
     return pl.pallas_call(
         kernel,
-        out_shape=(jax.ShapeDtypeStruct((L, n), jnp.int32), jax.ShapeDtypeStruct((2, n), jnp.int32)),
+        out_shape=(jax.ShapeDtypeStruct((n, Lp), jnp.int32), jax.ShapeDtypeStruct((2, n), jnp.int32)),
         grid=(n // cfg.chain_block,),
         interpret=cfg.interpret,
         compiler_params=None if cfg.interpret else _triton_params(cfg.num_warps),
         name=f"jaxpotts_{'factored' if factored else 'dense'}_{method}_sweep",
-    )(beta, h, a, b, ST, u)
+    )(beta, h, a, b, S, u)
 
 
 def _triton_params(num_warps: int):

@@ -511,13 +511,13 @@ def _run_block(model, beta, key, states, start, n_pre, thin, n_record, *, method
             cfg, ops = ps.config(n_chains), ps.operands(model)
 
             def pallas_body(i, carry):
-                ST, counts = carry
+                S, counts = carry
                 _, u = _sweep_uniforms(model, _sweep_key(key, first + i), n_chains, method)
-                ST, c = ps.sweep_kernel_layout(ops, model.q, beta, method, u, ST, cfg)
-                return ST, counts + c
+                S, c = ps.sweep_kernel_layout(ops, model.q, beta, method, u, S, cfg)
+                return S, counts + c
 
-            ST, counts = jax.lax.fori_loop(0, n, pallas_body, (ps.to_kernel_layout(states, cfg), counts))
-            return ST[:, :n_chains].T, counts
+            S, counts = jax.lax.fori_loop(0, n, pallas_body, (ps.to_kernel_layout(states, cfg), counts))
+            return ps.from_kernel_layout(S, n_chains, L), counts
 
         if _uses_blocks(model, schedule, block, kernel):
             # Same sweeps as `sweep`, with the block sweep's layout carried between sweeps.

@@ -20,16 +20,16 @@ def _model(kind, L, q, seed=0):
 
 @pytest.mark.parametrize("kind", ["dense", "factored"])
 @pytest.mark.parametrize("method", ["gibbs", "metropolis"])
-@pytest.mark.parametrize("L, q, n_chains", [(7, 3, 20), (5, 5, 16)])
-def test_pallas_sweep_equals_xla_sweep(x64, kind, method, L, q, n_chains):
+@pytest.mark.parametrize("L, q, n_chains, chain_block", [(7, 3, 20, 1), (5, 5, 10, 4)])
+def test_pallas_sweep_equals_xla_sweep(x64, kind, method, L, q, n_chains, chain_block):
     # Same uniforms, same rules: the same chains and counts (float64: the differently ordered
-    # small products cannot move a draw across a CDF step). L = 7 is not a multiple of the
-    # neighbour unrolling, 20 chains are not a whole block (padding), q = 5 pads to 16 colours.
+    # sums cannot move a draw across a CDF step). L = 7 and 5 pad to 8 sites, q = 3 and 5 to 16
+    # colours; 10 chains in blocks of 4 leave a partly padded block.
     model = _model(kind, L, q, seed=L)
     states = jax.random.randint(jax.random.PRNGKey(1), (n_chains, L), 0, q, dtype=jnp.int32)
     for sweep_index in range(2):
         u = jax.random.uniform(jax.random.PRNGKey(3 + sweep_index), (L, n_chains, 2), minval=1e-12)
-        a, count_a = pallas_sweep(model, 0.9, method, u, states, interpret=True)
+        a, count_a = pallas_sweep(model, 0.9, method, u, states, chain_block=chain_block, interpret=True)
         b, count_b = _sequential_sweep(model, 0.9, method, u, states)
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(count_a, count_b)
@@ -40,9 +40,9 @@ def test_pallas_sweep_equals_xla_sweep(x64, kind, method, L, q, n_chains):
 @pytest.mark.parametrize("kind", ["dense", "factored"])
 @pytest.mark.parametrize("method", ["gibbs", "metropolis"])
 def test_pallas_sweep_equals_xla_sweep_float32(kind, method):
-    # The same in float32, for these fixed random numbers: the neighbour sums are sequential in
-    # both kernels (bit-identical for dense Gibbs and Metropolis), and the few products whose
-    # order differs agree to rounding, far from any decision boundary here.
+    # The same in float32, for these fixed random numbers: the sums over neighbours and colours
+    # are ordered differently (tree here, sequential in XLA) and agree to rounding, which moves
+    # no draw across a decision boundary here.
     L, q, n = 6, 4, 32
     model = _model(kind, L, q, seed=2)
     states = jax.random.randint(jax.random.PRNGKey(4), (n, L), 0, q, dtype=jnp.int32)
@@ -58,7 +58,7 @@ def test_sample_with_pallas_kernel_equals_xla(x64):
     for kind in ("dense", "factored"):
         model = _model(kind, 5, 3, seed=3)
         for method in ("gibbs", "metropolis"):
-            kw = dict(n_chains=20, n_samples=3, n_burnin=2, method=method, progress=False)
+            kw = dict(n_chains=6, n_samples=3, n_burnin=2, method=method, progress=False)
             a = sample(model, jax.random.PRNGKey(1), kernel="pallas", **kw)
             b = sample(model, jax.random.PRNGKey(1), kernel="xla", factored_block=0, **kw)
             np.testing.assert_array_equal(a.sequences, b.sequences)
@@ -115,4 +115,8 @@ def test_kernel_choice_and_arguments():
         sample(model, jax.random.PRNGKey(0), kernel="pallas", schedule="random", **kw)
     with pytest.raises(ValueError, match="chain_block"):
         config(100, chain_block=24)
-    assert [default_chain_block(n) for n in (1, 1000, 10_000, 10**6)] == [16, 16, 32, 128]
+    with pytest.raises(ValueError, match="u must have shape"):
+        pallas_sweep(model, 1.0, "metropolis", jnp.full((3, 2, 1), 0.5), jnp.zeros((2, 3), jnp.int32))
+    with pytest.raises(ValueError, match="num_warps"):
+        config(100, num_warps=3)
+    assert default_chain_block(1000) == 1

@@ -439,7 +439,7 @@ def sweep(
     """
     _check_method_schedule(method, schedule)
     block = _factored_block(method, factored_block)
-    kernel = _resolve_kernel(kernel, schedule)
+    kernel = _resolve_kernel(kernel, schedule, dtype=model.fields.dtype)
     states, counts = _chain_sweep(model, key, states, method, beta, schedule, block, kernel)
     return states, jnp.sum(counts, axis=0)
 
@@ -454,13 +454,15 @@ def _check_method_schedule(method: str, schedule: str) -> None:
 _KERNEL_CHOICES = ("auto", "xla", "pallas")
 
 
-def _resolve_kernel(kernel: str, schedule: str, sharded: bool = False) -> str:
+def _resolve_kernel(kernel: str, schedule: str, sharded: bool = False, dtype=jnp.float32) -> str:
     """"xla" or "pallas": "auto" takes the fused Pallas sweep on a GPU backend for sequential
-    sweeps of chains on one device, and the XLA kernels everywhere else."""
+    float32 sweeps of chains on one device, and the XLA kernels everywhere else (float64 models
+    keep the XLA kernels: the Pallas kernel's GPU timing is measured in float32 only)."""
     if kernel not in _KERNEL_CHOICES:
         raise ValueError(f"kernel must be one of {_KERNEL_CHOICES}, got {kernel!r}")
     if kernel == "auto":
-        return "pallas" if jax.default_backend() == "gpu" and schedule == "sequential" and not sharded else "xla"
+        pallas = jax.default_backend() == "gpu" and schedule == "sequential" and not sharded
+        return "pallas" if pallas and jnp.dtype(dtype) == jnp.float32 else "xla"
     if kernel == "pallas" and schedule != "sequential":
         raise ValueError("kernel='pallas' runs sequential sweeps only; use schedule='sequential' or kernel='xla'")
     if kernel == "pallas" and sharded:
@@ -682,7 +684,7 @@ def sample(
         kernel: "xla" (vmapped XLA kernels), "pallas" (the fused sweep of
             `jaxpotts._pallas_sampling`: one launch per sweep, a block of chains per program;
             Pallas interpret mode off GPU, for tests) or "auto" (default: "pallas" on a GPU
-            backend for sequential sweeps on one device, "xla" otherwise). Both use the same
+            backend for sequential float32 sweeps on one device, "xla" otherwise). Both use the same
             random numbers, so they give the same chains up to the rounding of the fields.
 
     Returns:
@@ -704,7 +706,7 @@ def sample(
     k_init, k_run = jax.random.split(key)
     states = _initial_states(model, k_init, n_chains, init)
     sharding = _chain_sharding(n_chains) if kernel != "pallas" else None
-    kernel = _resolve_kernel(kernel, schedule, sharded=sharding is not None)
+    kernel = _resolve_kernel(kernel, schedule, sharded=sharding is not None, dtype=model.fields.dtype)
     if sharding is not None:
         states = jax.device_put(states, sharding)
     # The model goes whole to every device that runs chains: arrays left split over a mesh

@@ -107,6 +107,7 @@ def test_kernel_choice_and_arguments():
     assert _resolve_kernel("auto", "sequential") == ("pallas" if on_gpu else "xla")
     assert _resolve_kernel("auto", "random") == "xla"
     assert _resolve_kernel("auto", "sequential", sharded=True) == "xla"
+    assert _resolve_kernel("auto", "sequential", dtype=jnp.float64) == "xla"
     model = _model("dense", 3, 2)
     kw = dict(n_chains=2, n_samples=1, n_burnin=0, progress=False)
     with pytest.raises(ValueError, match="kernel must be one of"):

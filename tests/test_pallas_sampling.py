@@ -129,15 +129,22 @@ def test_kernel_choice_and_arguments():
 @pytest.mark.parametrize("method", ["gibbs", "metropolis"])
 def test_compiled_triton_kernel_equals_xla_sweep_on_gpu(kind, method):
     # The compiled kernel (not interpret mode) against the XLA sweep on the same GPU, q = 21
-    # (padded to 32 colours), L = 37 (padded to 64 sites), 3 sweeps of 300 chains; float32
-    # rounding could flip a draw only within ~1e-7 of a decision boundary (fixed inputs here).
+    # (padded to 32 colours), L = 37 (padded to 64 sites), 300 chains. Parameters are
+    # multiples of 1/64, so every field and energy difference is exact in float32 whatever the
+    # order of the sums: Metropolis must agree exactly. Gibbs draws also go through exp and the
+    # cumulative sum, whose last bits may differ between Triton and XLA: a chain can then
+    # leave the other where a uniform falls within ~1e-6 of a CDF step (probability ~1e-3 per
+    # chain and sweep), so at most 2 of the 300 chains may differ (a wrong kernel changes most).
     L, q, n = 37, 21, 300
-    model = _model(kind, L, q, seed=5)
+    model = jax.tree_util.tree_map(lambda x: jnp.round(x * 64) / 64, _model(kind, L, q, seed=5))
     states = jax.random.randint(jax.random.PRNGKey(1), (n, L), 0, q, dtype=jnp.int32)
-    for t in range(3):
-        u = jax.random.uniform(jax.random.PRNGKey(10 + t), (L, n, 2), jnp.float32, minval=1e-12)
-        a, count_a = pallas_sweep(model, 1.0, method, u, states, interpret=False)
-        b, count_b = _sequential_sweep(model, 1.0, method, u, states)
-        np.testing.assert_array_equal(a, b)
+    u = jax.random.uniform(jax.random.PRNGKey(10), (L, n, 2), jnp.float32, minval=1e-12)
+    a, count_a = pallas_sweep(model, 1.0, method, u, states, interpret=False)
+    b, count_b = _sequential_sweep(model, 1.0, method, u, states)
+    differ = np.flatnonzero(np.any(np.asarray(a) != np.asarray(b), axis=1))
+    assert not np.array_equal(a, states)
+    if method == "metropolis":
+        assert differ.size == 0, f"chains {differ} differ"
         np.testing.assert_array_equal(count_a, count_b)
-        states = a
+    else:
+        assert differ.size <= 2, f"{differ.size} of {n} chains differ"

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import jaxpotts
-from jaxpotts import _dense_pl, contacts, exact, losses, msa, sampling, statistics
+from jaxpotts import _dense_pl, contacts, exact, losses, msa, optim, sampling, statistics
 from jaxpotts.attention import FactoredAttention, Transformer
 from jaxpotts.potts import random_dense_potts, random_factored_potts
 
@@ -91,6 +91,20 @@ def _cases():
         ("FactoredAttention.couplings", lambda m: m.couplings(), (fa,), True),
                 ("Transformer.__call__", lambda m, s: m(s), (models["transformer"], seqs[0]), True),
     ]
+    opt = optim.lbfgs(memory_size=3)
+
+    def lbfgs_step(params):  # the line search and the two-loop recursion's inner products
+        def value_fn(p):
+            return jnp.sum(jnp.arange(1.0, 6.0) * p**2)
+
+        state = opt.init(params)
+        for _ in range(2):
+            value, grad = jax.value_and_grad(value_fn)(params)
+            updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=value_fn)
+            params = params + updates
+        return params
+
+    cases.append(("optim.lbfgs update", lbfgs_step, (jnp.ones(5),), True))
     dense = models["dense"]
     h, W = dense.fields, _dense_pl.coupling_matrix(dense.couplings)
     cases += [

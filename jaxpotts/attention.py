@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
 
+from ._precision import einsum, matmul
 from ._validation import check_sequences
 from .potts import FactoredPotts, PottsModel, symmetrize_couplings
 
@@ -267,7 +268,7 @@ class FactoredAttention(eqx.Module):
 
     def _scores(self, rows: Optional[jax.Array] = None) -> Float[Array, "H n L"]:
         Q = self.queries if rows is None else self.queries[:, rows]
-        return jnp.einsum("hid,hjd->hij", Q, self.keys) / math.sqrt(self.queries.shape[-1])
+        return einsum("hid,hjd->hij", Q, self.keys) / math.sqrt(self.queries.shape[-1])
 
     def attention(self) -> Float[Array, "H L L"]:
         r"""Attention matrices $A^h_{ij}$, shape (H, L, L), with exactly zero diagonal.
@@ -332,7 +333,7 @@ class FactoredAttention(eqx.Module):
         r"""$\sum_{i \ne j} \|J_{ij}\|_F^2$ of the implied couplings, without building them:
         $\sum_{h,h'} \langle A^h, A^{h'}\rangle\,\langle V^h, V^{h'}\rangle$."""
         A = self.attention()
-        return jnp.sum(jnp.einsum("hij,gij->hg", A, A) * jnp.einsum("hab,gab->hg", self.values, self.values))
+        return jnp.sum(einsum("hij,gij->hg", A, A) * einsum("hab,gab->hg", self.values, self.values))
 
     def field_norm2(self) -> Scalar:
         r"""$\sum_i \|f_i\|^2$ (zero without fields)."""
@@ -355,19 +356,19 @@ def _factored_attention(fa: FactoredAttention) -> Float[Array, "H L L"]:
 @eqx.filter_jit
 def _factored_logits(fa: FactoredAttention, s: Int[Array, " L"]) -> Float[Array, "L q"]:
     gathered = fa.values[:, :, s]  # V^h(a, s_j): (H, q, L)
-    logits = jnp.einsum("hij,haj->ia", fa.attention(), gathered)
+    logits = einsum("hij,haj->ia", fa.attention(), gathered)
     return logits if fa.fields is None else logits + fa.fields
 
 
 @eqx.filter_jit
 def _factored_site_logits(fa: FactoredAttention, s: Int[Array, " L"], i: Int[Array, ""]) -> Float[Array, " q"]:
-    logits = jnp.einsum("hj,haj->a", fa._attention_row(i), fa.values[:, :, s])
+    logits = einsum("hj,haj->a", fa._attention_row(i), fa.values[:, :, s])
     return logits if fa.fields is None else logits + fa.fields[i]
 
 
 @eqx.filter_jit
 def _factored_couplings(fa: FactoredAttention) -> Float[Array, "L L q q"]:
-    return jnp.einsum("hij,hab->ijab", fa.attention(), fa.values)
+    return einsum("hij,hab->ijab", fa.attention(), fa.values)
 
 
 # ----------------------------------------------------------------------------- transformer
@@ -409,12 +410,12 @@ def _block(x: Float[Array, "L D"], p: TransformerBlocks, n_heads: int) -> Float[
     n, D = x.shape
     dh = D // n_heads
     h = _layer_norm(x, p.ln1_scale, p.ln1_bias)
-    qkv = (h @ p.w_qkv + p.b_qkv).reshape(n, 3, n_heads, dh)
+    qkv = (matmul(h, p.w_qkv) + p.b_qkv).reshape(n, 3, n_heads, dh)
     q_, k_, v_ = qkv[:, 0], qkv[:, 1], qkv[:, 2]
-    att = jax.nn.softmax(jnp.einsum("ihd,jhd->hij", q_, k_) / math.sqrt(dh), axis=-1)
-    x = x + jnp.einsum("hij,jhd->ihd", att, v_).reshape(n, D) @ p.w_out + p.b_out
+    att = jax.nn.softmax(einsum("ihd,jhd->hij", q_, k_) / math.sqrt(dh), axis=-1)
+    x = x + matmul(einsum("hij,jhd->ihd", att, v_).reshape(n, D), p.w_out) + p.b_out
     h = _layer_norm(x, p.ln2_scale, p.ln2_bias)
-    return x + jax.nn.gelu(h @ p.w_mlp1 + p.b_mlp1) @ p.w_mlp2 + p.b_mlp2
+    return x + matmul(jax.nn.gelu(matmul(h, p.w_mlp1) + p.b_mlp1), p.w_mlp2) + p.b_mlp2
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6, 7))
@@ -531,7 +532,7 @@ class Transformer(eqx.Module):
 
     def readout(self, h: Float[Array, " D"]) -> Float[Array, " q"]:
         """Logits from a final hidden state."""
-        return h @ self.w_readout + self.b_readout
+        return matmul(h, self.w_readout) + self.b_readout
 
     def _masked_site_logits(self, s: Int[Array, " L"], i: Int[Array, ""]) -> Float[Array, " q"]:
         return self.readout(self.encode(s.at[i].set(self.q))[i])

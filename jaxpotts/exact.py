@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, Scalar, ScalarLike
 
+from ._precision import einsum, matmul
 from . import potts
 from .potts import AnyPotts
 
@@ -163,17 +164,17 @@ def _chunk_statistics(model, beta, s, weight, want):
     if "site" in want or "pair" in want:
         x = jax.nn.one_hot(s, model.q, dtype=weight.dtype)  # (C, L, q)
         if "site" in want:
-            site = jnp.einsum("c,cia->ia", weight, x)
+            site = einsum("c,cia->ia", weight, x)
         if "pair" in want:
             flat = x.reshape(x.shape[0], -1)  # (C, L q): one GEMM instead of an (C,L,L,q,q) outer product
-            pair = ((flat * weight[:, None]).T @ flat).reshape(model.L, model.q, model.L, model.q)
+            pair = matmul((flat * weight[:, None]).T, flat).reshape(model.L, model.q, model.L, model.q)
             pair = pair.transpose(0, 2, 1, 3)
     if "nll" in want:
         def site_nll(seq):
             logp = jax.nn.log_softmax(potts.conditional_logits(model, seq, beta), axis=-1)
             return -jnp.take_along_axis(logp, seq[:, None], axis=-1)[:, 0]
 
-        nll = weight @ jax.vmap(site_nll)(s)
+        nll = matmul(weight, jax.vmap(site_nll)(s))
     return site, pair, nll
 
 

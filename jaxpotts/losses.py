@@ -40,6 +40,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, Scalar
 
 from . import _dense_pl
+from ._precision import einsum, matmul
 from ._validation import check_sequences, concrete
 from .potts import FactoredPotts, PottsModel, local_fields
 from .sharding import sum_over_rows
@@ -237,9 +238,9 @@ def site_logits(model: Any, s: Int[Array, " L"], i: Int[Array, ""]) -> Float[Arr
     """
     if isinstance(model, PottsModel):
         x = jax.nn.one_hot(s, model.q, dtype=model.fields.dtype)
-        return model.fields[i] + jnp.einsum("jab,jb->a", model.couplings[i], x)
+        return model.fields[i] + einsum("jab,jb->a", model.couplings[i], x)
     if isinstance(model, FactoredPotts):
-        return model.fields[i] + model.J[i] @ model.U[:, s].T
+        return model.fields[i] + matmul(model.J[i], model.U[:, s].T)
     if hasattr(model, "site_logits"):
         return model.site_logits(s, i)
     return model(s)[i]

@@ -714,7 +714,8 @@ def _neighbour_counts(blocks, I, J, cutoff, *, q: int, dtype):
     def step(counts, ij):
         i, j = ij
         ident = jax.lax.dot_general(
-            one_hot(blocks[i]), one_hot(blocks[j]), (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32
+            one_hot(blocks[i]), one_hot(blocks[j]), (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32,
+            precision=jax.lax.Precision.HIGHEST,  # exact integer counts on every backend (docs/accelerators.md)
         )
         close = ident >= cutoff
         counts = counts.at[i].add(jnp.sum(close, axis=1, dtype=jnp.int32))

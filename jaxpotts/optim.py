@@ -53,8 +53,13 @@ class LbfgsState(NamedTuple):
     grad: Any
 
 
+def _dot(a, b) -> jax.Array:
+    """Inner product of two flat vectors at full precision (docs/accelerators.md)."""
+    return jnp.vdot(a, b, precision=jax.lax.Precision.HIGHEST)
+
+
 def _vdot(a, b) -> jax.Array:
-    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+    return sum(_dot(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
 
 
 def _axpy(alpha, x, y):
@@ -70,20 +75,20 @@ def _two_loop(g: jax.Array, state: LbfgsState, m: int) -> jax.Array:
     def first(j, carry):
         r, alphas = carry
         i = (k - 1 - j) % m
-        alpha = state.rho[i] * jnp.vdot(state.s[i], r)
+        alpha = state.rho[i] * _dot(state.s[i], r)
         return r - alpha * state.y[i], alphas.at[i].set(alpha)
 
     r, alphas = jax.lax.fori_loop(0, n, first, (g, jnp.zeros((m,), state.rho.dtype)))
     newest = (k - 1) % m
     rho_new = state.rho[newest]
-    yy = jnp.vdot(state.y[newest], state.y[newest])
+    yy = _dot(state.y[newest], state.y[newest])
     # gamma = s^T y / y^T y of the newest pair (H_0 = gamma I); 1 before the first pair.
     gamma = jnp.where((n > 0) & (yy > 0) & (rho_new > 0), 1.0 / jnp.where(rho_new > 0, rho_new * yy, 1.0), 1.0)
     r = gamma * r
 
     def second(j, r):
         i = (k - n + j) % m
-        beta = state.rho[i] * jnp.vdot(state.y[i], r)
+        beta = state.rho[i] * _dot(state.y[i], r)
         return r + (alphas[i] - beta) * state.s[i]
 
     return jax.lax.fori_loop(0, n, second, r)
@@ -158,11 +163,11 @@ def lbfgs(
         to_flat, to_tree, _ = _flat_space(params, mesh)
         g = to_flat(grad)
         d = -_two_loop(g, state, m)
-        slope = jnp.vdot(g, d)
+        slope = _dot(g, d)
         # Not a descent direction (rounding): fall back to steepest descent.
         bad = ~(slope < 0)
         d = jnp.where(bad, -g, d)
-        slope = jnp.where(bad, -jnp.vdot(g, g), slope)
+        slope = jnp.where(bad, -_dot(g, g), slope)
         t0 = jnp.where(state.count == 0, jnp.minimum(1.0, 1.0 / jnp.maximum(jnp.sum(jnp.abs(g)), 1e-30)), 1.0)
         t0 = t0.astype(slope.dtype)
         d_tree = to_tree(d)
@@ -207,8 +212,8 @@ def lbfgs(
 
         step = t * d
         y = to_flat(g_new) - g
-        sy = jnp.vdot(step, y)
-        store = accepted & (sy > 1e-10 * jnp.sqrt(jnp.vdot(y, y) * jnp.vdot(step, step)))
+        sy = _dot(step, y)
+        store = accepted & (sy > 1e-10 * jnp.sqrt(_dot(y, y) * _dot(step, step)))
         # Only the written slot is touched (a select over the whole memory would copy it).
         slot = state.count % m
 

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar, ScalarLike
 
+from ._precision import einsum, matmul
 from ._validation import as_float_array, check_finite, check_ndim, check_sequences, concrete, symmetry_tolerance
 
 __all__ = [
@@ -239,8 +240,8 @@ def local_fields(model: AnyPotts, s: Int[Array, " L"]) -> Float[Array, "L q"]:
     s = _check_sequence(model, s)
     x = _one_hot(s, model.q, model.fields.dtype)
     if isinstance(model, PottsModel):
-        return model.fields + jnp.einsum("ijab,jb->ia", model.couplings, x)
-    return model.fields + (model.J @ x) @ model.U.T
+        return model.fields + einsum("ijab,jb->ia", model.couplings, x)
+    return model.fields + matmul(matmul(model.J, x), model.U.T)
 
 
 def conditional_logits(

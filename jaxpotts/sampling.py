@@ -20,9 +20,10 @@ rows, which is why sampling refuses non-symmetric couplings.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from functools import partial
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 import equinox as eqx
 import jax
@@ -31,15 +32,17 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, Scalar, ScalarLike
 
 from . import diagnostics
+from ._precision import einsum, matmul
 from ._progress import progress_bar
 from .memory import check_memory, sample_estimate
-from ._validation import check_finite, check_sequences
+from ._validation import check_count, check_finite, check_sequences
 from .potts import AnyPotts, FactoredPotts, PottsModel, check_joint
 from .sharding import replicate, to_one_device
 
 __all__ = [
     "SiteInfo",
     "SampleResult",
+    "Kernel",
     "gibbs_kernel",
     "metropolis_kernel",
     "sweep",
@@ -88,7 +91,7 @@ def _site_field(model: AnyPotts, s: Int[Array, " L"], k: Int[Array, ""]) -> Floa
     acc0 = jnp.zeros((q,), model.fields.dtype)
     counts, _ = jax.lax.scan(add_count, acc0, (model.J[k], s), unroll=_NEIGHBOUR_UNROLL)
     # counts[b] = sum_j J_kj [s_j = b];  phi_k(a) = h_k(a) + sum_b U(a, b) counts[b]
-    return model.fields[k] + model.U @ counts
+    return model.fields[k] + matmul(model.U, counts)
 
 
 def _site_field_difference(
@@ -108,7 +111,7 @@ def _site_field_difference(
         acc, _ = jax.lax.scan(add_pair, acc0, (jnp.arange(model.L), s), unroll=_NEIGHBOUR_UNROLL)
         return dh + acc
     dU = model.U[new] - model.U[old]  # U symmetric: U(new, b) - U(old, b)
-    return dh + model.J[k] @ dU[s]
+    return dh + matmul(model.J[k], dU[s])
 
 
 def _chain_energies(model: AnyPotts, states: Int[Array, "n_chains L"]) -> Float[Array, " n_chains"]:
@@ -123,7 +126,7 @@ def _chain_energies(model: AnyPotts, states: Int[Array, "n_chains L"]) -> Float[
     if isinstance(model, FactoredPotts):
 
         def pairs(s, k):
-            return model.J[k] @ model.U[s[k], s]
+            return matmul(model.J[k], model.U[s[k], s])
 
     else:
         C = model.couplings
@@ -156,7 +159,7 @@ def _inverse_cdf(logits: Float[Array, " q"], u: Float[Array, ""]) -> Int[Array, 
     """
     q = logits.shape[-1]
     p = jnp.exp(logits - jnp.max(logits))
-    cdf = p @ jnp.triu(jnp.ones((q, q), p.dtype))
+    cdf = matmul(p, jnp.triu(jnp.ones((q, q), p.dtype)))
     # p(argmax) = 1, so cdf[-1] >= 1 and t > 0: colours of zero probability are never picked.
     t = u * cdf[-1]
     return jnp.sum(cdf < t).astype(jnp.int32)
@@ -202,27 +205,15 @@ def _site_rule(model: AnyPotts, beta, method: str) -> Callable:
     return rule
 
 
-def _gibbs_step(model: AnyPotts, beta) -> Callable:
-    rule = _site_rule(model, beta, "gibbs")
+def _step(model: AnyPotts, beta, method: str) -> Callable:
+    """`step(u, s, site) -> (s, SiteInfo)`: `_site_rule` written back into the chain."""
+    rule = _site_rule(model, beta, method)
 
     def step(u, s, site):
         new, info = rule(u, s, site)
         return s.at[site].set(new), info
 
     return step
-
-
-def _metropolis_step(model: AnyPotts, beta) -> Callable:
-    rule = _site_rule(model, beta, "metropolis")
-
-    def step(u, s, site):
-        new, info = rule(u, s, site)
-        return s.at[site].set(new), info
-
-    return step
-
-
-_STEPS = {"gibbs": _gibbs_step, "metropolis": _metropolis_step}
 
 
 def _keyed(step: Callable, n_uniforms: int, dtype) -> Callable:
@@ -237,7 +228,7 @@ def gibbs_kernel(model: AnyPotts, beta: ScalarLike = 1.0) -> Callable:
 
     Redraws $s_k$ from $p(s_k = a \mid s_{-k}) = \mathrm{softmax}_a(\beta\phi_k(a))$.
     """
-    return _keyed(_gibbs_step(model, beta), 1, model.fields.dtype)
+    return _keyed(_step(model, beta, "gibbs"), 1, model.fields.dtype)
 
 
 def metropolis_kernel(model: AnyPotts, beta: ScalarLike = 1.0) -> Callable:
@@ -246,15 +237,52 @@ def metropolis_kernel(model: AnyPotts, beta: ScalarLike = 1.0) -> Callable:
     Proposes a colour $a' \ne s_k$ uniformly among the other $q-1$ (a symmetric proposal) and
     accepts with probability $\min(1, \exp(\beta[\phi_k(a') - \phi_k(s_k)]))$.
     """
-    return _keyed(_metropolis_step(model, beta), 2, model.fields.dtype)
+    return _keyed(_step(model, beta, "metropolis"), 2, model.fields.dtype)
 
 
 _KERNELS = {"gibbs": gibbs_kernel, "metropolis": metropolis_kernel}
 _SCHEDULES = ("sequential", "random")
 
-# Sites per block of the factored sequential sweep (see `_factored_sequential_sweep`); 0: use
-# the one-chain kernel with O(L) work per update instead.
-FACTORED_BLOCK = {"gibbs": 8, "metropolis": 8}
+# Default sites per block of the factored sequential sweep (see `_factored_block_sweep`), the
+# `factored_block` argument of `sweep` and `sample`; 0 uses the one-chain kernel with O(L) work
+# per update instead.
+_FACTORED_BLOCK = {"gibbs": 8, "metropolis": 8}
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    """Which implementation runs the sweeps of `sample` and `sweep` (``kernel=`` takes this or
+    just the name).
+
+    Attributes:
+        name: "xla" (vmapped XLA kernels), "pallas" (the fused sweep of
+            `jaxpotts._pallas_sampling`: one launch per sweep, a block of chains per program;
+            Pallas interpret mode off GPU, for tests) or "auto" ("pallas" on a GPU backend for
+            sequential float32 sweeps on one device, "xla" otherwise). Both use the same random
+            numbers, so they give the same chains up to the rounding of the fields.
+        factored_block: sites per block of the factored sequential XLA sweep, whose fields are
+            one GEMM per block (None: 8; 0: the one-chain kernel, O(L) per update).
+    """
+
+    name: str = "auto"
+    factored_block: Optional[int] = None
+
+
+def _as_kernel(kernel: Union[str, Kernel]) -> Kernel:
+    if isinstance(kernel, Kernel):
+        return kernel
+    if isinstance(kernel, str):
+        return Kernel(kernel)
+    raise TypeError(f"kernel must be a name or a jaxpotts.sampling.Kernel, got {type(kernel).__name__}")
+
+
+def _factored_block(method: str, factored_block: Optional[int]) -> int:
+    """The block size to use: the argument, or the method's default when it is None."""
+    if factored_block is None:
+        return _FACTORED_BLOCK[method]
+    if isinstance(factored_block, bool) or not isinstance(factored_block, (int, np.integer)) or factored_block < 0:
+        raise ValueError(f"factored_block must be an integer >= 0 (0: no blocks), got {factored_block!r}")
+    return int(factored_block)
 
 
 # ----------------------------------------------------------------------------- sweeps
@@ -274,7 +302,7 @@ def _no_counts(states: Int[Array, "n_chains L"]) -> Int[Array, "n_chains 2"]:
 
 def _kernel_sweep(model, beta, method, u, states, sites, site_axis):
     """L updates per chain with the vmapped one-chain step; u: (L, n_chains, n_uniforms)."""
-    batched_step = jax.vmap(_STEPS[method](model, beta), in_axes=(0, 0, site_axis))
+    batched_step = jax.vmap(_step(model, beta, method), in_axes=(0, 0, site_axis))
 
     def update(carry, xs):
         states, counts = carry
@@ -310,7 +338,7 @@ def _inverse_cdf_columns(logits: Float[Array, "q n"], u: Float[Array, " n"]) -> 
     chain axis, which XLA:CPU vectorises (several times faster than (n, q) rows at q = 21)."""
     q = logits.shape[0]
     p = jnp.exp(logits - jnp.max(logits, axis=0))
-    cdf = jnp.tril(jnp.ones((q, q), p.dtype)) @ p
+    cdf = matmul(jnp.tril(jnp.ones((q, q), p.dtype)), p)
     return jnp.sum(cdf < u * cdf[-1], axis=0).astype(jnp.int32)
 
 
@@ -372,7 +400,7 @@ def _factored_block_sweep(model: FactoredPotts, beta, method, u, state: _BlockSt
         u_K = jax.lax.dynamic_slice_in_dim(u, b * B, B, axis=0)  # (B, n, n_uniforms)
         # (contracting XU's leading axis directly: reshaping (q, n) into one axis would make
         # XLA gather chains sharded over devices)
-        Phi = jnp.einsum("kj,jan->kan", J_K, XU) + h_K[:, :, None]
+        Phi = einsum("kj,jan->kan", J_K, XU) + h_K[:, :, None]
 
         # Only the block's own fields change inside the block; ST and XU are written once after.
         def site_step(carry, xs):
@@ -390,7 +418,7 @@ def _factored_block_sweep(model: FactoredPotts, beta, method, u, state: _BlockSt
                 info = SiteInfo(accept, accept)
             # U (onehot(new) - onehot(old)): a tiny GEMM, cheaper than two column gathers.
             delta = (colours == new).astype(U.dtype) - (colours == old).astype(U.dtype)
-            Phi = Phi + J_col[:, None, None] * (U @ delta)[None]
+            Phi = Phi + J_col[:, None, None] * matmul(U, delta)[None]
             return (Phi, counts + _count(info, b * B + i < L)), new
 
         (_, counts), new_K = jax.lax.scan(site_step, (Phi, counts), (jnp.arange(B), S_K, u_K, J_KK.T))
@@ -409,8 +437,8 @@ def _factored_sequential_sweep(model: FactoredPotts, beta, method, u, states, bl
     return state.ST[: model.L].T, counts
 
 
-def _uses_blocks(model: AnyPotts, method: str, schedule: str) -> bool:
-    return isinstance(model, FactoredPotts) and schedule == "sequential" and FACTORED_BLOCK[method] > 0
+def _uses_blocks(model: AnyPotts, schedule: str, block: int, kernel: str) -> bool:
+    return isinstance(model, FactoredPotts) and schedule == "sequential" and block > 0 and kernel == "xla"
 
 
 def _sweep_uniforms(model: AnyPotts, key: PRNGKeyArray, n_chains: int, method: str):
@@ -427,29 +455,61 @@ def sweep(
     method: str = "gibbs",
     beta: ScalarLike = 1.0,
     schedule: str = "sequential",
+    kernel: Union[str, Kernel] = "auto",
 ) -> tuple[Int[Array, "n_chains L"], Int[Array, "2"]]:
     """One sweep (L site updates per chain) over all chains; returns states and the counts
     (accepted, changed) of its updates.
 
     `sequential` visits sites 0..L-1 in order, the same site in every chain (so dense couplings
-    are read once per site for all chains, and factored models use block-wise GEMM fields);
-    `random` draws an independent uniform site for each update of each chain, using the
-    one-chain kernels (`gibbs_kernel`, `metropolis_kernel`) vmapped over chains.
+    are read once per site for all chains, and factored models use block-wise GEMM fields of
+    `Kernel.factored_block` sites, default 8; 0: the one-chain kernel); `random` draws an
+    independent uniform site for each update of each chain, using the one-chain kernels
+    (`gibbs_kernel`, `metropolis_kernel`) vmapped over chains. `kernel`: a `Kernel` or its name.
     """
+    _check_method_schedule(method, schedule)
+    kernel = _as_kernel(kernel)
+    block = _factored_block(method, kernel.factored_block)
+    kernel = _resolve_kernel(kernel.name, schedule, dtype=model.fields.dtype)
+    states, counts = _chain_sweep(model, key, states, method, beta, schedule, block, kernel)
+    return states, jnp.sum(counts, axis=0)
+
+
+def _check_method_schedule(method: str, schedule: str) -> None:
     if method not in _KERNELS:
         raise ValueError(f"method must be 'gibbs' or 'metropolis', got {method!r}")
     if schedule not in _SCHEDULES:
         raise ValueError(f"schedule must be one of {_SCHEDULES}, got {schedule!r}")
-    states, counts = _chain_sweep(model, key, states, method, beta, schedule)
-    return states, jnp.sum(counts, axis=0)
 
 
-def _chain_sweep(model, key, states, method, beta, schedule):
+_KERNEL_CHOICES = ("auto", "xla", "pallas")
+
+
+def _resolve_kernel(kernel: str, schedule: str, sharded: bool = False, dtype=jnp.float32) -> str:
+    """"xla" or "pallas": "auto" takes the fused Pallas sweep on a GPU backend for sequential
+    float32 sweeps of chains on one device, and the XLA kernels everywhere else (float64 models
+    keep the XLA kernels: the Pallas kernel's GPU timing is measured in float32 only)."""
+    if kernel not in _KERNEL_CHOICES:
+        raise ValueError(f"kernel must be one of {_KERNEL_CHOICES}, got {kernel!r}")
+    if kernel == "auto":
+        pallas = jax.default_backend() == "gpu" and schedule == "sequential" and not sharded
+        return "pallas" if pallas and jnp.dtype(dtype) == jnp.float32 else "xla"
+    if kernel == "pallas" and schedule != "sequential":
+        raise ValueError("kernel='pallas' runs sequential sweeps only; use schedule='sequential' or kernel='xla'")
+    if kernel == "pallas" and sharded:
+        raise ValueError("kernel='pallas' runs chains on one device; with several devices use kernel='xla'")
+    return kernel
+
+
+def _chain_sweep(model, key, states, method, beta, schedule, block: int, kernel: str):
     """`sweep` with per-chain counts (n_chains, 2)."""
     n_chains, L = states.shape
     k_sites, u = _sweep_uniforms(model, key, n_chains, method)
-    if _uses_blocks(model, method, schedule):
-        return _factored_sequential_sweep(model, beta, method, u, states, FACTORED_BLOCK[method])
+    if kernel == "pallas":
+        from ._pallas_sampling import pallas_sweep
+
+        return pallas_sweep(model, beta, method, u, states)  # interpret mode off GPU
+    if _uses_blocks(model, schedule, block, kernel):
+        return _factored_sequential_sweep(model, beta, method, u, states, block)
     if schedule == "sequential":
         return _sequential_sweep(model, beta, method, u, states)
     sites = jax.random.randint(k_sites, (L, n_chains), 0, L)
@@ -462,8 +522,9 @@ def _sweep_key(key: PRNGKeyArray, index: Int[Array, ""]) -> PRNGKeyArray:
     return jax.random.fold_in(key, index)
 
 
-@partial(jax.jit, static_argnames=("method", "schedule", "buffer_size"))
-def _run_block(model, beta, key, states, start, n_pre, thin, n_record, *, method, schedule, buffer_size):
+@partial(jax.jit, static_argnames=("method", "schedule", "buffer_size", "block", "kernel"))
+def _run_block(model, beta, key, states, start, n_pre, thin, n_record, *, method, schedule, buffer_size, block,
+               kernel):
     """`n_pre` sweeps, then `n_record` samples each after `thin` sweeps (all three dynamic).
 
     Samples go into a buffer of static size `buffer_size` (rows past n_record are zeros), so
@@ -475,10 +536,23 @@ def _run_block(model, beta, key, states, start, n_pre, thin, n_record, *, method
     zero = _no_counts(states)
 
     def run_sweeps(first, n, states, counts):
-        if _uses_blocks(model, method, schedule):
-            # Same sweeps as `sweep`, with the block sweep's layout carried between sweeps.
-            block = FACTORED_BLOCK[method]
+        if kernel == "pallas":
+            # Operands padded once, states carried in the kernel's layout: one launch per sweep.
+            from . import _pallas_sampling as ps
 
+            cfg, ops = ps.config(n_chains), ps.operands(model)
+
+            def pallas_body(i, carry):
+                S, counts = carry
+                _, u = _sweep_uniforms(model, _sweep_key(key, first + i), n_chains, method)
+                S, c = ps.sweep_kernel_layout(ops, model.q, beta, method, u, S, cfg)
+                return S, counts + c
+
+            S, counts = jax.lax.fori_loop(0, n, pallas_body, (ps.to_kernel_layout(states, cfg), counts))
+            return ps.from_kernel_layout(S, n_chains, L), counts
+
+        if _uses_blocks(model, schedule, block, kernel):
+            # Same sweeps as `sweep`, with the block sweep's layout carried between sweeps.
             def block_body(i, carry):
                 state, counts = carry
                 _, u = _sweep_uniforms(model, _sweep_key(key, first + i), n_chains, method)
@@ -490,7 +564,8 @@ def _run_block(model, beta, key, states, start, n_pre, thin, n_record, *, method
 
         def body(i, carry):
             states, counts = carry
-            states, c = _chain_sweep(model, _sweep_key(key, first + i), states, method, beta, schedule)
+            states, c = _chain_sweep(model, _sweep_key(key, first + i), states, method, beta, schedule, block,
+                                     kernel)
             return states, counts + c
 
         return jax.lax.fori_loop(0, n, body, (states, counts))
@@ -523,6 +598,11 @@ class SampleResult(eqx.Module):
         tau: integrated autocorrelation time of the energy, in recorded samples.
         ess: effective sample size of the energy over all chains.
         rhat: split R-hat of the energy across chains.
+
+    `tau`, `ess` and `rhat` are NaN (undefined, not an error) when fewer than
+    ``2 * diagnostics.MIN_DRAWS_TAU`` = 10 samples per chain were recorded: the chains are
+    split in halves and each half needs ``MIN_DRAWS_TAU`` draws. Test with `math.isnan`;
+    `summary()` passes the NaNs on.
     """
 
     sequences: Int[Array, "n_chains n_samples L"]
@@ -554,12 +634,6 @@ class SampleResult(eqx.Module):
             "ess": self.ess,
             "rhat": self.rhat,
         }
-
-
-def _check_count(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _initial_states(model: AnyPotts, key: PRNGKeyArray, n_chains: int, init: Any) -> jax.Array:
@@ -611,6 +685,7 @@ def sample(
     init: Optional[Int[Array, "n_chains L"]] = None,
     progress: Optional[bool] = None,
     max_memory: Any = None,
+    kernel: Union[str, Kernel] = "auto",
 ) -> SampleResult:
     r"""Sample $p(s) \propto e^{-\beta E(s)}$ with vmapped single-site MCMC chains.
 
@@ -631,6 +706,10 @@ def sample(
         max_memory: budget of the up-front memory check (`jaxpotts.memory`; None: the
             available memory; a size such as "8G"; "unlimited" skips it). A run whose estimated
             peak (model, chains, recorded samples) exceeds it raises `MemoryLimitError`.
+        kernel: the implementation, a `Kernel` or its name: "auto" (default: the fused Pallas
+            sweep on a GPU for sequential float32 sweeps on one device, the XLA kernels
+            otherwise), "xla" or "pallas"; `Kernel(name, factored_block=...)` also sets the block
+            size of the factored XLA sweep.
 
     Returns:
         `SampleResult` with `.sequences[n_chains, n_samples, L]` (int32), energies, acceptance
@@ -642,14 +721,14 @@ def sample(
     for name in ("fields", "couplings", "J", "U"):  # a loaded file bypasses the constructor's checks
         if isinstance(getattr(model, name, None), (jax.Array, np.ndarray)):
             check_finite(getattr(model, name), f"the model's {name}")
-    n_chains = _check_count(n_chains, "n_chains", 1)
-    n_samples = _check_count(n_samples, "n_samples", 1)
-    n_burnin = _check_count(n_burnin, "n_burnin", 0)
-    thin = _check_count(thin, "thin", 1)
-    if method not in _KERNELS:
-        raise ValueError(f"method must be 'gibbs' or 'metropolis', got {method!r}")
-    if schedule not in _SCHEDULES:
-        raise ValueError(f"schedule must be one of {_SCHEDULES}, got {schedule!r}")
+    n_chains = check_count(n_chains, "n_chains", 1)
+    n_samples = check_count(n_samples, "n_samples", 1)
+    n_burnin = check_count(n_burnin, "n_burnin", 0)
+    thin = check_count(thin, "thin", 1)
+    _check_method_schedule(method, schedule)
+    kernel = _as_kernel(kernel)
+    block = _factored_block(method, kernel.factored_block)
+    kernel = kernel.name
     if not (isinstance(beta, (int, float, np.floating, np.integer)) and math.isfinite(beta) and beta >= 0):
         raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
 
@@ -660,7 +739,8 @@ def sample(
 
     k_init, k_run = jax.random.split(key)
     states = _initial_states(model, k_init, n_chains, init)
-    sharding = _chain_sharding(n_chains)
+    sharding = _chain_sharding(n_chains) if kernel != "pallas" else None
+    kernel = _resolve_kernel(kernel, schedule, sharded=sharding is not None, dtype=model.fields.dtype)
     if sharding is not None:
         states = jax.device_put(states, sharding)
     # The model goes whole to every device that runs chains: arrays left split over a mesh
@@ -670,7 +750,7 @@ def sample(
     # A few dozen chunks: enough for a live display, few enough that dispatch costs nothing.
     burn_chunk = max(1, -(-n_burnin // 20))
     record_block = max(1, -(-n_samples // 20))
-    opts = dict(method=method, schedule=schedule, buffer_size=record_block)
+    opts = dict(method=method, schedule=schedule, buffer_size=record_block, block=block, kernel=kernel)
     updates_per_sweep = n_chains * model.L
 
     total = n_burnin + n_samples * thin

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from ._precision import einsum, matmul
 from ._validation import check_sequences
 from .losses import check_weights
 
@@ -69,7 +70,7 @@ def _moments(seqs: Int[Array, "M L"], w: Float[Array, " M"], *, q: int):
         sb, wb = xs
         X = jax.nn.one_hot(sb, q, dtype=w.dtype).reshape(_CHUNK, L * q)
         WX = wb[:, None] * X
-        return (f1 + WX.sum(0), f2 + WX.T @ X), None
+        return (f1 + WX.sum(0), f2 + matmul(WX.T, X)), None
 
     K = L * q
     (f1, f2), _ = jax.lax.scan(step, (jnp.zeros((K,), w.dtype), jnp.zeros((K, K), w.dtype)), (s, ww))
@@ -80,7 +81,7 @@ def _moments(seqs: Int[Array, "M L"], w: Float[Array, " M"], *, q: int):
 def site_frequencies(seqs: Int[Array, "M L"], q: int, weights: Optional[Float[Array, " M"]] = None) -> Float[Array, "L q"]:
     r"""Weighted one-site frequencies $f_i(a)$ (rows sum to one)."""
     s, w = _prepare(seqs, q, weights)
-    return jnp.einsum("m,mia->ia", w, jax.nn.one_hot(s, q, dtype=w.dtype)) / jnp.sum(w)
+    return einsum("m,mia->ia", w, jax.nn.one_hot(s, q, dtype=w.dtype)) / jnp.sum(w)
 
 
 def pair_frequencies(

@@ -1,7 +1,23 @@
-"""Shared test fixtures."""
+"""Shared test fixtures.
 
-import jax
-import pytest
+Run-to-run determinism on GPUs: XLA's GPU scatter-add (the gradient of every gather: attention
+values, dense pseudo-likelihood rows, `take_along_axis`) accumulates with floating-point
+atomics in whatever order the threads arrive, so two runs of the same compiled step can differ
+in the last bits and the bitwise tests (same key same fit, resumed fit == uninterrupted fit)
+would fail by chance. `--xla_gpu_deterministic_ops=true` makes XLA use deterministic
+implementations; it is set here, before any backend starts, for the whole test session (and
+for the subprocesses it starts, which inherit the environment). It has no effect on CPU.
+docs/accelerators.md says the same to users.
+"""
+
+import os
+
+_DETERMINISTIC = "--xla_gpu_deterministic_ops=true"
+if "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _DETERMINISTIC).strip()
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 
 def enable_x64():

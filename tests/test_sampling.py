@@ -24,6 +24,7 @@ from jaxpotts.potts import (
     random_factored_potts,
 )
 from jaxpotts.sampling import (
+    Kernel,
     _chain_energies,
     _factored_sequential_sweep,
     _kernel_sweep,
@@ -284,15 +285,17 @@ def test_chain_energies_match_energy(x64, kind):
 
 _SHARDED_SCRIPT = """
 import sys, jax, numpy as np
-jax.config.update("jax_num_cpu_devices", 2)
+n_devices = int(sys.argv[2])
+jax.config.update("jax_num_cpu_devices", n_devices)
 from jaxpotts import sample
 from jaxpotts.potts import random_factored_potts, to_dense
+assert jax.default_backend() == "cpu" and len(jax.devices()) == n_devices
 model = random_factored_potts(jax.random.PRNGKey(0), 13, 4, coupling_scale=1.0)
 out = {}
 for kind, m in (("factored", model), ("dense", to_dense(model))):
     for method in ("gibbs", "metropolis"):
         r = sample(m, jax.random.PRNGKey(3), n_chains=6, n_samples=4, n_burnin=3, method=method, progress=False)
-        assert len(r.sequences.sharding.device_set) == 2
+        assert len(r.sequences.sharding.device_set) == n_devices
         out[f"{kind}_{method}"] = np.asarray(r.sequences)
         out[f"{kind}_{method}_rates"] = np.array([r.acceptance_rate, r.change_rate])
 np.savez(sys.argv[1], **out)
@@ -301,19 +304,23 @@ np.savez(sys.argv[1], **out)
 
 def test_chains_sharded_over_devices_give_the_same_samples(tmp_path):
     # With several (CPU) devices, sample() splits the chains over them; the random numbers do
-    # not depend on the split. JAX fixes the device count at start-up: run in a subprocess.
+    # not depend on the split. JAX fixes the device count at start-up, so both runs (2 CPU
+    # devices and 1) are subprocesses on the CPU backend, whatever backend runs the tests.
+    import os
     import subprocess
     import sys
 
-    path = tmp_path / "sharded.npz"
-    subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT, str(path)], check=True)
-    sharded = np.load(path)
-    model = random_factored_potts(jax.random.PRNGKey(0), 13, 4, coupling_scale=1.0)
-    for kind, m in (("factored", model), ("dense", jaxpotts.to_dense(model))):
-        for method in ("gibbs", "metropolis"):
-            r = sample(m, jax.random.PRNGKey(3), n_chains=6, n_samples=4, n_burnin=3, method=method, progress=False)
-            np.testing.assert_array_equal(sharded[f"{kind}_{method}"], r.sequences)
-            np.testing.assert_allclose(sharded[f"{kind}_{method}_rates"], [r.acceptance_rate, r.change_rate])
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    runs = {}
+    for n_devices in (2, 1):
+        path = tmp_path / f"sharded{n_devices}.npz"
+        subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT, str(path), str(n_devices)], check=True, env=env)
+        runs[n_devices] = np.load(path)
+    for name in runs[1].files:
+        if name.endswith("_rates"):
+            np.testing.assert_allclose(runs[2][name], runs[1][name])
+        else:
+            np.testing.assert_array_equal(runs[2][name], runs[1][name])
 
 
 def _all_eqns(jaxpr):
@@ -365,3 +372,32 @@ def test_non_symmetric_couplings_are_refused():
         sample(model, key, n_chains=2, n_samples=2, n_burnin=1, progress=False)
     with pytest.raises(TypeError, match="PottsModel or FactoredPotts"):
         sample("model", key, n_chains=2, n_samples=2, n_burnin=1)
+
+
+def test_short_runs_have_nan_diagnostics_long_runs_finite():
+    # Documented in SampleResult: fewer than 2 * MIN_DRAWS_TAU samples per chain leave tau,
+    # ESS and R-hat undefined (NaN); from that length on they are finite numbers.
+    from jaxpotts import diagnostics
+
+    model = small_models()["dense"]
+    n_min = 2 * diagnostics.MIN_DRAWS_TAU
+    short = sample(model, jax.random.PRNGKey(0), n_chains=4, n_samples=n_min - 1, n_burnin=2, progress=False)
+    assert np.isnan(short.tau) and np.isnan(short.ess) and np.isnan(short.rhat)
+    assert np.isnan(short.summary()["tau"])
+    assert 0.0 < short.acceptance_rate <= 1.0  # the rates are defined for any length
+    long = sample(model, jax.random.PRNGKey(0), n_chains=4, n_samples=n_min, n_burnin=2, progress=False)
+    assert np.isfinite(long.tau) and np.isfinite(long.ess) and np.isfinite(long.rhat)
+
+
+@pytest.mark.parametrize("block", [0, 1, 5, 8])
+def test_factored_block_argument_gives_the_same_chains(x64, block):
+    # The block size is a static argument (no module global): any value, and 0 (the one-chain
+    # kernel), gives the same chains for the same key in float64.
+    model = random_factored_potts(jax.random.PRNGKey(2), 11, 4, coupling_scale=1.0)
+    kw = dict(n_chains=5, n_samples=3, n_burnin=2, progress=False)
+    for method in ("gibbs", "metropolis"):
+        ref = sample(model, jax.random.PRNGKey(1), method=method, **kw)
+        r = sample(model, jax.random.PRNGKey(1), method=method, kernel=Kernel("xla", factored_block=block), **kw)
+        np.testing.assert_array_equal(r.sequences, ref.sequences)
+    with pytest.raises(ValueError, match="factored_block"):
+        sample(model, jax.random.PRNGKey(1), kernel=Kernel(factored_block=-1), **kw)

@@ -1,11 +1,13 @@
 """Tests for jaxpotts.sharding: losses and fits split over devices equal the one-device results.
 
 JAX fixes the number of CPU devices when it starts, so these run in a subprocess that asks for
-two CPU devices (`use_cpu_cores(2)`) before touching JAX.
+two CPU devices (`use_cpu_cores(2)`) before touching JAX, on the CPU backend (JAX_PLATFORMS=cpu)
+whatever backend runs the tests.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -23,6 +25,7 @@ SCRIPT = textwrap.dedent(
     from jaxpotts.attention import FactoredAttention
     from jaxpotts.potts import random_dense_potts
 
+    assert jax.default_backend() == "cpu"
     mesh = data_mesh()
     assert mesh.size == 2 and len(jax.devices()) == 2
     rng = np.random.default_rng(0)
@@ -90,7 +93,9 @@ SCRIPT = textwrap.dedent(
 
 
 def test_two_cpu_devices_give_the_one_device_results():
-    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600)
+    # The CPU backend explicitly: on a GPU machine the default backend would have one device.
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().endswith("OK")
 

@@ -126,6 +126,9 @@ def _leaves(model):
 
 
 def test_deterministic_resumable_and_keeps_best(layer, data, tmp_path):
+    # Bitwise: the resumed and the uninterrupted run execute the same compiled chunk on the same
+    # state (the checkpoint stores it bit for bit). On a GPU that also needs deterministic
+    # scatter-adds in the gradient (tests/conftest.py sets --xla_gpu_deterministic_ops).
     path = tmp_path / "run.eqx"
     first, h1 = _fit_layer(layer, data, n_epochs=4, checkpoint_path=path)
     assert path.exists() and (tmp_path / "run.eqx.json").exists()

@@ -168,14 +168,11 @@ def fit_estimate(
     model: Any = None,
     n_params: Optional[int] = None,
     kind: str = "plm",
-    n_heads: int = 1,
     optimizer: Any = "lbfgs",
     batch_size: Optional[int] = None,
     dtype: Any = None,
-    d_model: int = 0,
-    d_mlp: int = 0,
-    n_layers: int = 0,
     n_devices: int = 1,
+    **shape: int,
 ) -> MemoryEstimate:
     r"""Peak memory of a pseudo-likelihood / MLM fit (module docstring for the formula).
 
@@ -189,7 +186,14 @@ def fit_estimate(
         dtype: parameter dtype (default: JAX's default float).
         n_devices: devices of a data mesh: replicated parameters and loop state count once
             per device (the L-BFGS memory is split over them).
+        **shape: without `model`, its sizes: ``n_heads`` (1), and for a Transformer
+            ``d_model``, ``d_mlp``, ``n_layers`` (0).
     """
+    unknown = sorted(set(shape) - {"n_heads", "d_model", "d_mlp", "n_layers"})
+    if unknown:
+        raise TypeError(f"unknown model size(s): {', '.join(unknown)}")
+    n_heads, d_model = int(shape.get("n_heads", 1)), int(shape.get("d_model", 0))
+    d_mlp, n_layers = int(shape.get("d_mlp", 0)), int(shape.get("n_layers", 0))
     for name, v in (("L", L), ("q", q), ("M", M)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -197,7 +201,7 @@ def fit_estimate(
     if model is not None:
         import equinox as eqx
 
-        kind = {"PottsModel": "plm", "_DenseConditionals": "plm", "FactoredAttention": "attention",
+        kind = {"PottsModel": "plm", "DenseConditionals": "plm", "FactoredAttention": "attention",
                 "Transformer": "transformer"}.get(type(model).__name__, "other")
         n_heads = int(getattr(model, "n_heads", 1) or 1)
         d_model, n_layers = int(getattr(model, "d_model", 0) or 0), int(getattr(model, "n_layers", 0) or 0)

@@ -522,9 +522,18 @@ def _sweep_key(key: PRNGKeyArray, index: Int[Array, ""]) -> PRNGKeyArray:
     return jax.random.fold_in(key, index)
 
 
-@partial(jax.jit, static_argnames=("method", "schedule", "buffer_size", "block", "kernel"))
-def _run_block(model, beta, key, states, start, n_pre, thin, n_record, *, method, schedule, buffer_size, block,
-               kernel):
+class _Plan(NamedTuple):
+    """The static settings of `_run_block` (hashable: one compiled block per plan)."""
+
+    method: str
+    schedule: str
+    buffer_size: int
+    block: int
+    kernel: str
+
+
+@partial(jax.jit, static_argnames=("plan",))
+def _run_block(model, beta, key, states, start, n_pre, thin, n_record, plan: _Plan):
     """`n_pre` sweeps, then `n_record` samples each after `thin` sweeps (all three dynamic).
 
     Samples go into a buffer of static size `buffer_size` (rows past n_record are zeros), so
@@ -532,6 +541,7 @@ def _run_block(model, beta, key, states, start, n_pre, thin, n_record, *, method
     states, per-chain counts (accepted, changed) of the recorded part, (n_chains, 2), and the
     buffers. Nothing in it mixes chains, so chains sharded over devices stay sharded.
     """
+    method, schedule, buffer_size, block, kernel = plan
     n_chains, L = states.shape
     zero = _no_counts(states)
 
@@ -750,7 +760,7 @@ def sample(
     # A few dozen chunks: enough for a live display, few enough that dispatch costs nothing.
     burn_chunk = max(1, -(-n_burnin // 20))
     record_block = max(1, -(-n_samples // 20))
-    opts = dict(method=method, schedule=schedule, buffer_size=record_block, block=block, kernel=kernel)
+    opts = dict(plan=_Plan(method, schedule, record_block, block, kernel))
     updates_per_sweep = n_chains * model.L
 
     total = n_burnin + n_samples * thin

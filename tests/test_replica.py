@@ -386,12 +386,16 @@ def test_learning_curve_table_and_writers(tmp_path):
     table_v = replica.learning_curve(sc, alphas, lams, progress=False, batching="vmap", chunk=3)
     np.testing.assert_allclose(table_v["m"], table["m"], rtol=1e-8)
     # Writers.
-    replica.write_csv(table, tmp_path / "curve.csv")
+    replica.write_table_csv(tmp_path / "curve.csv", table)
     back = replica.read_csv(tmp_path / "curve.csv")
     for key in table:
         np.testing.assert_allclose(back[key], table[key], rtol=1e-15)
-    replica.write_json(table, tmp_path / "curve.json", scenario=repr(sc))
-    payload = json.loads((tmp_path / "curve.json").read_text())
+    replica.write_table_json(tmp_path / "curve.json", table, scenario=repr(sc), nan=float("nan"))
+    payload = json.loads((tmp_path / "curve.json").read_text())  # strict JSON: NaN written as null
+    assert payload["nan"] is None
+    with pytest.warns(DeprecationWarning, match="write_table_csv"):
+        replica.write_csv(table, tmp_path / "old.csv")  # the previous order, for one release
+    assert (tmp_path / "old.csv").read_text() == (tmp_path / "curve.csv").read_text()
     assert payload["scenario"] == repr(sc) and len(payload["columns"]["m"]) == 8
     assert replica.result_messages()[int(table["result"][0])].startswith("converged")
     with pytest.raises(ValueError, match="batching"):

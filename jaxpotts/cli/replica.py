@@ -99,8 +99,8 @@ def run(args) -> dict:
             curves[panels[kind]] = table
             tables.append(table)
     full = {k: np.concatenate([t[k] for t in tables]) for k in tables[0]}
-    replica.write_csv(full, out / "curve.csv")
-    replica.write_json(full, out / "curve.json", q=args.q, U=U.tolist(), rho=args.rho, kinds=kinds, lambdas=lams,
+    replica.write_table_csv(out / "curve.csv", full)
+    replica.write_table_json(out / "curve.json", full, q=args.q, U=U.tolist(), rho=args.rho, kinds=kinds, lambdas=lams,
                        alphas=grid, result_messages={str(k): v for k, v in replica.result_messages().items()})
     n_bad = int((~full["converged"]).sum())
 
@@ -122,7 +122,7 @@ def run(args) -> dict:
                         row[name + "_theory"] = float(t[name][j])
                 points.append(row)
                 bar.update(1)
-        replica.write_csv({k: np.array([r[k] for r in points]) for k in points[0]}, out / "simulations.csv")
+        replica.write_table_csv(out / "simulations.csv", {k: np.array([r[k] for r in points]) for k in points[0]})
         write_json(out / "simulations.json", points)
     fig = plotting.plot_replica_curves(curves, points, observable=args.observable,
                                        title=f"replica learning curve ({args.observable.replace('_', ' ')})")

@@ -9,7 +9,7 @@ Public API::
     RESULTS                               outcome enumeration of a solve
     GaussHermite(n), MonteCarlo(n, seed)  integrators for the channel averages
     learning_curve(scenario, alphas, lams) -> tidy table (dict of numpy arrays)
-    write_csv / write_json / read_csv     store tables
+    write_table_csv / write_table_json / read_csv     store tables
     bayes_optimal(scenario, alpha), bayes_curve   Bayes-optimal state evolution
     optimal_lambda(scenario, alpha), optimal_lambda_curve   ridge minimising the test loss
     simulate(scenario, alpha, lam, *, N, key, n_seeds)   finite-N experiment, mean and stderr
@@ -31,7 +31,9 @@ from ._fixed_point import RESULTS
 from .solver import Solution, default_tol, saddle_point_update, solve
 from .bayes import BayesSolution, OptimalLambda, bayes_curve, bayes_optimal, optimal_lambda, optimal_lambda_curve
 from .simulate import OBSERVABLES, SimulationResult, conditional_model, fit_conditional, sample_scenario, simulate
-from .curve import TABLE_COLUMNS, learning_curve, read_csv, result_messages, write_csv, write_json
+from .curve import TABLE_COLUMNS, learning_curve, read_csv, result_messages, write_table_csv, write_table_json
+from .curve import write_csv as write_csv  # deprecated (table, path) order, one release
+from .curve import write_json as write_json  # deprecated (table, path) order, one release
 
 __all__ = [
     "KINDS",
@@ -50,8 +52,8 @@ __all__ = [
     "learning_curve",
     "read_csv",
     "result_messages",
-    "write_csv",
-    "write_json",
+    "write_table_csv",
+    "write_table_json",
     "BayesSolution",
     "OptimalLambda",
     "bayes_curve",

@@ -11,8 +11,8 @@ store it.
 from __future__ import annotations
 
 import csv
+import warnings
 import io
-import json
 import os
 from typing import Optional, Sequence
 
@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._files import write_json as _write_strict_json
 from .._files import write_text
 from .._progress import progress_bar
 from ._fixed_point import RESULT_ITEMS, RESULTS, result_code
@@ -28,7 +29,7 @@ from .integrals import Integrator
 from .scenario import Scenario
 from .solver import Solution, check_options, check_point, initial_point, make_problem, solve_problem
 
-__all__ = ["learning_curve", "write_csv", "write_json", "read_csv", "TABLE_COLUMNS"]
+__all__ = ["learning_curve", "write_table_csv", "write_table_json", "read_csv", "TABLE_COLUMNS"]
 
 TABLE_COLUMNS = (
     "lam",
@@ -175,7 +176,7 @@ def result_messages() -> dict[int, str]:
     return {code: RESULTS[item] for code, item in enumerate(RESULT_ITEMS)}
 
 
-def write_csv(table: dict[str, np.ndarray], path: str | os.PathLike) -> None:
+def write_table_csv(path: str | os.PathLike, table: dict[str, np.ndarray]) -> None:
     """Write a tidy table (dict of equal-length 1-d arrays) as CSV with a header row."""
     names = list(table)
     n = _check_table(table)
@@ -208,12 +209,26 @@ def read_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return out
 
 
-def write_json(table: dict[str, np.ndarray], path: str | os.PathLike, **metadata) -> None:
-    """Write a tidy table as JSON: ``{"columns": {name: [values]}, **metadata}``."""
+def write_table_json(path: str | os.PathLike, table: dict[str, np.ndarray], **metadata) -> None:
+    """Write a tidy table as JSON: ``{"columns": {name: [values]}, **metadata}`` (strict JSON,
+    NaN and inf as null, written atomically: the package's one JSON writer)."""
     _check_table(table)
     payload = {"columns": {k: [_scalar(v) for v in np.asarray(col)] for k, col in table.items()}}
-    payload.update(metadata)
-    write_text(path, json.dumps(payload, indent=1))  # atomic
+    _write_strict_json(path, {**payload, **metadata})
+
+
+def _deprecated(new):
+    def old(table, path, **metadata):
+        warnings.warn(f"replica.{new.__name__.replace('_table', '')}(table, path) is deprecated; use "
+                      f"replica.{new.__name__}(path, table)", DeprecationWarning, stacklevel=2)
+        return new(path, table, **metadata)
+
+    return old
+
+
+# The previous names and argument order (table, path), for one release (CHANGELOG.md).
+write_csv = _deprecated(write_table_csv)
+write_json = _deprecated(write_table_json)
 
 
 def _check_table(table) -> int:

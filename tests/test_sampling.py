@@ -326,7 +326,7 @@ def test_chains_sharded_over_devices_give_the_same_samples(tmp_path):
 def _all_eqns(jaxpr):
     for eqn in jaxpr.eqns:
         yield eqn
-        for sub in jax.core.subjaxprs(eqn) if hasattr(jax.core, "subjaxprs") else _subjaxprs(eqn):
+        for sub in _subjaxprs(eqn):  # not jax.core.subjaxprs: it takes a whole jaxpr (jax 0.6)
             yield from _all_eqns(sub)
 
 

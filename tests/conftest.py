@@ -20,12 +20,13 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 
-def enable_x64():
-    """Context manager turning on float64 (jax.enable_x64 on jax >= 0.7, else jax.experimental)."""
+def enable_x64(on: bool = True):
+    """Context manager turning float64 on (or off): jax.enable_x64 on jax >= 0.8, else
+    jax.experimental.enable_x64 (the declared floor, jax 0.6.1, has only the latter)."""
     ctx = getattr(jax, "enable_x64", None)
     if ctx is None:  # pragma: no cover - older jax
         from jax.experimental import enable_x64 as ctx
-    return ctx()
+    return ctx(on)
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from conftest import enable_x64
 from scipy import signal, stats
 
 from jaxpotts import diagnostics as diag
@@ -128,7 +130,7 @@ def long_ar1(phi: float) -> np.ndarray:
 @pytest.mark.parametrize("shape, x64", [((3, 37), True), ((2, 64), False), ((1, 4), False)])
 def test_autocorrelation_matches_direct_sum(shape, x64):
     x = np.random.default_rng(sum(shape)).normal(size=shape) + np.arange(shape[1]) * 0.01
-    with jax.enable_x64(x64):
+    with enable_x64(x64):
         got = np.asarray(diag.autocorrelation(x))
     assert got.dtype == (np.float64 if x64 else np.float32)
     np.testing.assert_allclose(got, np_autocorrelation(x), rtol=0, atol=1e-12 if x64 else 2e-5)
@@ -154,7 +156,7 @@ def test_autocorrelation_of_constant_chain_is_nan():
 def test_tau_matches_numpy_geyer(name):
     x = REFERENCE[name]
     m, n = x.shape
-    with jax.enable_x64(True):
+    with enable_x64(True):
         tau = float(diag.integrated_autocorrelation_time(x))
         ess = float(diag.effective_sample_size(x))
         tau_split = float(diag.integrated_autocorrelation_time(x, split=True))
@@ -174,7 +176,7 @@ def test_matches_arviz_when_installed():
     """Cross-check with ArviZ (not a dependency; skipped without it)."""
     az = pytest.importorskip("arviz")
     for x in REFERENCE.values():
-        with jax.enable_x64(True):
+        with enable_x64(True):
             ours = [
                 float(diag.effective_sample_size(x, split=True)),
                 float(diag.bulk_effective_sample_size(x)),
@@ -192,7 +194,7 @@ def test_matches_arviz_when_installed():
 
 def test_one_chain_matches_numpy():
     x = ar1(0.5, 1, 61, seed=4)
-    with jax.enable_x64(True):
+    with enable_x64(True):
         assert float(diag.integrated_autocorrelation_time(x)) == pytest.approx(np_geyer_tau(x), rel=1e-9)
         assert float(diag.split_rhat(x)) == pytest.approx(np_rhat(np_split(x)), rel=1e-10)
 
@@ -263,7 +265,7 @@ def test_ar1_tau_unbiased_over_seeds(phi):
 @pytest.mark.parametrize("name", list(REFERENCE))
 def test_rhat_matches_numpy(name):
     x = REFERENCE[name]
-    with jax.enable_x64(True):
+    with enable_x64(True):
         r = float(diag.split_rhat(x))
         rr = float(diag.rank_normalized_split_rhat(x))
         z = np.asarray(diag.rank_normalize(x))
@@ -326,7 +328,7 @@ JIT_RHAT = jax.jit(diag.split_rhat)
 def test_all_draws_identical():
     x = np.full(REF_SHAPE, -7.25)
     m, n = REF_SHAPE
-    with jax.enable_x64(True):
+    with enable_x64(True):
         assert float(diag.integrated_autocorrelation_time(x)) == 1.0
         assert float(diag.integrated_autocorrelation_time(x, split=True)) == 1.0
         assert float(diag.effective_sample_size(x)) == m * n
@@ -411,7 +413,7 @@ def test_jit_and_vmap():
 
 def test_float64_under_x64():
     x = REFERENCE["iid"]
-    with jax.enable_x64(True):
+    with enable_x64(True):
         for fn in (diag.integrated_autocorrelation_time, diag.bulk_effective_sample_size, diag.split_rhat):
             assert fn(x).dtype == jnp.float64
 
@@ -421,7 +423,7 @@ def test_float64_under_x64():
 
 def test_summarize():
     x = ar1(0.5, *REF_SHAPE, seed=40) + 3.0
-    with jax.enable_x64(True):  # REF_SHAPE in float64 is compiled already
+    with enable_x64(True):  # REF_SHAPE in float64 is compiled already
         s = diag.summarize(x)
     assert set(s) == {"mean", "std", "stderr", "tau", "ess", "bulk_ess", "rhat", "rank_rhat"}
     assert all(type(v) is float for v in s.values())

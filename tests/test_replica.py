@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from conftest import enable_x64
 from scipy import integrate, optimize
 
 from jaxpotts import replica
@@ -21,7 +23,7 @@ from jaxpotts.replica import GaussHermite, MonteCarlo, RESULTS, Scenario
 
 @pytest.fixture(autouse=True, scope="module")
 def _float64():
-    with jax.enable_x64(True):
+    with enable_x64(True):
         yield
 
 
@@ -231,7 +233,7 @@ def test_forward_and_second_derivatives_through_the_fixed_point():
 
 
 def test_float32_path_uses_looser_tolerance():
-    with jax.enable_x64(False):
+    with enable_x64(False):
         assert replica.default_tol() == 1e-5
         sol = replica.solve(Scenario(2, np.eye(2), 4.0, "independent"), 2.0, 1.0)
         assert sol.m.dtype == jnp.float32

@@ -54,12 +54,22 @@ import numpy as np  # noqa: E402
 
 SECTIONS = ("sampling", "contacts", "replica", "tests")
 # Site updates/s on one H200 from the issue (best of 3 warm calls, q = 21): adabmDCA Triton.
-ISSUE_PEER = {(64, 1000, "gibbs"): 4.5e8, (64, 1000, "metropolis"): 5.3e8, (64, 10000, "gibbs"): 5.9e8,
-              (64, 10000, "metropolis"): 2.8e9, (200, 1000, "gibbs"): 1.4e8, (200, 10000, "gibbs"): 1.8e8,
-              (200, 10000, "metropolis"): 5.7e8}
+ISSUE_PEER = {
+    (64, 1000, "gibbs"): 4.5e8,
+    (64, 1000, "metropolis"): 5.3e8,
+    (64, 10000, "gibbs"): 5.9e8,
+    (64, 10000, "metropolis"): 2.8e9,
+    (200, 1000, "gibbs"): 1.4e8,
+    (200, 10000, "gibbs"): 1.8e8,
+    (200, 10000, "metropolis"): 5.7e8,
+}
 # Fit seconds of the contacts pipeline on the project's 2-core CPU (benchmarks/README.md, Contacts).
-CPU_FIT_S = {("PF00014", "plm"): 2.5, ("PF00014", "attention"): 10.6, ("PF00763", "plm"): 31.0,
-             ("PF00763", "attention"): 209.4}
+CPU_FIT_S = {
+    ("PF00014", "plm"): 2.5,
+    ("PF00014", "attention"): 10.6,
+    ("PF00763", "plm"): 31.0,
+    ("PF00763", "attention"): 209.4,
+}
 
 
 class Clock:
@@ -76,8 +86,20 @@ def versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in ("jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin", "equinox", "optax", "numpy", "scipy",
-                 "adabmDCA", "torch", "triton", "pytest"):
+    for name in (
+        "jax",
+        "jaxlib",
+        "jax-cuda12-plugin",
+        "jax-cuda13-plugin",
+        "equinox",
+        "optax",
+        "numpy",
+        "scipy",
+        "adabmDCA",
+        "torch",
+        "triton",
+        "pytest",
+    ):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -87,9 +109,15 @@ def versions() -> dict:
 
 def device_info() -> dict:
     d = jax.devices()[0]
-    return dict(backend=jax.default_backend(), device=str(d), device_kind=getattr(d, "device_kind", ""),
-                n_devices=jax.device_count(), cpu_count=os.cpu_count(), platform=platform.platform(),
-                python=platform.python_version())
+    return dict(
+        backend=jax.default_backend(),
+        device=str(d),
+        device_kind=getattr(d, "device_kind", ""),
+        n_devices=jax.device_count(),
+        cpu_count=os.cpu_count(),
+        platform=platform.platform(),
+        python=platform.python_version(),
+    )
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -108,8 +136,16 @@ def _time_sample(model, method: str, n_chains: int, kernel: str, target: float, 
 
     def run(n_sweeps: int, seed: int) -> float:
         t0 = time.perf_counter()
-        r = sample(model, jax.random.PRNGKey(seed), n_chains=n_chains, n_samples=1, n_burnin=n_sweeps - 1,
-                   method=method, kernel=kernel, progress=False)
+        r = sample(
+            model,
+            jax.random.PRNGKey(seed),
+            n_chains=n_chains,
+            n_samples=1,
+            n_burnin=n_sweeps - 1,
+            method=method,
+            kernel=kernel,
+            progress=False,
+        )
         r.sequences.block_until_ready()
         return time.perf_counter() - t0
 
@@ -118,8 +154,13 @@ def _time_sample(model, method: str, n_chains: int, kernel: str, target: float, 
     n_sweeps = int(np.clip(target / max(probe / 4, 1e-6), 4, max_sweeps))
     times = [run(n_sweeps, 2 + r) for r in range(3)]
     best = min(times)
-    return dict(first_call_s=first, sweeps=n_sweeps, best_s=best, times_s=times,
-                updates_per_s=n_sweeps * n_chains * model.L / best)
+    return dict(
+        first_call_s=first,
+        sweeps=n_sweeps,
+        best_s=best,
+        times_s=times,
+        updates_per_s=n_sweeps * n_chains * model.L / best,
+    )
 
 
 _PEER = r"""
@@ -171,12 +212,19 @@ def _run_peer(rows, q, target, max_sweeps, timeout) -> list[dict]:
             dense = _models(L, q)["dense"]
             path = Path(tmp) / f"params_{L}.npz"
             # adabmDCA stores J[i, a, j, b]
-            np.savez(path, fields=np.asarray(dense.fields, np.float32),
-                     couplings=np.ascontiguousarray(np.asarray(dense.couplings, np.float32).transpose(0, 2, 1, 3)))
+            np.savez(
+                path,
+                fields=np.asarray(dense.fields, np.float32),
+                couplings=np.ascontiguousarray(np.asarray(dense.couplings, np.float32).transpose(0, 2, 1, 3)),
+            )
             jobs += [dict(params=str(path), L=L, n_chains=n, method=m) for (L_, n, m) in rows if L_ == L]
         try:
-            proc = subprocess.run([sys.executable, "-c", _PEER, json.dumps(jobs), str(target), str(max_sweeps)],
-                                  capture_output=True, text=True, timeout=max(timeout, 1))
+            proc = subprocess.run(
+                [sys.executable, "-c", _PEER, json.dumps(jobs), str(target), str(max_sweeps)],
+                capture_output=True,
+                text=True,
+                timeout=max(timeout, 1),
+            )
             stdout, err = proc.stdout, (proc.stderr[-2000:] if proc.returncode else "")
         except subprocess.TimeoutExpired as exc:
             stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
@@ -206,7 +254,7 @@ def section_sampling(args, clock: Clock, budget: float) -> dict:
     results, skipped = [], []
     for L in Ls:
         models = _models(L, q)
-        for (L_, n, method) in rows:
+        for L_, n, method in rows:
             if L_ != L:
                 continue
             for kind, kernel in impls:
@@ -217,13 +265,23 @@ def section_sampling(args, clock: Clock, budget: float) -> dict:
                     r = _time_sample(models[kind], method, n, kernel, target, max_sweeps)
                 except Exception as err:  # a kernel that fails to compile is a result too
                     r = {"error": f"{type(err).__name__}: {str(err)[:500]}"}
-                results.append(dict(impl="jaxpotts", couplings=kind, kernel=kernel, L=L, q=q, n_chains=n,
-                                    method=method, **r))
-                print(f"  L={L} chains={n} {method:10s} {kind:8s} {kernel:6s} "
-                      + (f"{r['updates_per_s']:.2e} updates/s" if "updates_per_s" in r else r["error"]), flush=True)
+                results.append(
+                    dict(impl="jaxpotts", couplings=kind, kernel=kernel, L=L, q=q, n_chains=n, method=method, **r)
+                )
+                print(
+                    f"  L={L} chains={n} {method:10s} {kind:8s} {kernel:6s} "
+                    + (f"{r['updates_per_s']:.2e} updates/s" if "updates_per_s" in r else r["error"]),
+                    flush=True,
+                )
     scan = _pallas_scan(args, t_end) if not args.quick and jax.default_backend() == "gpu" else []
-    return dict(rows=results, peer=peer, peer_status=why_not or ("skipped (--no-peer)" if args.no_peer else "ran"),
-                skipped=skipped, pallas_scan=scan, target_s=target)
+    return dict(
+        rows=results,
+        peer=peer,
+        peer_status=why_not or ("skipped (--no-peer)" if args.no_peer else "ran"),
+        skipped=skipped,
+        pallas_scan=scan,
+        target_s=target,
+    )
 
 
 def _pallas_scan(args, t_end) -> list[dict]:
@@ -247,6 +305,7 @@ def _pallas_scan(args, t_end) -> list[dict]:
                     def body(i, S):
                         _, u = _sweep_uniforms(model, jax.random.fold_in(key, i), n, method)
                         return ps.sweep_kernel_layout(ops, model.q, 1.0, method, u, S, cfg)[0]
+
                     return jax.lax.fori_loop(0, n_sweeps, body, S)
 
                 S = ps.to_kernel_layout(jax.numpy.zeros((n, L), jax.numpy.int32), cfg)
@@ -260,8 +319,17 @@ def _pallas_scan(args, t_end) -> list[dict]:
                     row = dict(updates_per_s=20 * n * L / min(times), best_s=min(times))
                 except Exception as err:
                     row = dict(error=f"{type(err).__name__}: {str(err)[:300]}")
-                out.append(dict(couplings=kind, method=method, L=L, n_chains=n, chain_block=chain_block,
-                                num_warps=num_warps, **row))
+                out.append(
+                    dict(
+                        couplings=kind,
+                        method=method,
+                        L=L,
+                        n_chains=n,
+                        chain_block=chain_block,
+                        num_warps=num_warps,
+                        **row,
+                    )
+                )
                 print("  pallas scan", out[-1], flush=True)
     return out
 
@@ -306,15 +374,21 @@ def section_contacts(args, clock: Clock, budget: float) -> dict:
     if args.quick:
         items = [("PF00014", "plm", {"n_steps": 5}), ("PF00014", "attention", {"n_steps": 5})]
     else:
-        items = [("PF00014", "plm", {}), ("PF00763", "plm", {}), ("3n2a", "plm", {}),
-                 ("PF00014", "attention", {}), ("PF00763", "attention", {})]
+        items = [
+            ("PF00014", "plm", {}),
+            ("PF00763", "plm", {}),
+            ("3n2a", "plm", {}),
+            ("PF00014", "attention", {}),
+            ("PF00763", "attention", {}),
+        ]
     t_end = time.perf_counter() + budget
     out = []
     for family, method, opts in items:
         aln, dist = fam[family]
         left = t_end - time.perf_counter()
-        row = dict(family=family, method=method, options=opts,
-                   cpu_fit_s=None if opts else CPU_FIT_S.get((family, method)))
+        row = dict(
+            family=family, method=method, options=opts, cpu_fit_s=None if opts else CPU_FIT_S.get((family, method))
+        )
         if not aln.exists():
             out.append(dict(row, status=f"missing {aln}"))
             continue
@@ -324,8 +398,13 @@ def section_contacts(args, clock: Clock, budget: float) -> dict:
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         env.pop("XLA_PYTHON_CLIENT_MEM_FRACTION", None)
         try:
-            proc = subprocess.run([sys.executable, "-c", _CONTACT, str(REPO), str(aln), str(dist), method,
-                                   json.dumps(opts)], capture_output=True, text=True, timeout=left, env=env)
+            proc = subprocess.run(
+                [sys.executable, "-c", _CONTACT, str(REPO), str(aln), str(dist), method, json.dumps(opts)],
+                capture_output=True,
+                text=True,
+                timeout=left,
+                env=env,
+            )
             stdout, status = proc.stdout, "ok" if proc.returncode == 0 else f"failed: {proc.stderr[-1500:]}"
         except subprocess.TimeoutExpired as exc:
             stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
@@ -337,9 +416,12 @@ def section_contacts(args, clock: Clock, budget: float) -> dict:
         row["status"] = status
         out.append(row)
         warm = row.get("warm", {})
-        print(f"  {family} {method}: {status}; cold {row.get('cold', {}).get('wall_s', float('nan')):.1f} s, "
-              f"warm {warm.get('wall_s', float('nan')):.1f} s (fit {warm.get('seconds', {}).get('fit', float('nan')):.1f} s), "
-              f"PPV {warm.get('ppv', row.get('cold', {}).get('ppv'))}", flush=True)
+        print(
+            f"  {family} {method}: {status}; cold {row.get('cold', {}).get('wall_s', float('nan')):.1f} s, "
+            f"warm {warm.get('wall_s', float('nan')):.1f} s (fit {warm.get('seconds', {}).get('fit', float('nan')):.1f} s), "
+            f"PPV {warm.get('ppv', row.get('cold', {}).get('ppv'))}",
+            flush=True,
+        )
     return dict(rows=out, data=str(data))
 
 
@@ -370,19 +452,29 @@ def section_tests(args, clock: Clock, budget: float) -> dict:
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=max(budget, 1), env=env)
         text, timed_out = proc.stdout + proc.stderr, False
     except subprocess.TimeoutExpired as exc:
-        text = (exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")) + \
-            (exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or ""))
+        text = (exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")) + (
+            exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        )
         timed_out = True
     wall = time.perf_counter() - t0
     summary = [line for line in text.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
     failed = [line for line in text.splitlines() if line.startswith(("FAILED", "ERROR"))]
     # pytest -q progress lines: one character per test (. passed, F failed, E error, s skipped)
-    progress = "".join(re.sub(r"\s*\[\s*\d+%\]$", "", line) for line in text.splitlines()
-                       if re.fullmatch(r"[.FEsxX]+\s*(\[\s*\d+%\])?", line.strip()))
-    out = dict(command=" ".join(cmd), backend=jax.default_backend(), wall_s=wall, timed_out=timed_out,
-               summary=summary[-1] if summary else None, failed=failed,
-               progress_counts={c: progress.count(c) for c in ".FEsxX" if progress.count(c)},
-               tail=text[-3000:])
+    progress = "".join(
+        re.sub(r"\s*\[\s*\d+%\]$", "", line)
+        for line in text.splitlines()
+        if re.fullmatch(r"[.FEsxX]+\s*(\[\s*\d+%\])?", line.strip())
+    )
+    out = dict(
+        command=" ".join(cmd),
+        backend=jax.default_backend(),
+        wall_s=wall,
+        timed_out=timed_out,
+        summary=summary[-1] if summary else None,
+        failed=failed,
+        progress_counts={c: progress.count(c) for c in ".FEsxX" if progress.count(c)},
+        tail=text[-3000:],
+    )
     print(f"  {out['summary'] or ('timed out' if timed_out else 'no summary')} in {wall:.0f} s", flush=True)
     for line in failed[:50]:
         print("   ", line)
@@ -399,38 +491,54 @@ def _fmt(x, spec=".2e"):
 def print_tables(result: dict) -> None:
     s = result.get("sampling")
     if s and s.get("rows"):
-        print("\n| L | chains | method | dense XLA | dense Pallas | factored XLA | factored Pallas | adabmDCA Triton | issue: adabmDCA (H200) |")
+        print(
+            "\n| L | chains | method | dense XLA | dense Pallas | factored XLA | factored Pallas | adabmDCA Triton | issue: adabmDCA (H200) |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
         keys = sorted({(r["L"], r["n_chains"], r["method"]) for r in s["rows"]})
         for L, n, m in keys:
+
             def get(kind, kernel):
                 for r in s["rows"]:
                     if (r["L"], r["n_chains"], r["method"], r["couplings"], r["kernel"]) == (L, n, m, kind, kernel):
                         return _fmt(r.get("updates_per_s")) or "error"
                 return ""
-            peer = next((p for p in s.get("peer", []) if (p.get("L"), p.get("n_chains"), p.get("method")) == (L, n, m)), {})
-            print(f"| {L} | {n} | {m} | {get('dense', 'xla')} | {get('dense', 'pallas')} | {get('factored', 'xla')} | "
-                  f"{get('factored', 'pallas')} | {_fmt(peer.get('updates_per_s'))} | {_fmt(ISSUE_PEER.get((L, n, m)))} |")
+
+            peer = next(
+                (p for p in s.get("peer", []) if (p.get("L"), p.get("n_chains"), p.get("method")) == (L, n, m)), {}
+            )
+            print(
+                f"| {L} | {n} | {m} | {get('dense', 'xla')} | {get('dense', 'pallas')} | {get('factored', 'xla')} | "
+                f"{get('factored', 'pallas')} | {_fmt(peer.get('updates_per_s'))} | {_fmt(ISSUE_PEER.get((L, n, m)))} |"
+            )
         print(f"(site updates/s; adabmDCA Triton: {s.get('peer_status')})")
     c = result.get("contacts")
     if c and c.get("rows"):
-        print("\n| family | method | status | cold wall (s) | warm wall (s) | warm fit (s) | CPU fit (s, 2 cores) | iterations | PPV@L |")
+        print(
+            "\n| family | method | status | cold wall (s) | warm wall (s) | warm fit (s) | CPU fit (s, 2 cores) | iterations | PPV@L |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
         for r in c["rows"]:
             w, cold = r.get("warm", {}), r.get("cold", {})
             ppv = (w or cold).get("ppv", {})
-            print(f"| {r['family']} | {r['method']} | {r['status'][:40]} | {_fmt(cold.get('wall_s'), '.1f')} | "
-                  f"{_fmt(w.get('wall_s'), '.1f')} | {_fmt(w.get('seconds', {}).get('fit'), '.2f')} | "
-                  f"{_fmt(r.get('cpu_fit_s'), '.1f')} | {(w or cold).get('iterations', '')} | "
-                  f"{_fmt(ppv.get('L') if ppv else None, '.3f')} |")
+            print(
+                f"| {r['family']} | {r['method']} | {r['status'][:40]} | {_fmt(cold.get('wall_s'), '.1f')} | "
+                f"{_fmt(w.get('wall_s'), '.1f')} | {_fmt(w.get('seconds', {}).get('fit'), '.2f')} | "
+                f"{_fmt(r.get('cpu_fit_s'), '.1f')} | {(w or cold).get('iterations', '')} | "
+                f"{_fmt(ppv.get('L') if ppv else None, '.3f')} |"
+            )
     r = result.get("replica")
     if r and "curve_s" in r:
-        print(f"\nreplica q=2 star: curve {r['curve_s']:.3f} s (compile {r['compile_s']:.1f} s), "
-              f"{r['points']} points, converged={r['converged']}")
+        print(
+            f"\nreplica q=2 star: curve {r['curve_s']:.3f} s (compile {r['compile_s']:.1f} s), "
+            f"{r['points']} points, converged={r['converged']}"
+        )
     t = result.get("tests")
     if t:
-        print(f"\ntests ({t['backend']}): {t['summary'] or ('timed out' if t['timed_out'] else 'no summary')}, "
-              f"{t['wall_s']:.0f} s; {len(t['failed'])} failed")
+        print(
+            f"\ntests ({t['backend']}): {t['summary'] or ('timed out' if t['timed_out'] else 'no summary')}, "
+            f"{t['wall_s']:.0f} s; {len(t['failed'])} failed"
+        )
 
 
 def main(argv=None):
@@ -452,8 +560,14 @@ def main(argv=None):
     clock = Clock(args.budget if args.budget is not None else (240.0 if args.quick else 470.0))
     # Shares of the budget; the tests get whatever is left at the end.
     share = {"sampling": 0.34, "contacts": 0.30, "replica": 0.05}
-    result = dict(device=device_info(), versions=versions(), argv=sys.argv[1:], quick=args.quick,
-                  budget_s=clock.budget, started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+    result = dict(
+        device=device_info(),
+        versions=versions(),
+        argv=sys.argv[1:],
+        quick=args.quick,
+        budget_s=clock.budget,
+        started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    )
     print(f"device: {result['device']}\nversions: {result['versions']}", flush=True)
     fns = dict(sampling=section_sampling, contacts=section_contacts, replica=section_replica, tests=section_tests)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -49,8 +49,21 @@ REFERENCE = {
 def run_jaxpotts(family: str, method: str, cache: Path, generation: bool, extra: list[str]) -> dict:
     aln, dist = FAMILIES[family]
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "jaxpotts.cli", "contacts", str(PFAM / aln), "--method", method,
-               "--distances", str(PFAM / dist), "--out", out, "--quiet", *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "jaxpotts.cli",
+            "contacts",
+            str(PFAM / aln),
+            "--method",
+            method,
+            "--distances",
+            str(PFAM / dist),
+            "--out",
+            out,
+            "--quiet",
+            *extra,
+        ]
         if generation:
             cmd.append("--generation-check")
         env = dict(os.environ, JAXPOTTS_CACHE_DIR=str(cache))
@@ -73,15 +86,19 @@ PEERS = {
 
 
 def run_peer(python: str, script: Path, family: str, method: str) -> dict:
-    from jaxpotts.contacts import contact_map, precision_at, read_distances
     import numpy as np
+
+    from jaxpotts.contacts import contact_map, precision_at, read_distances
 
     aln, dist = FAMILIES[family]
     with tempfile.TemporaryDirectory() as out:
         path = Path(out) / "scores.json"
         t0 = time.perf_counter()
-        proc = subprocess.run([python, str(script), str(PFAM / aln), "--method", method, "--out", str(path)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [python, str(script), str(PFAM / aln), "--method", method, "--out", str(path)],
+            capture_output=True,
+            text=True,
+        )
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"peer {script.name} failed:\n{proc.stderr[-3000:]}")
@@ -100,9 +117,16 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", nargs="+", default=["plm", "attention"], choices=["plm", "attention"])
     ap.add_argument("--warm-repeats", type=int, default=2, help="warm runs after the cold one (best is reported)")
     ap.add_argument("--generation-check", action="store_true", help="also sample each fitted model (slow)")
-    ap.add_argument("--peers", nargs="*", default=[], choices=list(PEERS),
-                    help="peers to run in the same session (pydca needs its own virtualenv: --pydca-python)")
-    ap.add_argument("--pydca-python", default=None, help="interpreter with pydca installed (benchmarks/peers/run_pydca.py)")
+    ap.add_argument(
+        "--peers",
+        nargs="*",
+        default=[],
+        choices=list(PEERS),
+        help="peers to run in the same session (pydca needs its own virtualenv: --pydca-python)",
+    )
+    ap.add_argument(
+        "--pydca-python", default=None, help="interpreter with pydca installed (benchmarks/peers/run_pydca.py)"
+    )
     ap.add_argument("--quick", action="store_true", help="PF00014, plm, one warm run")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "contacts.json")
     args = ap.parse_args(argv)
@@ -125,14 +149,29 @@ def main(argv=None) -> int:
                 gen = run_jaxpotts(family, method, cache, True, [])["generation"] if args.generation_check else None
                 best = min(warm, key=lambda r: r["wall_seconds"]) if warm else cold
                 runs.append({"family": family, "method": method, "cold": cold, "warm": warm, "generation": gen})
-                rows.append({
-                    "family": family, "L": cold["L"], "M": cold["M"], "M_eff": cold["m_eff"],
-                    "tool": f"jaxpotts {method}", "cold_s": cold["wall_seconds"], "wall_s": best["wall_seconds"],
-                    "fit_s": best["seconds"]["fit"], "iterations": best["steps"],
-                    **{f"PPV@{k}": v for k, v in best["precision"].items()},
-                    **({"gen_r_fi": gen["site"]["pearson"], "gen_r_Cij": gen["connected"]["pearson"],
-                        "gen_slope_Cij": gen["connected"]["slope"]} if gen else {}),
-                })
+                rows.append(
+                    {
+                        "family": family,
+                        "L": cold["L"],
+                        "M": cold["M"],
+                        "M_eff": cold["m_eff"],
+                        "tool": f"jaxpotts {method}",
+                        "cold_s": cold["wall_seconds"],
+                        "wall_s": best["wall_seconds"],
+                        "fit_s": best["seconds"]["fit"],
+                        "iterations": best["steps"],
+                        **{f"PPV@{k}": v for k, v in best["precision"].items()},
+                        **(
+                            {
+                                "gen_r_fi": gen["site"]["pearson"],
+                                "gen_r_Cij": gen["connected"]["pearson"],
+                                "gen_slope_Cij": gen["connected"]["slope"],
+                            }
+                            if gen
+                            else {}
+                        ),
+                    }
+                )
                 print(_row_text(rows[-1]), flush=True)
             for name in args.peers:
                 script, method, which = PEERS[name]
@@ -146,8 +185,15 @@ def main(argv=None) -> int:
                     print(f"peer {name} on {family}: {err}", file=sys.stderr)
                     continue
                 runs.append({"family": family, "peer": name, "result": res})
-                rows.append({"family": family, "L": res.get("L"), "tool": f"{name} {res.get('version', '')}".strip(),
-                             "wall_s": res["wall_seconds"], **{f"PPV@{k}": v for k, v in res["precision"].items()}})
+                rows.append(
+                    {
+                        "family": family,
+                        "L": res.get("L"),
+                        "tool": f"{name} {res.get('version', '')}".strip(),
+                        "wall_s": res["wall_seconds"],
+                        **{f"PPV@{k}": v for k, v in res["precision"].items()},
+                    }
+                )
                 print(_row_text(rows[-1]), flush=True)
     finally:
         shutil.rmtree(cache_root, ignore_errors=True)
@@ -166,7 +212,10 @@ def main(argv=None) -> int:
         "load_average": os.getloadavg(),
         "rows": rows,
         "runs": runs,
-        "reference": {f"{f} {t}": dict(zip(("wall_s", "PPV@L/5", "PPV@L/2", "PPV@L"), v)) for (f, t), v in REFERENCE.items()},
+        "reference": {
+            f"{f} {t}": dict(zip(("wall_s", "PPV@L/5", "PPV@L/2", "PPV@L"), v, strict=False))
+            for (f, t), v in REFERENCE.items()
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
@@ -184,9 +233,11 @@ def markdown(rows: list[dict]) -> str:
     lines = [head, "|" + "---|" * 9]
     f = lambda v, p=3: "" if v is None else (f"{v:.{p}f}" if isinstance(v, float) else str(v))
     for r in rows:
-        lines.append(f"| {r['family']} | {r['tool']} | {f(r['wall_s'], 1)} s | {f(r.get('cold_s'), 1)}"
-                     f"{' s' if r.get('cold_s') else ''} | {f(r.get('fit_s'), 1)}{' s' if r.get('fit_s') else ''} | "
-                     f"{f(r.get('iterations'))} | {f(r.get('PPV@L/5'))} | {f(r.get('PPV@L/2'))} | {f(r.get('PPV@L'))} |")
+        lines.append(
+            f"| {r['family']} | {r['tool']} | {f(r['wall_s'], 1)} s | {f(r.get('cold_s'), 1)}"
+            f"{' s' if r.get('cold_s') else ''} | {f(r.get('fit_s'), 1)}{' s' if r.get('fit_s') else ''} | "
+            f"{f(r.get('iterations'))} | {f(r.get('PPV@L/5'))} | {f(r.get('PPV@L/2'))} | {f(r.get('PPV@L'))} |"
+        )
     for (fam, tool), (t, p5, p2, p1) in REFERENCE.items():
         lines.append(f"| {fam} | {tool} (reference) | {t} s | | | | {p5:.3f} | {p2:.3f} | {p1:.3f} |")
     return "\n".join(lines)

@@ -84,7 +84,9 @@ class ScipyK1:
             val = p if j == 0 else sg * p * (1 - p)
             return math.exp(-e * e / 2) / math.sqrt(2 * math.pi) * val
 
-        return tuple(integrate.quad(f, -40, 40, args=(j,), epsabs=self.epsabs, epsrel=self.epsrel, limit=200)[0] for j in (0, 1))
+        return tuple(
+            integrate.quad(f, -40, 40, args=(j,), epsabs=self.epsabs, epsrel=self.epsrel, limit=200)[0] for j in (0, 1)
+        )
 
     def update(self, alpha, lam, x):
         m, Q, V = x
@@ -137,9 +139,17 @@ def time_curve(q, kind, repeats, alphas, lams):
     best = min(times)
     n_steps = int(table["n_steps"].sum())
     return dict(
-        q=q, kind=kind, K=sc.K, points=len(table["alpha"]), converged=bool(table["converged"].all()),
-        max_residual=float(table["residual"].max()), compile_s=first - best, curve_s=best,
-        all_s=times, fixed_point_steps=n_steps, ms_per_step=1e3 * best / (n_steps + len(table["alpha"])),
+        q=q,
+        kind=kind,
+        K=sc.K,
+        points=len(table["alpha"]),
+        converged=bool(table["converged"].all()),
+        max_residual=float(table["residual"].max()),
+        compile_s=first - best,
+        curve_s=best,
+        all_s=times,
+        fixed_point_steps=n_steps,
+        ms_per_step=1e3 * best / (n_steps + len(table["alpha"])),
     ), table
 
 
@@ -158,8 +168,13 @@ def baseline(kind, table, n_points, alphas):
         max_rel = max(max_rel, float(np.max(np.abs(x - ours) / np.abs(ours))))
     elapsed = time.perf_counter() - t0
     return dict(
-        kind=kind, points=len(sel), seconds=elapsed, per_point_s=elapsed / len(sel), steps=steps,
-        map_evaluations=solver.n_maps, ms_per_map=1e3 * elapsed / solver.n_maps,
+        kind=kind,
+        points=len(sel),
+        seconds=elapsed,
+        per_point_s=elapsed / len(sel),
+        steps=steps,
+        map_evaluations=solver.n_maps,
+        ms_per_map=1e3 * elapsed / solver.n_maps,
         curve_s_extrapolated=elapsed / len(sel) * len(table["alpha"]),
         max_rel_diff_vs_jaxpotts=max_rel,
     )
@@ -182,38 +197,59 @@ def main(argv=None):
             for kind in ("star", "independent"):
                 row, table = time_curve(q, kind, repeats, alphas, lams)
                 rows.append(row)
-                print(f"q={q} {kind:11s} curve {row['curve_s']:.3f}s (compile {row['compile_s']:.1f}s, "
-                      f"{row['fixed_point_steps']} steps, converged={row['converged']})", flush=True)
+                print(
+                    f"q={q} {kind:11s} curve {row['curve_s']:.3f}s (compile {row['compile_s']:.1f}s, "
+                    f"{row['fixed_point_steps']} steps, converged={row['converged']})",
+                    flush=True,
+                )
                 if q == 2:
                     b = baseline(kind, table, n_base, alphas)
                     b["jaxpotts_curve_s"] = row["curve_s"]
                     b["jaxpotts_ms_per_step"] = row["ms_per_step"]
                     b["speedup"] = b["curve_s_extrapolated"] / row["curve_s"]
                     bases.append(b)
-                    print(f"   scipy baseline: {b['per_point_s']:.1f}s/point, {b['ms_per_map']:.0f} ms/map, "
-                          f"curve ~{b['curve_s_extrapolated']:.0f}s -> speed-up {b['speedup']:.0f}x, "
-                          f"max rel diff {b['max_rel_diff_vs_jaxpotts']:.1e}", flush=True)
+                    print(
+                        f"   scipy baseline: {b['per_point_s']:.1f}s/point, {b['ms_per_map']:.0f} ms/map, "
+                        f"curve ~{b['curve_s_extrapolated']:.0f}s -> speed-up {b['speedup']:.0f}x, "
+                        f"max rel diff {b['max_rel_diff_vs_jaxpotts']:.1e}",
+                        flush=True,
+                    )
 
     print()
-    print(f"| q | kind | K | points | curve (s) | compile (s) | fixed-point steps | ms/step | converged |")
+    print("| q | kind | K | points | curve (s) | compile (s) | fixed-point steps | ms/step | converged |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['q']} | {r['kind']} | {r['K']} | {r['points']} | {r['curve_s']:.3f} | {r['compile_s']:.1f} | "
-              f"{r['fixed_point_steps']} | {r['ms_per_step']:.2f} | {r['converged']} |")
+        print(
+            f"| {r['q']} | {r['kind']} | {r['K']} | {r['points']} | {r['curve_s']:.3f} | {r['compile_s']:.1f} | "
+            f"{r['fixed_point_steps']} | {r['ms_per_step']:.2f} | {r['converged']} |"
+        )
     print()
-    print("| q=2 kind | scipy s/point | scipy curve (s, extrapolated) | jaxpotts curve (s) | speed-up | scipy ms/map | jaxpotts ms/step | scipy steps/point | max rel. diff |")
+    print(
+        "| q=2 kind | scipy s/point | scipy curve (s, extrapolated) | jaxpotts curve (s) | speed-up | scipy ms/map | jaxpotts ms/step | scipy steps/point | max rel. diff |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for b in bases:
-        print(f"| {b['kind']} | {b['per_point_s']:.2f} | {b['curve_s_extrapolated']:.0f} | {b['jaxpotts_curve_s']:.3f} | "
-              f"{b['speedup']:.0f}x | {b['ms_per_map']:.1f} | {b['jaxpotts_ms_per_step']:.2f} | "
-              f"{b['steps'] / b['points']:.0f} | {b['max_rel_diff_vs_jaxpotts']:.1e} |")
+        print(
+            f"| {b['kind']} | {b['per_point_s']:.2f} | {b['curve_s_extrapolated']:.0f} | {b['jaxpotts_curve_s']:.3f} | "
+            f"{b['speedup']:.0f}x | {b['ms_per_map']:.1f} | {b['jaxpotts_ms_per_step']:.2f} | "
+            f"{b['steps'] / b['points']:.0f} | {b['max_rel_diff_vs_jaxpotts']:.1e} |"
+        )
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = dict(
-        benchmark="replica learning curve", alphas=list(map(float, alphas)), lams=list(lams), rho=RHO, tol=TOL,
-        backend=jax.default_backend(), devices=[str(d) for d in jax.devices()], platform=platform.platform(),
-        cpu_count=os.cpu_count(), jax_version=jax.__version__, curves=rows, scipy_baseline=bases,
+        benchmark="replica learning curve",
+        alphas=list(map(float, alphas)),
+        lams=list(lams),
+        rho=RHO,
+        tol=TOL,
+        backend=jax.default_backend(),
+        devices=[str(d) for d in jax.devices()],
+        platform=platform.platform(),
+        cpu_count=os.cpu_count(),
+        jax_version=jax.__version__,
+        curves=rows,
+        scipy_baseline=bases,
     )
     out.write_text(json.dumps(payload, indent=1))
     print(f"\nwrote {out}")

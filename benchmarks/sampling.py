@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxpotts.potts import random_factored_potts, to_dense
@@ -36,8 +35,7 @@ from jaxpotts.sampling import sample
 
 def time_jaxpotts(model, method, n_chains, n_sweeps, repeats):
     def run(key):
-        res = sample(model, key, n_chains=n_chains, n_samples=1, n_burnin=n_sweeps - 1, method=method,
-                     progress=False)
+        res = sample(model, key, n_chains=n_chains, n_samples=1, n_burnin=n_sweeps - 1, method=method, progress=False)
         return res.sequences.block_until_ready()
 
     run(jax.random.PRNGKey(0))  # compile
@@ -82,11 +80,19 @@ def time_adabmdca(model, method, n_chains, n_sweeps, repeats, threads):
     dense = to_dense(model)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "params.npz"
-        np.savez(path, fields=np.asarray(dense.fields, np.float32), n_chains=n_chains,
-                 # adabmDCA stores J[i, a, j, b]
-                 couplings=np.ascontiguousarray(np.asarray(dense.couplings, np.float32).transpose(0, 2, 1, 3)))
-        out = subprocess.run([sys.executable, "-c", _PEER_SCRIPT, str(path), method, str(n_sweeps), str(repeats),
-                              str(threads)], check=True, capture_output=True, text=True)
+        np.savez(
+            path,
+            fields=np.asarray(dense.fields, np.float32),
+            n_chains=n_chains,
+            # adabmDCA stores J[i, a, j, b]
+            couplings=np.ascontiguousarray(np.asarray(dense.couplings, np.float32).transpose(0, 2, 1, 3)),
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", _PEER_SCRIPT, str(path), method, str(n_sweeps), str(repeats), str(threads)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -106,13 +112,24 @@ def main(argv=None):
     parser.add_argument("--sizes", default=None, help="comma-separated L values (default 64,200; quick: 16)")
     parser.add_argument("--q", type=int, default=21)
     parser.add_argument("--chains", type=int, default=None, help="default 1000 (quick: 100)")
-    parser.add_argument("--sweeps", type=int, default=None,
-                        help="sweeps per timed jaxpotts run (default 80 (64/L)^2, at least 8; the peer runs 1/4)")
+    parser.add_argument(
+        "--sweeps",
+        type=int,
+        default=None,
+        help="sweeps per timed jaxpotts run (default 80 (64/L)^2, at least 8; the peer runs 1/4)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", default=f"1,{os.cpu_count()}",
-                        help="comma-separated torch thread counts for the peer; the best is kept")
-    parser.add_argument("--devices", type=int, default=os.cpu_count(),
-                        help="CPU backend only: JAX devices (jax_num_cpu_devices) to split the chains over")
+    parser.add_argument(
+        "--threads",
+        default=f"1,{os.cpu_count()}",
+        help="comma-separated torch thread counts for the peer; the best is kept",
+    )
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=os.cpu_count(),
+        help="CPU backend only: JAX devices (jax_num_cpu_devices) to split the chains over",
+    )
     parser.add_argument("--no-peer", action="store_true", help="skip adabmDCA even if installed")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "sampling.json")
     args = parser.parse_args(argv)
@@ -134,16 +151,38 @@ def main(argv=None):
             entries = [("jaxpotts", "dense", dense), ("jaxpotts", "factored", factored)]
             for impl, kind, model in entries:
                 seconds = time_jaxpotts(model, method, n_chains, n_sweeps, args.repeats)
-                rows.append(dict(impl=impl, kind=kind, method=method, L=L, q=q, n_chains=n_chains,
-                                 n_sweeps=n_sweeps, seconds=seconds))
+                rows.append(
+                    dict(
+                        impl=impl,
+                        kind=kind,
+                        method=method,
+                        L=L,
+                        q=q,
+                        n_chains=n_chains,
+                        n_sweeps=n_sweeps,
+                        seconds=seconds,
+                    )
+                )
             if peer:
                 peer_sweeps = max(2, n_sweeps // 4)
-                by_threads = {t: time_adabmdca(dense, method, n_chains, peer_sweeps, args.repeats, t)
-                              for t in thread_counts}
+                by_threads = {
+                    t: time_adabmdca(dense, method, n_chains, peer_sweeps, args.repeats, t) for t in thread_counts
+                }
                 threads = min(by_threads, key=by_threads.get)
-                rows.append(dict(impl="adabmDCA", kind="dense", method=method, L=L, q=q, n_chains=n_chains,
-                                 n_sweeps=peer_sweeps, seconds=by_threads[threads], threads=threads,
-                                 seconds_by_threads={str(t): v for t, v in by_threads.items()}))
+                rows.append(
+                    dict(
+                        impl="adabmDCA",
+                        kind="dense",
+                        method=method,
+                        L=L,
+                        q=q,
+                        n_chains=n_chains,
+                        n_sweeps=peer_sweeps,
+                        seconds=by_threads[threads],
+                        threads=threads,
+                        seconds_by_threads={str(t): v for t, v in by_threads.items()},
+                    )
+                )
     for r in rows:
         r["sweeps_per_s"] = r["n_sweeps"] / r["seconds"]
         r["site_updates_per_s"] = r["sweeps_per_s"] * r["n_chains"] * r["L"]
@@ -160,25 +199,44 @@ def main(argv=None):
             dense_rate = rate("jaxpotts", "dense", method, L)
             fact_rate = rate("jaxpotts", "factored", method, L)
             peer_rate = rate("adabmDCA", "dense", method, L)
-            ratios.append(dict(L=L, method=method,
-                               dense_vs_adabmDCA=dense_rate / peer_rate if peer_rate else None,
-                               factored_vs_dense=fact_rate / dense_rate,
-                               factored_vs_adabmDCA=fact_rate / peer_rate if peer_rate else None))
+            ratios.append(
+                dict(
+                    L=L,
+                    method=method,
+                    dense_vs_adabmDCA=dense_rate / peer_rate if peer_rate else None,
+                    factored_vs_dense=fact_rate / dense_rate,
+                    factored_vs_adabmDCA=fact_rate / peer_rate if peer_rate else None,
+                )
+            )
 
     device = jax.devices()[0]
-    meta = dict(backend=jax.default_backend(), device=str(device), device_kind=getattr(device, "device_kind", ""),
-                cpu_count=os.cpu_count(), machine=platform.machine(), processor=platform.processor(),
-                jax=jax.__version__, jax_devices=jax.local_device_count(), torch=peer,
-                x64=bool(jax.config.jax_enable_x64), load_average=os.getloadavg(),
-                date=time.strftime("%Y-%m-%d %H:%M:%S %z"))
-    print(f"device: {meta['backend']} ({meta['device_kind']}) x {meta['jax_devices']}, {meta['cpu_count']} CPUs, "
-          f"jax {meta['jax']}" + (f", torch {peer}" if peer else ", adabmDCA not installed")
-          + f"; load average {' '.join(f'{x:.2f}' for x in meta['load_average'])}")
+    meta = dict(
+        backend=jax.default_backend(),
+        device=str(device),
+        device_kind=getattr(device, "device_kind", ""),
+        cpu_count=os.cpu_count(),
+        machine=platform.machine(),
+        processor=platform.processor(),
+        jax=jax.__version__,
+        jax_devices=jax.local_device_count(),
+        torch=peer,
+        x64=bool(jax.config.jax_enable_x64),
+        load_average=os.getloadavg(),
+        date=time.strftime("%Y-%m-%d %H:%M:%S %z"),
+    )
+    print(
+        f"device: {meta['backend']} ({meta['device_kind']}) x {meta['jax_devices']}, {meta['cpu_count']} CPUs, "
+        f"jax {meta['jax']}"
+        + (f", torch {peer}" if peer else ", adabmDCA not installed")
+        + f"; load average {' '.join(f'{x:.2f}' for x in meta['load_average'])}"
+    )
     print(f"{'impl':9} {'kind':9} {'method':11} {'L':>4} {'q':>3} {'chains':>6} {'sweeps/s':>9} {'site-updates/s':>15}")
     for r in rows:
         note = f"  ({r['threads']} torch thread{'s' if r['threads'] > 1 else ''})" if "threads" in r else ""
-        print(f"{r['impl']:9} {r['kind']:9} {r['method']:11} {r['L']:>4} {r['q']:>3} {r['n_chains']:>6} "
-              f"{r['sweeps_per_s']:>9.2f} {r['site_updates_per_s']:>15.3e}{note}")
+        print(
+            f"{r['impl']:9} {r['kind']:9} {r['method']:11} {r['L']:>4} {r['q']:>3} {r['n_chains']:>6} "
+            f"{r['sweeps_per_s']:>9.2f} {r['site_updates_per_s']:>15.3e}{note}"
+        )
     print()
     print(f"{'L':>4} {'method':11} {'dense/adabmDCA':>15} {'factored/dense':>15} {'factored/adabmDCA':>18}")
 
@@ -186,8 +244,10 @@ def main(argv=None):
         return f"{x:.2f}x" if x is not None else "n/a"
 
     for r in ratios:
-        print(f"{r['L']:>4} {r['method']:11} {fmt(r['dense_vs_adabmDCA']):>15} {fmt(r['factored_vs_dense']):>15} "
-              f"{fmt(r['factored_vs_adabmDCA']):>18}")
+        print(
+            f"{r['L']:>4} {r['method']:11} {fmt(r['dense_vs_adabmDCA']):>15} {fmt(r['factored_vs_dense']):>15} "
+            f"{fmt(r['factored_vs_adabmDCA']):>18}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(dict(meta=meta, rows=rows, ratios=ratios), indent=2) + "\n")
     print(f"\nwrote {args.out}")

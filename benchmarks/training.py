@@ -32,15 +32,14 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxpotts import losses
 from jaxpotts.attention import FactoredAttention, Transformer
 from jaxpotts.potts import PottsModel, random_factored_potts
 from jaxpotts.sampling import sample
-from jaxpotts.training import fit, fit_plm
-
-import jax.numpy as jnp
+from jaxpotts.training import fit
 
 
 def draw(model, key, n):
@@ -55,14 +54,20 @@ def methods(L, q, key, d_model):
     k1, k2, k3 = jax.random.split(key, 3)
     zero = PottsModel(jnp.zeros((L, q)), jnp.zeros((L, L, q, q)))
     return {
-        "factored attention (Adam)": dict(model=FactoredAttention(L, q, 1, 1, key=k1, softmax=False, fields=True),
-                                          kw=dict(learning_rate=0.05, batch_size=128, loss="mlm")),
+        "factored attention (Adam)": dict(
+            model=FactoredAttention(L, q, 1, 1, key=k1, softmax=False, fields=True),
+            kw=dict(learning_rate=0.05, batch_size=128, loss="mlm"),
+        ),
         "dense PLM (Adam)": dict(model=zero, kw=dict(learning_rate=0.05, batch_size=128, loss="mlm", **PLM_L2)),
         "dense PLM (L-BFGS, full batch)": dict(model=zero, kw=dict(optimizer="lbfgs", **PLM_L2)),
-        "transformer, 1 layer (Adam)": dict(model=Transformer(L, q, 1, key=k2, d_model=d_model, d_mlp=2 * d_model),
-                                            kw=dict(learning_rate=2e-3, batch_size=128, loss="stochastic")),
-        "transformer, 3 layers (Adam)": dict(model=Transformer(L, q, 3, key=k3, d_model=d_model, d_mlp=2 * d_model),
-                                             kw=dict(learning_rate=2e-3, batch_size=128, loss="stochastic")),
+        "transformer, 1 layer (Adam)": dict(
+            model=Transformer(L, q, 1, key=k2, d_model=d_model, d_mlp=2 * d_model),
+            kw=dict(learning_rate=2e-3, batch_size=128, loss="stochastic"),
+        ),
+        "transformer, 3 layers (Adam)": dict(
+            model=Transformer(L, q, 3, key=k3, d_model=d_model, d_mlp=2 * d_model),
+            kw=dict(learning_rate=2e-3, batch_size=128, loss="stochastic"),
+        ),
     }
 
 
@@ -85,14 +90,24 @@ def time_per_epoch(model, seqs, kw, repeats):
 
 
 def time_to_target(model, seqs, val, target, kw, max_steps, eval_every):
-    run = dict(kw, progress=False, key=jax.random.PRNGKey(1), validation_data=(val, None), eval_every=eval_every,
-               target_loss=target)
+    run = dict(
+        kw,
+        progress=False,
+        key=jax.random.PRNGKey(1),
+        validation_data=(val, None),
+        eval_every=eval_every,
+        target_loss=target,
+    )
     fit(model, seqs, **dict(run, n_steps=eval_every, target_loss=None))  # compile the same chunk
     t0 = time.perf_counter()
     fitted, hist = fit(model, seqs, **dict(run, n_steps=max_steps))
     seconds = time.perf_counter() - t0
-    return dict(seconds=seconds if hist.reached_target else None, steps=int(hist.step[-1]),
-                reached=bool(hist.reached_target), best_val=float(np.nanmin(hist.val_loss)))
+    return dict(
+        seconds=seconds if hist.reached_target else None,
+        steps=int(hist.step[-1]),
+        reached=bool(hist.reached_target),
+        best_val=float(np.nanmin(hist.val_loss)),
+    )
 
 
 def main(argv=None):
@@ -109,8 +124,9 @@ def main(argv=None):
         M, n_val, max_steps, eval_every, d_model, args.repeats = 1000, 300, 600, 50, 16, 1
 
     keys = jax.random.split(jax.random.PRNGKey(1), 5)
-    true = random_factored_potts(keys[0], L, q, graph="erdos_renyi", colours="random", coupling_scale=1.0,
-                                 mean_degree=3.0, field_scale=0.0)
+    true = random_factored_potts(
+        keys[0], L, q, graph="erdos_renyi", colours="random", coupling_scale=1.0, mean_degree=3.0, field_scale=0.0
+    )
     seqs, val = draw(true, keys[1], M), draw(true, keys[2], n_val)
     floor = float(losses.mlm_loss(true, val))
     target = floor + args.margin
@@ -121,20 +137,39 @@ def main(argv=None):
         lbfgs = kw.get("optimizer") == "lbfgs"
         tt = time_to_target(m["model"], seqs, val, target, kw, 300 if lbfgs else max_steps, 5 if lbfgs else eval_every)
         rows.append(dict(method=name, seconds_per_epoch=epoch, unit="iteration" if lbfgs else "epoch", **tt))
-        print(f"{name:32s} {epoch * 1e3:9.1f} ms/{rows[-1]['unit']:9s} "
-              + (f"target in {tt['seconds']:7.2f} s ({tt['steps']} steps)" if tt["reached"]
-                 else f"target not reached in {tt['steps']} steps (best val {tt['best_val']:.4f})"), flush=True)
+        print(
+            f"{name:32s} {epoch * 1e3:9.1f} ms/{rows[-1]['unit']:9s} "
+            + (
+                f"target in {tt['seconds']:7.2f} s ({tt['steps']} steps)"
+                if tt["reached"]
+                else f"target not reached in {tt['steps']} steps (best val {tt['best_val']:.4f})"
+            ),
+            flush=True,
+        )
 
     result = dict(
-        L=L, q=q, M=M, n_val=n_val, floor=floor, margin=args.margin, target=target, batch_size=128,
-        backend=jax.default_backend(), device=str(jax.devices()[0]), cpu_count=os.cpu_count(),
-        platform=platform.platform(), jax=jax.__version__, rows=rows,
+        L=L,
+        q=q,
+        M=M,
+        n_val=n_val,
+        floor=floor,
+        margin=args.margin,
+        target=target,
+        batch_size=128,
+        backend=jax.default_backend(),
+        device=str(jax.devices()[0]),
+        cpu_count=os.cpu_count(),
+        platform=platform.platform(),
+        jax=jax.__version__,
+        rows=rows,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print()
-    print(f"L={L}, q={q}, M={M} training sequences, validation {n_val}; target validation MLM loss "
-          f"{target:.4f} = floor {floor:.4f} + {args.margin}; backend {result['backend']} ({result['device']})")
+    print(
+        f"L={L}, q={q}, M={M} training sequences, validation {n_val}; target validation MLM loss "
+        f"{target:.4f} = floor {floor:.4f} + {args.margin}; backend {result['backend']} ({result['device']})"
+    )
     print()
     print("| method | time per epoch (or L-BFGS iteration) | time to target | steps to target |")
     print("|---|---|---|---|")

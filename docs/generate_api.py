@@ -114,8 +114,17 @@ def render() -> str:
     ]
     for module, title in MODULES:
         lines.append(f"- [`{module}`](#{_anchor(module)}): {title}")
-    lines += ["", "## jaxpotts (top level)", "", _doc(jaxpotts), "",
-              "Names re-exported at the top level (`import jaxpotts`):", "", "| name | defined in |", "|---|---|"]
+    lines += [
+        "",
+        "## jaxpotts (top level)",
+        "",
+        _doc(jaxpotts),
+        "",
+        "Names re-exported at the top level (`import jaxpotts`):",
+        "",
+        "| name | defined in |",
+        "|---|---|",
+    ]
     for name in jaxpotts.__all__:
         obj = getattr(jaxpotts, name)
         home = obj.__name__ if inspect.ismodule(obj) else getattr(obj, "__module__", "jaxpotts")

@@ -76,7 +76,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxpotts import plotting
@@ -87,16 +86,58 @@ from jaxpotts.sampling import sample
 from jaxpotts.training import fit
 
 SETTINGS = {
-    "full": dict(L=20, q=3, sizes=[250, 500, 1000, 2000, 4000], n_test=2000, n_steps=4000, eval_every=200,
-                 patience=5, batch_size=128, d_model=32, d_mlp=64, n_heads=4, layers=[1, 2, 3], restarts=3,
-                 n_chains=50, pilot=(16, 2000, 500)),
-    "quick": dict(L=20, q=3, sizes=[400, 1600], n_test=500, n_steps=400, eval_every=100,
-                  patience=None, batch_size=128, d_model=16, d_mlp=32, n_heads=2, layers=[1, 2, 3], restarts=3,
-                  n_chains=50, pilot=(16, 2000, 500)),
+    "full": dict(
+        L=20,
+        q=3,
+        sizes=[250, 500, 1000, 2000, 4000],
+        n_test=2000,
+        n_steps=4000,
+        eval_every=200,
+        patience=5,
+        batch_size=128,
+        d_model=32,
+        d_mlp=64,
+        n_heads=4,
+        layers=[1, 2, 3],
+        restarts=3,
+        n_chains=50,
+        pilot=(16, 2000, 500),
+    ),
+    "quick": dict(
+        L=20,
+        q=3,
+        sizes=[400, 1600],
+        n_test=500,
+        n_steps=400,
+        eval_every=100,
+        patience=None,
+        batch_size=128,
+        d_model=16,
+        d_mlp=32,
+        n_heads=2,
+        layers=[1, 2, 3],
+        restarts=3,
+        n_chains=50,
+        pilot=(16, 2000, 500),
+    ),
     # the pipeline end to end in seconds (the test suite's smoke test): numbers mean nothing
-    "smoke": dict(L=10, q=3, sizes=[100, 200], n_test=200, n_steps=40, eval_every=20,
-                  patience=None, batch_size=64, d_model=8, d_mlp=16, n_heads=2, layers=[1], restarts=2,
-                  n_chains=20, pilot=(8, 200, 100)),
+    "smoke": dict(
+        L=10,
+        q=3,
+        sizes=[100, 200],
+        n_test=200,
+        n_steps=40,
+        eval_every=20,
+        patience=None,
+        batch_size=64,
+        d_model=8,
+        d_mlp=16,
+        n_heads=2,
+        layers=[1],
+        restarts=2,
+        n_chains=20,
+        pilot=(8, 200, 100),
+    ),
 }
 LEARNING_RATES = {"factored": 0.02, "transformer": 2e-3}
 
@@ -106,8 +147,9 @@ LEARNING_RATES = {"factored": 0.02, "transformer": 2e-3}
 
 def generating_model(key, L: int, q: int) -> FactoredPotts:
     """Sparse symmetric J (Erdos-Renyi, mean degree 3, N(0, 1) weights), random symmetric U, no fields."""
-    return random_factored_potts(key, L, q, graph="erdos_renyi", colours="random", coupling_scale=1.0,
-                                 mean_degree=3.0, field_scale=0.0)
+    return random_factored_potts(
+        key, L, q, graph="erdos_renyi", colours="random", coupling_scale=1.0, mean_degree=3.0, field_scale=0.0
+    )
 
 
 def site_mixing(seqs: np.ndarray, q: int) -> tuple[float, float]:
@@ -130,8 +172,9 @@ def draw(model, key, n: int, progress: bool, cfg: dict) -> tuple[np.ndarray, dic
     so any prefix of the data set spans all chains."""
     k_pilot, k_run = jax.random.split(key)
     pilot_chains, pilot_samples, pilot_burnin = cfg["pilot"]
-    pilot = sample(model, k_pilot, n_chains=pilot_chains, n_samples=pilot_samples, n_burnin=pilot_burnin, thin=1,
-                   progress=False)
+    pilot = sample(
+        model, k_pilot, n_chains=pilot_chains, n_samples=pilot_samples, n_burnin=pilot_burnin, thin=1, progress=False
+    )
     tau_sweeps = max(1.0, float(pilot.tau), site_mixing(np.asarray(pilot.sequences), model.q)[1])
     thin = max(1, math.ceil(5 * tau_sweeps))
     burnin = max(1000, math.ceil(100 * tau_sweeps))
@@ -141,9 +184,18 @@ def draw(model, key, n: int, progress: bool, cfg: dict) -> tuple[np.ndarray, dic
     chains = np.asarray(res.sequences)
     rhat_sites, tau_sites = site_mixing(chains, model.q) if per_chain >= 4 else (float("nan"), float("nan"))
     seqs = chains.transpose(1, 0, 2).reshape(-1, model.L)[:n]
-    diag = dict(n=n, n_chains=n_chains, burnin_sweeps=burnin, thin_sweeps=thin, pilot_tau_sweeps=tau_sweeps,
-                tau_records=float(res.tau), rhat=float(res.rhat), ess=float(res.ess),
-                max_site_rhat=rhat_sites, max_site_tau_records=tau_sites)
+    diag = dict(
+        n=n,
+        n_chains=n_chains,
+        burnin_sweeps=burnin,
+        thin_sweeps=thin,
+        pilot_tau_sweeps=tau_sweeps,
+        tau_records=float(res.tau),
+        rhat=float(res.rhat),
+        ess=float(res.ess),
+        max_site_rhat=rhat_sites,
+        max_site_tau_records=tau_sites,
+    )
     return seqs, diag
 
 
@@ -153,9 +205,13 @@ def draw(model, key, n: int, progress: bool, cfg: dict) -> tuple[np.ndarray, dic
 def make_models(key, cfg) -> dict:
     L, q = cfg["L"], cfg["q"]
     keys = jax.random.split(key, 1 + len(cfg["layers"]))
-    models = {"factored attention": [FactoredAttention(L, q, 1, 1, key=k, softmax=False, fields=True)
-                                     for k in jax.random.split(keys[0], cfg["restarts"])]}
-    for k, n in zip(keys[1:], cfg["layers"]):
+    models = {
+        "factored attention": [
+            FactoredAttention(L, q, 1, 1, key=k, softmax=False, fields=True)
+            for k in jax.random.split(keys[0], cfg["restarts"])
+        ]
+    }
+    for k, n in zip(keys[1:], cfg["layers"], strict=False):
         models[f"transformer, {n} layer{'s' if n > 1 else ''}"] = Transformer(
             L, q, n, key=k, d_model=cfg["d_model"], n_heads=cfg["n_heads"], d_mlp=cfg["d_mlp"]
         )
@@ -165,11 +221,18 @@ def make_models(key, cfg) -> dict:
 def _fit_one(model, train_seqs, test_seqs, key, cfg, progress):
     factored = isinstance(model, FactoredAttention)
     return fit(
-        model, train_seqs, key=key,
+        model,
+        train_seqs,
+        key=key,
         learning_rate=LEARNING_RATES["factored" if factored else "transformer"],
         loss="mlm" if factored else "stochastic",
-        n_steps=cfg["n_steps"], batch_size=cfg["batch_size"], eval_every=cfg["eval_every"],
-        validation_fraction=0.2, patience=cfg["patience"], test_data=(test_seqs, None), progress=progress,
+        n_steps=cfg["n_steps"],
+        batch_size=cfg["batch_size"],
+        eval_every=cfg["eval_every"],
+        validation_fraction=0.2,
+        patience=cfg["patience"],
+        test_data=(test_seqs, None),
+        progress=progress,
     )
 
 
@@ -183,9 +246,14 @@ def train(model, train_seqs, test_seqs, key, cfg, progress):
     # the returned model is the best validation one; its test loss was recorded at that step
     test_loss = float(hist.test_loss[int(np.argmin(hist.val_loss))])
     return trained, dict(
-        test_loss=test_loss, best_step=int(hist.best_step), seconds=time.perf_counter() - t0,
-        steps=hist.step.tolist(), test_curve=hist.test_loss.tolist(), val_curve=hist.val_loss.tolist(),
-        stopped_early=bool(hist.stopped_early), restarts=len(starts),
+        test_loss=test_loss,
+        best_step=int(hist.best_step),
+        seconds=time.perf_counter() - t0,
+        steps=hist.step.tolist(),
+        test_curve=hist.test_loss.tolist(),
+        val_curve=hist.val_loss.tolist(),
+        stopped_early=bool(hist.stopped_early),
+        restarts=len(starts),
         restart_val_losses=[float(h.best_val_loss) for _, h in fits],
     )
 
@@ -194,7 +262,9 @@ def train(model, train_seqs, test_seqs, key, cfg, progress):
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small settings, a few minutes on a CPU")
     parser.add_argument("--smoke", action="store_true", help="tiny settings that only exercise the pipeline (tests)")
     parser.add_argument("--out", type=Path, default=Path("results/attention_vs_transformer"), help="output folder")
@@ -221,12 +291,16 @@ def main(argv=None) -> dict:
     f_mean, f_se = entropy_floor(true, test)
     print(f"sampling took {time.perf_counter() - t_start:.0f} s")
     for name, d in (("train", train_diag), ("test", test_diag)):
-        print(f"{name} data ({d['n']} of L={cfg['L']}, q={cfg['q']}): {d['n_chains']} chains, burn-in "
-              f"{d['burnin_sweeps']} sweeps, thin {d['thin_sweeps']} sweeps (pilot tau {d['pilot_tau_sweeps']:.2f} "
-              f"sweeps); energy tau {d['tau_records']:.2f} records, R-hat {d['rhat']:.4f}; site indicators: "
-              f"max tau {d['max_site_tau_records']:.2f} records, max R-hat {d['max_site_rhat']:.4f}")
-    print(f"floor (conditional entropy, estimated on {len(test)} test samples): {f_mean:.4f} +- {f_se:.4f} "
-          f"nats per site (log q = {math.log(cfg['q']):.4f})")
+        print(
+            f"{name} data ({d['n']} of L={cfg['L']}, q={cfg['q']}): {d['n_chains']} chains, burn-in "
+            f"{d['burnin_sweeps']} sweeps, thin {d['thin_sweeps']} sweeps (pilot tau {d['pilot_tau_sweeps']:.2f} "
+            f"sweeps); energy tau {d['tau_records']:.2f} records, R-hat {d['rhat']:.4f}; site indicators: "
+            f"max tau {d['max_site_tau_records']:.2f} records, max R-hat {d['max_site_rhat']:.4f}"
+        )
+    print(
+        f"floor (conditional entropy, estimated on {len(test)} test samples): {f_mean:.4f} +- {f_se:.4f} "
+        f"nats per site (log q = {math.log(cfg['q']):.4f})"
+    )
 
     models = make_models(k_init, cfg)
     results: dict = {}
@@ -238,26 +312,43 @@ def main(argv=None) -> dict:
             trained, r = train(model, seqs, test, k_fit, cfg, progress)
             r["excess"] = r["test_loss"] - f_mean
             results[str(M)]["models"][name] = r
-            print(f"M={M:5d}  {name:22s} test {r['test_loss']:.4f}  excess {r['excess']:+.4f}  "
-                  f"(best step {r['best_step']}, {r['seconds']:.0f} s)")
+            print(
+                f"M={M:5d}  {name:22s} test {r['test_loss']:.4f}  excess {r['excess']:+.4f}  "
+                f"(best step {r['best_step']}, {r['seconds']:.0f} s)"
+            )
             if M == sizes[-1] and isinstance(trained, FactoredAttention):
                 trained_fa = trained
 
     cmp = compare_factored(trained_fa, true)
-    print(f"couplings at M={sizes[-1]}: corr(J) {cmp.corr_J:.4f}, corr(U') {cmp.corr_U:.4f}, "
-          f"rel. error J {cmp.rel_err_J:.3f}, rel. error of gauge-fixed J_ij(a,b) {cmp.rel_err_couplings:.3f}")
+    print(
+        f"couplings at M={sizes[-1]}: corr(J) {cmp.corr_J:.4f}, corr(U') {cmp.corr_U:.4f}, "
+        f"rel. error J {cmp.rel_err_J:.3f}, rel. error of gauge-fixed J_ij(a,b) {cmp.rel_err_couplings:.3f}"
+    )
     names = list(results[str(sizes[-1])]["models"])
-    curves = {name: {"step": results[str(sizes[-1])]["models"][name]["steps"],
-                     "test_loss": results[str(sizes[-1])]["models"][name]["test_curve"]} for name in names}
+    curves = {
+        name: {
+            "step": results[str(sizes[-1])]["models"][name]["steps"],
+            "test_loss": results[str(sizes[-1])]["models"][name]["test_curve"],
+        }
+        for name in names
+    }
     test_losses = {name: [results[str(M)]["models"][name]["test_loss"] for M in sizes] for name in names}
     fig = plotting.plot_model_comparison(curves, sizes, test_losses, floor=f_mean, floor_stderr=f_se)
     plotting.save_figure(fig, out / "losses.png")
     fig = plotting.plot_coupling_comparison(
-        cmp, title=f"factored attention trained on M = {sizes[-1]}: couplings up to scale and gauge")
+        cmp, title=f"factored attention trained on M = {sizes[-1]}: couplings up to scale and gauge"
+    )
     plotting.save_figure(fig, out / "couplings.png")
     summary = dict(
-        settings=cfg, seed=args.seed, backend=jax.default_backend(), floor=f_mean, floor_stderr=f_se,
-        log_q=math.log(cfg["q"]), train_sampling=train_diag, test_sampling=test_diag, results=results,
+        settings=cfg,
+        seed=args.seed,
+        backend=jax.default_backend(),
+        floor=f_mean,
+        floor_stderr=f_se,
+        log_q=math.log(cfg["q"]),
+        train_sampling=train_diag,
+        test_sampling=test_diag,
+        results=results,
         couplings=cmp.metrics(),
         seconds=time.perf_counter() - t_start,
     )

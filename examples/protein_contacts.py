@@ -59,14 +59,21 @@ def main(argv=None) -> int:
     if args.smoke:
         methods = {"plm": dict(n_steps=15), "attention": dict(n_heads=4, head_dim=4, n_steps=15)}
     args.out.mkdir(parents=True, exist_ok=True)
-    results, lines = {}, ["| family | L | M | M_eff | method | fit (s) | iterations | PPV@L/5 | PPV@L/2 | PPV@L |",
-                          "|---|---|---|---|---|---|---|---|---|"]
+    results, lines = (
+        {},
+        [
+            "| family | L | M | M_eff | method | fit (s) | iterations | PPV@L/5 | PPV@L/2 | PPV@L |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ],
+    )
     for fam in families:
         aln_file, dist_file = FAMILIES[fam]
         aln = msa.read_alignment(args.pfam / aln_file)
         if args.smoke:
             keep = np.sort(np.random.default_rng(0).choice(aln.M, 300, replace=False))
-            aln = dataclasses.replace(aln, seqs=aln.seqs[keep], rows=aln.rows[keep], names=tuple(aln.names[i] for i in keep))
+            aln = dataclasses.replace(
+                aln, seqs=aln.seqs[keep], rows=aln.rows[keep], names=tuple(aln.names[i] for i in keep)
+            )
         D = contacts.read_distances(args.pfam / dist_file, L=aln.L)
         C = contacts.contact_map(D)
         fig = Figure(figsize=(10, 5.4), layout="constrained")
@@ -74,17 +81,32 @@ def main(argv=None) -> int:
         for k, (method, options) in enumerate(methods.items()):
             res = contacts.pipeline(aln, method, progress=False if args.quiet else None, **options)
             ppv = res.precision(D)
-            results[fam][method] = dict(L=aln.L, M=aln.M, m_eff=res.m_eff, seconds=res.seconds,
-                                        iterations=int(res.history.step[-1]), precision=ppv)
-            lines.append(f"| {fam} | {aln.L} | {aln.M} | {res.m_eff:.0f} | {method} | {res.seconds['fit']:.1f} | "
-                         f"{int(res.history.step[-1])} | {ppv['L/5']:.3f} | {ppv['L/2']:.3f} | {ppv['L']:.3f} |")
+            results[fam][method] = dict(
+                L=aln.L,
+                M=aln.M,
+                m_eff=res.m_eff,
+                seconds=res.seconds,
+                iterations=int(res.history.step[-1]),
+                precision=ppv,
+            )
+            lines.append(
+                f"| {fam} | {aln.L} | {aln.M} | {res.m_eff:.0f} | {method} | {res.seconds['fit']:.1f} | "
+                f"{int(res.history.step[-1])} | {ppv['L/5']:.3f} | {ppv['L/2']:.3f} | {ppv['L']:.3f} |"
+            )
             say(lines[-1])
-            contacts.plot_contact_map(res.scores, C, aln.L, known=np.isfinite(D), ax=fig.add_subplot(1, 2, k + 1),
-                                      title=f"{fam} {method}: PPV@L = {ppv['L']:.2f}")
+            contacts.plot_contact_map(
+                res.scores,
+                C,
+                aln.L,
+                known=np.isfinite(D),
+                ax=fig.add_subplot(1, 2, k + 1),
+                title=f"{fam} {method}: PPV@L = {ppv['L']:.2f}",
+            )
         plotting.save_figure(fig, args.out / f"contacts_{fam}.png")
     (args.out / "precision.md").write_text("\n".join(lines) + "\n")
-    (args.out / "results.json").write_text(json.dumps({"devices": [str(d) for d in jax.devices()], "results": results},
-                                                      indent=2) + "\n")
+    (args.out / "results.json").write_text(
+        json.dumps({"devices": [str(d) for d in jax.devices()], "results": results}, indent=2) + "\n"
+    )
     say(f"wrote {args.out}/precision.md, results.json, contacts_<family>.png/pdf")
     return 0
 

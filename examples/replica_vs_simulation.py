@@ -46,11 +46,15 @@ OBS = ("m", "Q", "test_loss", "entropy", "excess_loss", "coupling_error", "train
 def scenarios(quick: bool, smoke: bool = False):
     """(label, kind, Scenario) triples: q = 3, U = I only when `quick` (star only when `smoke`),
     else also q = 2 and a non-trivial U."""
-    specs = [("q=3, U=I", 3, np.eye(3))] if quick or smoke else [
-        ("q=2, U=I", 2, np.eye(2)),
-        ("q=3, U=I", 3, np.eye(3)),
-        ("q=3, U=U'", 3, U_NONTRIVIAL),
-    ]
+    specs = (
+        [("q=3, U=I", 3, np.eye(3))]
+        if quick or smoke
+        else [
+            ("q=2, U=I", 2, np.eye(2)),
+            ("q=3, U=I", 3, np.eye(3)),
+            ("q=3, U=U'", 3, U_NONTRIVIAL),
+        ]
+    )
     kinds = ("star",) if smoke else ("star", "independent")
     return [(label, kind, replica.Scenario(q, U, RHO, kind)) for label, q, U in specs for kind in kinds]
 
@@ -112,7 +116,8 @@ def theory_tables(specs, lams, sim_alphas, quiet, n_fine=33):
             curves.append((label, kind, table))
             for i in range(len(table["alpha"])):
                 at_points[(label, kind, float(table["lam"][i]), float(table["alpha"][i]))] = {
-                    k: float(table[k][i]) for k in OBS}
+                    k: float(table[k][i]) for k in OBS
+                }
             log(f"theory {label:10s} {kind:11s} {time.time() - t0:6.1f}s", quiet)
     return curves, at_points
 
@@ -141,11 +146,22 @@ def run_simulations(specs, args, at_points, out_dir):
                             rows.append(done[ck])
                             continue
                         t0 = time.time()
-                        sub = jax.random.fold_in(jax.random.fold_in(key, s_idx), N * 1000 + int(alpha * 100) + int(lam * 10))
+                        sub = jax.random.fold_in(
+                            jax.random.fold_in(key, s_idx), N * 1000 + int(alpha * 100) + int(lam * 10)
+                        )
                         res = replica.simulate(sc, alpha, lam, N=N, key=sub, n_seeds=args.seeds, n_test=args.n_test)
                         th = at_points[(label, kind, float(lam), float(alpha))]
-                        row = dict(scenario=label, kind=kind, q=sc.q, N=N, lam=float(lam), alpha=float(alpha), seeds=args.seeds,
-                                   M=res.M, max_grad_norm=res.max_grad_norm)
+                        row = dict(
+                            scenario=label,
+                            kind=kind,
+                            q=sc.q,
+                            N=N,
+                            lam=float(lam),
+                            alpha=float(alpha),
+                            seeds=args.seeds,
+                            M=res.M,
+                            max_grad_norm=res.max_grad_norm,
+                        )
                         for k in OBS:
                             row[k] = res.mean[k]
                             row[k + "_se"] = res.stderr[k]
@@ -153,9 +169,12 @@ def run_simulations(specs, args, at_points, out_dir):
                         rows.append(row)
                         cache.write(json.dumps(row) + "\n")
                         cache.flush()
-                        log(f"[{i}/{n_total}] {label} {kind} N={N} lam={lam} alpha={alpha}: excess "
+                        log(
+                            f"[{i}/{n_total}] {label} {kind} N={N} lam={lam} alpha={alpha}: excess "
                             f"{row['excess_loss']:.4f}+-{row['excess_loss_se']:.4f} (theory {th['excess_loss']:.4f}) "
-                            f"{time.time() - t0:.1f}s", args.quiet)
+                            f"{time.time() - t0:.1f}s",
+                            args.quiet,
+                        )
     return rows
 
 
@@ -187,11 +206,21 @@ def write_rows_csv(rows, path):
 
 
 def write_deviation_md(table, path):
-    cols = [("excess_loss", "excess loss"), ("test_loss", "test loss"), ("train_loss", "train loss"), ("m", "m (rel.)"), ("Q", "Q (rel.)")]
-    lines = ["| N | points | " + " | ".join(f"{name}: mean abs dev / mean dev / mean abs z" for _, name in cols) + " |",
-             "|---|---|" + "---|" * len(cols)]
+    cols = [
+        ("excess_loss", "excess loss"),
+        ("test_loss", "test loss"),
+        ("train_loss", "train loss"),
+        ("m", "m (rel.)"),
+        ("Q", "Q (rel.)"),
+    ]
+    lines = [
+        "| N | points | " + " | ".join(f"{name}: mean abs dev / mean dev / mean abs z" for _, name in cols) + " |",
+        "|---|---|" + "---|" * len(cols),
+    ]
     for e in table:
-        cells = [f"{e[k + '_mean_abs_dev']:.4f} / {e[k + '_mean_dev']:+.4f} / {e[k + '_mean_abs_z']:.2f}" for k, _ in cols]
+        cells = [
+            f"{e[k + '_mean_abs_dev']:.4f} / {e[k + '_mean_dev']:+.4f} / {e[k + '_mean_abs_z']:.2f}" for k, _ in cols
+        ]
         lines.append(f"| {e['N']} | {e['points']} | " + " | ".join(cells) + " |")
     with open(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")
@@ -203,7 +232,9 @@ def plot_curves(curves, rows, out_dir):
     fig = plotting.plot_replica_curves(
         {f"{label}, {kind}": table for label, kind, table in curves},
         [dict(r, panel=f"{r['scenario']}, {r['kind']}") for r in rows],
-        ncols=2, title=rf"Replica theory vs simulation ($\rho$={RHO:g}); excess loss = test loss $-$ teacher entropy")
+        ncols=2,
+        title=rf"Replica theory vs simulation ($\rho$={RHO:g}); excess loss = test loss $-$ teacher entropy",
+    )
     plotting.save_figure(fig, os.path.join(out_dir, "replica_vs_simulation.png"))
 
 
@@ -217,8 +248,9 @@ def expected_abs_t(n_seeds: int) -> float:
 
 
 def plot_deviation(dev, out_dir, n_seeds):
-    fig = plotting.plot_replica_deviation(dev, noise_level=expected_abs_t(n_seeds),
-                                          noise_label=f"pure noise, {n_seeds} seeds")
+    fig = plotting.plot_replica_deviation(
+        dev, noise_level=expected_abs_t(n_seeds), noise_label=f"pure noise, {n_seeds} seeds"
+    )
     plotting.save_figure(fig, os.path.join(out_dir, "replica_deviation_vs_N.png"))
 
 
@@ -231,11 +263,21 @@ def optimal_vs_bayes(specs, args, out_dir):
             opt = replica.optimal_lambda_curve(sc, alphas, lam0=0.1, progress=False)
             bayes = replica.bayes_curve(sc, alphas)
             for i, a in enumerate(alphas):
-                rows.append(dict(scenario=label, kind=kind, alpha=float(a), lam_opt=float(opt["lam"][i]),
-                                 erm_test_loss=float(opt["test_loss"][i]), erm_excess_loss=float(opt["excess_loss"][i]),
-                                 erm_coupling_error=float(opt["coupling_error"][i]), erm_converged=bool(opt["converged"][i]),
-                                 bayes_test_loss=float(bayes["test_loss"][i]), bayes_excess_loss=float(bayes["excess_loss"][i]),
-                                 bayes_coupling_error=float(bayes["coupling_error"][i])))
+                rows.append(
+                    dict(
+                        scenario=label,
+                        kind=kind,
+                        alpha=float(a),
+                        lam_opt=float(opt["lam"][i]),
+                        erm_test_loss=float(opt["test_loss"][i]),
+                        erm_excess_loss=float(opt["excess_loss"][i]),
+                        erm_coupling_error=float(opt["coupling_error"][i]),
+                        erm_converged=bool(opt["converged"][i]),
+                        bayes_test_loss=float(bayes["test_loss"][i]),
+                        bayes_excess_loss=float(bayes["excess_loss"][i]),
+                        bayes_coupling_error=float(bayes["coupling_error"][i]),
+                    )
+                )
             log(f"optimal lambda + Bayes {label:10s} {kind:11s} {time.time() - t0:6.1f}s", args.quiet)
     write_rows_csv(rows, os.path.join(out_dir, "optimal_vs_bayes.csv"))
     plotting.save_figure(plotting.plot_optimal_vs_bayes(rows), os.path.join(out_dir, "replica_optimal_vs_bayes.png"))
@@ -262,11 +304,13 @@ def main(argv=None):
         w.writeheader()
         w.writerows(dev)
     md = write_deviation_md(dev, os.path.join(args.out, "deviation_table.md"))
-    md += (f"\n\nmean abs dev: mean over points of |sim - theory| (relative for m, Q); mean dev: signed "
-           f"(bias); mean abs z: |sim - theory| / stderr over {args.seeds} seeds, {expected_abs_t(args.seeds):.2f} "
-           "expected for pure noise (Student t).")
+    md += (
+        f"\n\nmean abs dev: mean over points of |sim - theory| (relative for m, Q); mean dev: signed "
+        f"(bias); mean abs z: |sim - theory| / stderr over {args.seeds} seeds, {expected_abs_t(args.seeds):.2f} "
+        "expected for pure noise (Student t)."
+    )
     with open(os.path.join(args.out, "deviation_table.md"), "a") as fh:
-        fh.write(md[md.index("\n\nmean abs dev"):] + "\n")
+        fh.write(md[md.index("\n\nmean abs dev") :] + "\n")
     plot_curves(curves, rows, args.out)
     plot_deviation(dev, args.out, args.seeds)
     if not args.skip_bayes:

@@ -37,8 +37,9 @@ FAMILIES = {"PF00014": "PF00014.fasta", "PF00763": "PF00763.fasta"}
 SETTINGS = {
     "full": dict(families=["PF00014", "PF00763"], n_chains=1000, n_burnin=2000, n_samples=10, thin=100, fit={}),
     "quick": dict(families=["PF00014"], n_chains=500, n_burnin=1000, n_samples=10, thin=50, fit={}),
-    "smoke": dict(families=["PF00014"], n_chains=40, n_burnin=20, n_samples=4, thin=5, fit=dict(n_steps=10),
-                  subsample=300),
+    "smoke": dict(
+        families=["PF00014"], n_chains=40, n_burnin=20, n_samples=4, thin=5, fit=dict(n_steps=10), subsample=300
+    ),
 }
 
 
@@ -66,17 +67,30 @@ def main(argv=None) -> int:
         aln = msa.read_alignment(args.pfam / FAMILIES[fam])
         if "subsample" in cfg:
             keep = np.sort(np.random.default_rng(0).choice(aln.M, cfg["subsample"], replace=False))
-            aln = dataclasses.replace(aln, seqs=aln.seqs[keep], rows=aln.rows[keep], names=tuple(aln.names[i] for i in keep))
+            aln = dataclasses.replace(
+                aln, seqs=aln.seqs[keep], rows=aln.rows[keep], names=tuple(aln.names[i] for i in keep)
+            )
         fitted = contacts.pipeline(aln, "plm", progress=progress, **cfg["fit"])
         check = statistics.generation_check(
-            fitted.potts, aln.seqs, fitted.weights, key=jax.random.PRNGKey(args.seed), n_chains=cfg["n_chains"],
-            n_burnin=cfg["n_burnin"], n_samples=cfg["n_samples"], thin=cfg["thin"], progress=progress, arrays=True)
+            fitted.potts,
+            aln.seqs,
+            fitted.weights,
+            key=jax.random.PRNGKey(args.seed),
+            n_chains=cfg["n_chains"],
+            n_burnin=cfg["n_burnin"],
+            n_samples=cfg["n_samples"],
+            thin=cfg["thin"],
+            progress=progress,
+            arrays=True,
+        )
         arrays = check.pop("arrays")
         report[fam] = check
-        say(f"{fam}: L = {aln.L}, M_eff = {fitted.m_eff:.0f}; {check['n_samples']} samples after {cfg['n_burnin']} "
+        say(
+            f"{fam}: L = {aln.L}, M_eff = {fitted.m_eff:.0f}; {check['n_samples']} samples after {cfg['n_burnin']} "
             f"sweeps ({check['seconds']:.1f} s): r(f_i) = {check['site']['pearson']:.3f}, r(C_ij) = "
             f"{check['connected']['pearson']:.3f}, slope(C_ij) = {check['connected']['slope']:.2f}; sampler tau = "
-            f"{check['sampler']['tau']:.2f} records, R-hat = {check['sampler']['rhat']:.3f}")
+            f"{check['sampler']['tau']:.2f} records, R-hat = {check['sampler']['rhat']:.3f}"
+        )
         fig = Figure(figsize=(10, 4.6), layout="constrained")
         for k, (name, label) in enumerate((("site", "f_i(a)"), ("connected", "C_ij(a,b), i < j"))):
             ax = fig.add_subplot(1, 2, k + 1)

@@ -1,7 +1,21 @@
 """jaxpotts: generalized Potts models and the factored self-attention layer that learns them."""
 
-from . import contacts, defaults, diagnostics, engine, exact, losses, memory, msa, potts, replica, sampling, serialization
+from . import (
+    contacts,
+    defaults,
+    diagnostics,
+    engine,
+    exact,
+    losses,
+    memory,
+    msa,
+    potts,
+    replica,
+    sampling,
+    serialization,
+)
 from .attention import FactoredAttention, Transformer
+from .engine import FitConfig
 from .losses import mlm_loss, pseudo_likelihood
 from .potts import (
     FactoredPotts,
@@ -15,7 +29,6 @@ from .potts import (
     zero_sum_gauge,
 )
 from .sampling import SampleResult, sample
-from .engine import FitConfig
 from .training import fit, fit_plm
 
 __version__ = "0.1.0"

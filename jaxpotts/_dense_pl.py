@@ -24,7 +24,6 @@ about 0.4 s and the scatter 0.6 s, against 2.8 s and 1.6 s for the equivalent on
 from __future__ import annotations
 
 from functools import partial
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -63,6 +62,7 @@ def _blocks(x, block: int, fill=0):
 
 def _gather_rows(W, rows):
     """$\\sum_j W[\\mathrm{rows}_{:, j}]$ for one block: (B, L) indices -> (B, K)."""
+
     def add_site(acc, j):
         return acc + W[rows[:, j]], None
 
@@ -72,6 +72,7 @@ def _gather_rows(W, rows):
 
 def _scatter_rows(dW, rows, R):
     """dW[rows[m, j]] += R[m] for one block."""
+
     def add_site(dW, j):
         return dW.at[rows[:, j]].add(R), None
 
@@ -143,8 +144,11 @@ def _sharded(fn, mesh, n_sums: int):
 
         rows = PartitionSpec(DATA_AXIS)
         out = jax.shard_map(
-            local, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(), rows, rows),
-            out_specs=(PartitionSpec(),) * n_sums + (rows,), check_vma=False,
+            local,
+            mesh=mesh,
+            in_specs=(PartitionSpec(), PartitionSpec(), rows, rows),
+            out_specs=(PartitionSpec(),) * n_sums + (rows,),
+            check_vma=False,
         )(h, W, seqs, weights)
         return (*out[:-1], out[-1][:M])
 
@@ -162,7 +166,7 @@ def weighted_nll_sum(
     W: Float[Array, "Lq Lq"],
     seqs: Int[Array, "M L"],
     weights: Float[Array, " M"],
-    mesh: Optional[Mesh] = None,
+    mesh: Mesh | None = None,
 ) -> Scalar:
     r"""$\sum_m w_m \sum_i -\log \mathrm{softmax}_a\big(h_i(a) + \sum_j W[(j,s^m_j),(i,a)]\big)[s^m_i]$.
 

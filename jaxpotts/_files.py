@@ -24,15 +24,23 @@ import os
 import signal
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Callable, Union
+from typing import IO, Any, Union
 
 from ._report import jsonable
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-__all__ = ["atomic_write", "atomic_open", "write_json", "write_text", "read_json", "write_checkpoint_files",
-           "read_checkpoint_meta"]
+__all__ = [
+    "atomic_write",
+    "atomic_open",
+    "write_json",
+    "write_text",
+    "read_json",
+    "write_checkpoint_files",
+    "read_checkpoint_meta",
+]
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -228,9 +236,13 @@ def read_checkpoint_meta(path: PathLike) -> dict:
     if expected is not None and path.exists():
         digest, size = _digest(path)
         if size != meta.get("file_bytes", size):
-            raise ValueError(f"{path} has {size} bytes but its metadata {meta_path.name} records "
-                             f"{meta['file_bytes']}: the file is truncated or was replaced; it cannot be loaded")
+            raise ValueError(
+                f"{path} has {size} bytes but its metadata {meta_path.name} records "
+                f"{meta['file_bytes']}: the file is truncated or was replaced; it cannot be loaded"
+            )
         if digest != expected:
-            raise ValueError(f"{path} is corrupted or does not belong to {meta_path.name} (SHA-256 differs "
-                             "from the recorded one); it cannot be loaded")
+            raise ValueError(
+                f"{path} is corrupted or does not belong to {meta_path.name} (SHA-256 differs "
+                "from the recorded one); it cannot be loaded"
+            )
     return meta

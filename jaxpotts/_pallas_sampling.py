@@ -39,7 +39,7 @@ no TF32 question arises (docs/accelerators.md); it has no atomics, so it is dete
 from __future__ import annotations
 
 from functools import partial
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,8 +48,17 @@ from jaxtyping import Array, Float, Int
 
 from .potts import AnyPotts, FactoredPotts
 
-__all__ = ["pallas_sweep", "default_chain_block", "operands", "config", "Operands", "Config", "to_kernel_layout",
-           "from_kernel_layout", "sweep_kernel_layout"]
+__all__ = [
+    "pallas_sweep",
+    "default_chain_block",
+    "operands",
+    "config",
+    "Operands",
+    "Config",
+    "to_kernel_layout",
+    "from_kernel_layout",
+    "sweep_kernel_layout",
+]
 
 
 def _next_pow2(n: int, minimum: int = 1) -> int:
@@ -156,14 +165,19 @@ class Config(NamedTuple):
     interpret: bool
 
 
-def config(n_chains: int, chain_block: Optional[int] = None, num_warps: Optional[int] = None,
-           interpret: Optional[bool] = None) -> Config:
+def config(
+    n_chains: int, chain_block: int | None = None, num_warps: int | None = None, interpret: bool | None = None
+) -> Config:
     """`Config` with defaults: `default_chain_block`, 4 warps, interpret mode unless the
     backend is a GPU."""
     if chain_block is None:
         chain_block = default_chain_block(n_chains)
-    if isinstance(chain_block, bool) or not isinstance(chain_block, int) or chain_block < 1 \
-            or chain_block & (chain_block - 1):
+    if (
+        isinstance(chain_block, bool)
+        or not isinstance(chain_block, int)
+        or chain_block < 1
+        or chain_block & (chain_block - 1)
+    ):
         raise ValueError(f"chain_block must be a power of two, got {chain_block!r}")
     if num_warps is None:
         num_warps = 4
@@ -184,8 +198,15 @@ def from_kernel_layout(S: Int[Array, "n Lp"], n_chains: int, L: int) -> Int[Arra
     return S[:n_chains, :L]
 
 
-def sweep_kernel_layout(ops: Operands, q: int, beta, method: str, u: Float[Array, "L n_chains n_uniforms"],
-                        S: Int[Array, "n Lp"], cfg: Config) -> tuple[Int[Array, "n Lp"], Int[Array, "n_chains 2"]]:
+def sweep_kernel_layout(
+    ops: Operands,
+    q: int,
+    beta,
+    method: str,
+    u: Float[Array, "L n_chains n_uniforms"],
+    S: Int[Array, "n Lp"],
+    cfg: Config,
+) -> tuple[Int[Array, "n Lp"], Int[Array, "n_chains 2"]]:
     """One sweep on states in kernel layout; returns them and the per-chain counts of the real
     chains (the first n_chains = u.shape[1])."""
     n = S.shape[0]
@@ -205,9 +226,9 @@ def pallas_sweep(
     u: Float[Array, "L n_chains n_uniforms"],
     states: Int[Array, "n_chains L"],
     *,
-    chain_block: Optional[int] = None,
-    num_warps: Optional[int] = None,
-    interpret: Optional[bool] = None,
+    chain_block: int | None = None,
+    num_warps: int | None = None,
+    interpret: bool | None = None,
 ) -> tuple[Int[Array, "n_chains L"], Int[Array, "n_chains 2"]]:
     r"""One sequential sweep of every chain in one Pallas kernel; the same updates and random
     numbers as `jaxpotts.sampling._sequential_sweep` (see the module docstring).
@@ -227,8 +248,10 @@ def pallas_sweep(
         raise ValueError(f"method must be 'gibbs' or 'metropolis', got {method!r}")
     n_chains, L = states.shape
     if u.shape[:2] != (L, n_chains) or u.shape[2] < (1 if method == "gibbs" else 2):
-        raise ValueError(f"u must have shape (L, n_chains, n_uniforms) = ({L}, {n_chains}, "
-                         f"{1 if method == 'gibbs' else 2}), got {tuple(u.shape)}")
+        raise ValueError(
+            f"u must have shape (L, n_chains, n_uniforms) = ({L}, {n_chains}, "
+            f"{1 if method == 'gibbs' else 2}), got {tuple(u.shape)}"
+        )
     cfg = config(n_chains, chain_block, num_warps, interpret)
     S, counts = sweep_kernel_layout(operands(model), model.q, beta, method, u, to_kernel_layout(states, cfg), cfg)
     return from_kernel_layout(S, n_chains, L), counts

@@ -8,8 +8,8 @@ display never enters traced code and costs nothing inside jit. `enabled=False` (
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, Optional
 
 
 class _NullBar:
@@ -21,7 +21,7 @@ class _NullBar:
 
 
 @contextmanager
-def progress_bar(total: int, desc: str, enabled: Optional[bool] = True, unit: str = "it") -> Iterator:
+def progress_bar(total: int, desc: str, enabled: bool | None = True, unit: str = "it") -> Iterator:
     """A tqdm bar when enabled (None: only if stderr is a terminal), else a no-op bar."""
     if enabled is None:
         enabled = sys.stderr.isatty()

@@ -5,8 +5,9 @@ numpy scalars and arrays become numbers and lists)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +42,7 @@ def write_json(path: Path, data: Any) -> Path:
 
 def markdown_table(rows: Sequence[dict], columns: Sequence[str], floats: str = "{:.4g}") -> str:
     """Rows (dicts) as a markdown table with aligned columns; floats formatted with `floats`."""
+
     def fmt(v):
         if isinstance(v, (bool, np.bool_)):
             return str(bool(v))
@@ -50,5 +52,5 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[str], floats: str = "
 
     cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    line = lambda values: "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths)) + " |"  # noqa: E731
+    line = lambda values: "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths, strict=False)) + " |"  # noqa: E731
     return "\n".join([line(columns), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells)])

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional
 
 import equinox as eqx
 import jax
@@ -121,7 +120,7 @@ def _init_factored(key, L, q, H, d, softmax, fields, dtype, init_scale):
     shapes.append((H, q, q))
     sizes = [math.prod(shape) for shape in shapes]
     z = jax.random.normal(key, (sum(sizes),), dtype)
-    parts = [x.reshape(shape) for x, shape in zip(jnp.split(z, np.cumsum(sizes)[:-1]), shapes)]
+    parts = [x.reshape(shape) for x, shape in zip(jnp.split(z, np.cumsum(sizes)[:-1]), shapes, strict=False)]
     if softmax:
         queries, keys, weights = parts[0], parts[1], None
     else:
@@ -162,11 +161,11 @@ class FactoredAttention(eqx.Module):
         fields: $f$, shape (L, q), or None.
     """
 
-    queries: Optional[Float[Array, "H L d"]]
-    keys: Optional[Float[Array, "H L d"]]
-    weights: Optional[Float[Array, "H L L"]]
+    queries: Float[Array, "H L d"] | None
+    keys: Float[Array, "H L d"] | None
+    weights: Float[Array, "H L L"] | None
     values: Float[Array, "H q q"]
-    fields: Optional[Float[Array, "L q"]]
+    fields: Float[Array, "L q"] | None
     softmax: bool = eqx.field(static=True)
 
     def __init__(
@@ -205,11 +204,11 @@ class FactoredAttention(eqx.Module):
         cls,
         values: Float[Array, "H q q"],
         *,
-        queries: Optional[Float[Array, "H L d"]] = None,
-        keys: Optional[Float[Array, "H L d"]] = None,
-        weights: Optional[Float[Array, "H L L"]] = None,
-        fields: Optional[Float[Array, "L q"]] = None,
-    ) -> "FactoredAttention":
+        queries: Float[Array, "H L d"] | None = None,
+        keys: Float[Array, "H L d"] | None = None,
+        weights: Float[Array, "H L L"] | None = None,
+        fields: Float[Array, "L q"] | None = None,
+    ) -> FactoredAttention:
         """A layer with given parameters: `queries` and `keys` (softmax attention) or `weights`
         (free attention, its diagonal is set to zero).
 
@@ -239,7 +238,7 @@ class FactoredAttention(eqx.Module):
         return self
 
     @classmethod
-    def from_factored(cls, model: FactoredPotts) -> "FactoredAttention":
+    def from_factored(cls, model: FactoredPotts) -> FactoredAttention:
         r"""The one-head free-attention layer with $A = J$, $V = U$ and fields $h$: its logits are
         the conditionals of the generalized Potts model `model`."""
         if not isinstance(model, FactoredPotts):
@@ -261,12 +260,12 @@ class FactoredAttention(eqx.Module):
         return self.values.shape[0]
 
     @property
-    def head_dim(self) -> Optional[int]:
+    def head_dim(self) -> int | None:
         return None if self.queries is None else self.queries.shape[-1]
 
     # -- attention
 
-    def _scores(self, rows: Optional[jax.Array] = None) -> Float[Array, "H n L"]:
+    def _scores(self, rows: jax.Array | None = None) -> Float[Array, "H n L"]:
         Q = self.queries if rows is None else self.queries[:, rows]
         return einsum("hid,hjd->hij", Q, self.keys) / math.sqrt(self.queries.shape[-1])
 
@@ -436,16 +435,32 @@ def _init_transformer(key, L, q, n_layers, d_model, n_heads, d_mlp, dtype):
     z = jax.random.normal(key, (sum(sizes),), dtype)
     arrays = {
         name: (x.reshape(shape) * scale).astype(dtype)
-        for (name, (shape, scale)), x in zip(shapes.items(), jnp.split(z, np.cumsum(sizes)[:-1]))
+        for (name, (shape, scale)), x in zip(shapes.items(), jnp.split(z, np.cumsum(sizes)[:-1]), strict=False)
     }
     ones, zeros = (lambda *shape: jnp.ones(shape, dtype)), (lambda *shape: jnp.zeros(shape, dtype))
     blocks = TransformerBlocks(
-        ln1_scale=ones(n, D), ln1_bias=zeros(n, D), w_qkv=arrays["w_qkv"], b_qkv=zeros(n, 3 * D),
-        w_out=arrays["w_out"], b_out=zeros(n, D), ln2_scale=ones(n, D), ln2_bias=zeros(n, D),
-        w_mlp1=arrays["w_mlp1"], b_mlp1=zeros(n, F), w_mlp2=arrays["w_mlp2"], b_mlp2=zeros(n, D),
+        ln1_scale=ones(n, D),
+        ln1_bias=zeros(n, D),
+        w_qkv=arrays["w_qkv"],
+        b_qkv=zeros(n, 3 * D),
+        w_out=arrays["w_out"],
+        b_out=zeros(n, D),
+        ln2_scale=ones(n, D),
+        ln2_bias=zeros(n, D),
+        w_mlp1=arrays["w_mlp1"],
+        b_mlp1=zeros(n, F),
+        w_mlp2=arrays["w_mlp2"],
+        b_mlp2=zeros(n, D),
     )
-    return (arrays["token_embedding"], arrays["position_embedding"], blocks, ones(D), zeros(D),
-            arrays["w_readout"], zeros(q))
+    return (
+        arrays["token_embedding"],
+        arrays["position_embedding"],
+        blocks,
+        ones(D),
+        zeros(D),
+        arrays["w_readout"],
+        zeros(q),
+    )
 
 
 class Transformer(eqx.Module):
@@ -487,7 +502,7 @@ class Transformer(eqx.Module):
         key: PRNGKeyArray,
         d_model: int = 32,
         n_heads: int = 4,
-        d_mlp: Optional[int] = None,
+        d_mlp: int | None = None,
         dtype=None,
     ):
         L = _check_size(L, "L", 2)
@@ -499,8 +514,15 @@ class Transformer(eqx.Module):
             raise ValueError(f"n_heads ({n_heads}) must divide d_model ({d_model})")
         d_mlp = 4 * d_model if d_mlp is None else _check_size(d_mlp, "d_mlp", 1)
         dtype = jnp.dtype(jnp.result_type(float) if dtype is None else dtype)
-        (self.token_embedding, self.position_embedding, self.blocks, self.final_scale, self.final_bias,
-         self.w_readout, self.b_readout) = _init_transformer(key, L, q, n_layers, d_model, n_heads, d_mlp, dtype)
+        (
+            self.token_embedding,
+            self.position_embedding,
+            self.blocks,
+            self.final_scale,
+            self.final_bias,
+            self.w_readout,
+            self.b_readout,
+        ) = _init_transformer(key, L, q, n_layers, d_model, n_heads, d_mlp, dtype)
         self.n_heads = n_heads
 
     @property
@@ -527,7 +549,7 @@ class Transformer(eqx.Module):
         """Final (layer-normed) hidden states for tokens in 0..q (q = [MASK])."""
         x = self.token_embedding[tokens] + self.position_embedding
         for layer in range(self.n_layers):  # unrolled: compiles faster than a scan at these depths
-            x = _block(x, jax.tree_util.tree_map(lambda a: a[layer], self.blocks), self.n_heads)
+            x = _block(x, jax.tree_util.tree_map(lambda a, layer=layer: a[layer], self.blocks), self.n_heads)
         return _layer_norm(x, self.final_scale, self.final_bias)
 
     def readout(self, h: Float[Array, " D"]) -> Float[Array, " q"]:
@@ -548,8 +570,15 @@ class Transformer(eqx.Module):
     def coupling_norm2(self) -> Scalar:
         r"""The Transformer has no coupling tensor: its L2 penalty is weight decay,
         $\sum W^2$ over the weight matrices and embeddings (not biases or layer-norm parameters)."""
-        mats = [self.token_embedding, self.position_embedding, self.blocks.w_qkv, self.blocks.w_out,
-                self.blocks.w_mlp1, self.blocks.w_mlp2, self.w_readout]
+        mats = [
+            self.token_embedding,
+            self.position_embedding,
+            self.blocks.w_qkv,
+            self.blocks.w_out,
+            self.blocks.w_mlp1,
+            self.blocks.w_mlp2,
+            self.w_readout,
+        ]
         return sum(jnp.sum(x**2) for x in mats)
 
     def field_norm2(self) -> Scalar:

@@ -34,9 +34,10 @@ import io
 import math
 import os
 import time
+from collections.abc import Sequence
 from fractions import Fraction
 from functools import partial
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -66,11 +67,10 @@ __all__ = [
 ]
 
 
-
 # ----------------------------------------------------------------------------- scores
 
 
-def _kept_colours(q: int, include_gap: bool, gap_index: Optional[int]) -> np.ndarray:
+def _kept_colours(q: int, include_gap: bool, gap_index: int | None) -> np.ndarray:
     if gap_index is not None:
         if isinstance(gap_index, bool) or not isinstance(gap_index, (int, np.integer)) or not 0 <= gap_index < q:
             raise ValueError(f"gap_index must be a colour in 0..{q - 1} or None, got {gap_index!r}")
@@ -80,7 +80,7 @@ def _kept_colours(q: int, include_gap: bool, gap_index: Optional[int]) -> np.nda
 
 
 def frobenius_scores(
-    couplings: Float[Array, "L L q q"], *, include_gap: bool = False, gap_index: Optional[int] = 0
+    couplings: Float[Array, "L L q q"], *, include_gap: bool = False, gap_index: int | None = 0
 ) -> Float[Array, "L L"]:
     r"""Frobenius norms $F_{ij} = \lVert J'_{ij} \rVert$ of the symmetrised, zero-sum-gauge couplings.
 
@@ -109,7 +109,7 @@ def _frobenius_dense(C: Float[Array, "L L q q"], *, keep: tuple[int, ...]) -> Fl
     return jnp.where(jnp.eye(L, dtype=bool), 0.0, F)
 
 
-def _factored_frobenius(model: FactoredPotts, include_gap: bool, gap_index: Optional[int]) -> Float[Array, "L L"]:
+def _factored_frobenius(model: FactoredPotts, include_gap: bool, gap_index: int | None) -> Float[Array, "L L"]:
     r"""$F_{ij}$ of $J_{ij} U(a,b)$ without building (L, L, q, q).
 
     Symmetrising gives $J^s_{ij} U^s + J^a_{ij} U^a$ (symmetric and antisymmetric parts); after
@@ -162,11 +162,11 @@ def _apc_core(S: Float[Array, "L L"]) -> Float[Array, "L L"]:
 
 
 def scores(
-    model: Union[PottsModel, FactoredPotts],
+    model: PottsModel | FactoredPotts,
     *,
     include_gap: bool = False,
     apc: bool = True,
-    gap_index: Optional[int] = 0,
+    gap_index: int | None = 0,
 ) -> Float[Array, "L L"]:
     r"""Contact scores of a model: Frobenius norms of the gauge-fixed couplings, then APC.
 
@@ -191,7 +191,7 @@ _apc = apc
 # ----------------------------------------------------------------------------- structures
 
 
-def read_distances(path: Union[str, "os.PathLike[str]"], L: Optional[int] = None) -> Float[np.ndarray, "L L"]:
+def read_distances(path: str | os.PathLike[str], L: int | None = None) -> Float[np.ndarray, "L L"]:
     r"""Residue distance matrix from a pair list, NaN where unknown, zero diagonal.
 
     Rows are ``i j ... distance`` with 1-based match-column indices i, j and the distance in
@@ -283,7 +283,7 @@ def _square(x, name: str) -> np.ndarray:
 
 
 def ranked_pairs(
-    scores: Float[Array, "L L"], min_sep: int = 5, *, known: Optional[Bool[np.ndarray, "L L"]] = None
+    scores: Float[Array, "L L"], min_sep: int = 5, *, known: Bool[np.ndarray, "L L"] | None = None
 ) -> Int[np.ndarray, "n 2"]:
     r"""Pairs (i, j), i < j, $j - i \ge$ `min_sep`, by decreasing score (ties: increasing i, then j).
 
@@ -314,7 +314,7 @@ def precision(
     k: int,
     min_sep: int = 5,
     *,
-    known: Optional[Bool[np.ndarray, "L L"]] = None,
+    known: Bool[np.ndarray, "L L"] | None = None,
 ) -> float:
     r"""Precision (PPV) of the top-k pairs: fraction of true contacts among them.
 
@@ -345,7 +345,7 @@ def precision_at(
     fractions: Sequence[float] = (1 / 5, 1 / 2, 1),
     min_sep: int = 5,
     *,
-    known: Optional[Bool[np.ndarray, "L L"]] = None,
+    known: Bool[np.ndarray, "L L"] | None = None,
 ) -> dict[str, float]:
     r"""Precision at $k = \lfloor f L \rfloor$ (at least 1) for each fraction f.
 
@@ -367,9 +367,9 @@ def plot_contact_map(
     k: int,
     min_sep: int = 5,
     *,
-    known: Optional[Bool[np.ndarray, "L L"]] = None,
+    known: Bool[np.ndarray, "L L"] | None = None,
     ax=None,
-    title: Optional[str] = None,
+    title: str | None = None,
 ):
     """Contact-map figure: top-k predictions above the diagonal, true contacts below.
 
@@ -444,14 +444,16 @@ class ContactPrediction:
     method: str
     options: dict
 
-    def precision(self, distances, fractions: Sequence[float] = (1 / 5, 1 / 2, 1), *, threshold: float = 8.0,
-                  min_sep: int = 5) -> dict[str, float]:
+    def precision(
+        self, distances, fractions: Sequence[float] = (1 / 5, 1 / 2, 1), *, threshold: float = 8.0, min_sep: int = 5
+    ) -> dict[str, float]:
         """`precision_at` of these scores against a distance matrix (`read_distances`);
         pairs with unknown distance are left out."""
         D = np.asarray(distances, dtype=np.float64)
         if D.shape != self.scores.shape:
-            raise ValueError(f"distances have shape {D.shape} but the alignment has L = {self.scores.shape[0]} "
-                             "match columns")
+            raise ValueError(
+                f"distances have shape {D.shape} but the alignment has L = {self.scores.shape[0]} match columns"
+            )
         return precision_at(self.scores, contact_map(D, threshold), fractions, min_sep, known=np.isfinite(D))
 
 
@@ -464,15 +466,15 @@ def _auto_mesh(mesh, work: float):
 
 
 def pipeline(
-    alignment: Union[str, "os.PathLike[str]", Any],
+    alignment: str | os.PathLike[str] | Any,
     method: str = "plm",
     *,
-    key: Optional[jax.Array] = None,
+    key: jax.Array | None = None,
     theta: float = 0.8,
     alphabet: Any = "protein",
-    max_gap_fraction: Optional[float] = None,
+    max_gap_fraction: float | None = None,
     mesh: Any = "auto",
-    progress: Optional[bool] = None,
+    progress: bool | None = None,
     max_memory: Any = None,
     **options: Any,
 ) -> ContactPrediction:
@@ -532,30 +534,47 @@ def pipeline(
     rows = fit_seqs.shape[0] if settings.get("batch_size") is None else min(settings["batch_size"], fit_seqs.shape[0])
     mesh = _auto_mesh(mesh, pl_work(rows, aln.L, q))  # the rows one loss evaluation sees
     if method == "plm":
-        model, history = training.fit_plm(fit_seqs, q=q, weights=fit_weights, progress=progress, mesh=mesh,
-                                          max_memory=max_memory, **settings)
+        model, history = training.fit_plm(
+            fit_seqs, q=q, weights=fit_weights, progress=progress, mesh=mesh, max_memory=max_memory, **settings
+        )
         potts = model
     else:
         layer = {k: settings.pop(k) for k in defaults.ATTENTION_CONTACTS.model}
         # One key for the layer's initialisation, another for the minibatch order.
         k_init, k_fit = jax.random.split(jax.random.PRNGKey(0) if key is None else key)
         init = FactoredAttention(aln.L, q, layer.pop("n_heads"), layer.pop("head_dim"), key=k_init, **layer)
-        model, history = training.fit(init, fit_seqs, key=k_fit, weights=fit_weights, progress=progress, mesh=mesh,
-                                      max_memory=max_memory, **settings)
+        model, history = training.fit(
+            init,
+            fit_seqs,
+            key=k_fit,
+            weights=fit_weights,
+            progress=progress,
+            mesh=mesh,
+            max_memory=max_memory,
+            **settings,
+        )
         potts = model.to_potts()
     t_fit = time.perf_counter()
     S = np.asarray(scores(potts, gap_index=aln.alphabet.gap_index), dtype=np.float64)
     t_end = time.perf_counter()
-    seconds = dict(read=t_read - t0, weights=t_weights - t_read, fit=t_fit - t_weights, scores=t_end - t_fit,
-                   total=t_end - t0)
-    return ContactPrediction(scores=S, model=model, potts=potts, alignment=aln, weights=weights, m_eff=m_eff,
-                             history=history, seconds=seconds, method=method,
-                             options=dict(settings, theta=theta, max_gap_fraction=max_gap_fraction))
+    seconds = dict(
+        read=t_read - t0, weights=t_weights - t_read, fit=t_fit - t_weights, scores=t_end - t_fit, total=t_end - t0
+    )
+    return ContactPrediction(
+        scores=S,
+        model=model,
+        potts=potts,
+        alignment=aln,
+        weights=weights,
+        m_eff=m_eff,
+        history=history,
+        seconds=seconds,
+        method=method,
+        options=dict(settings, theta=theta, max_gap_fraction=max_gap_fraction),
+    )
 
 
-
-
-def predict(alignment_path: Union[str, "os.PathLike[str]"], method: str = "plm", **options: Any) -> np.ndarray:
+def predict(alignment_path: str | os.PathLike[str], method: str = "plm", **options: Any) -> np.ndarray:
     r"""Contact scores (L, L) of an alignment: `pipeline(alignment_path, method, **options).scores`.
 
     The whole pipeline with working defaults: read, weight (0.8 identity), fit (plmDCA or

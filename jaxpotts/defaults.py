@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["Method", "METHODS", "method", "markdown"]
 
@@ -53,8 +54,23 @@ class Method:
 
 # Every flat option `jaxpotts.fit` accepts (kept in step with jaxpotts.engine._FLAT by a test).
 _FIT_NAMES = {
-    "optimizer", "learning_rate", "batch_size", "loss", "l2", "l2_fields", "n_steps", "n_epochs", "tol", "ftol",
-    "patience", "target_loss", "restore_best", "eval_every", "checkpoint_path", "resume", "validation_fraction",
+    "optimizer",
+    "learning_rate",
+    "batch_size",
+    "loss",
+    "l2",
+    "l2_fields",
+    "n_steps",
+    "n_epochs",
+    "tol",
+    "ftol",
+    "patience",
+    "target_loss",
+    "restore_best",
+    "eval_every",
+    "checkpoint_path",
+    "resume",
+    "validation_fraction",
 }
 
 PLM = Method(
@@ -63,8 +79,8 @@ PLM = Method(
     model=dict(init="profile"),
     fit=dict(l2=0.01, l2_fields=0.01, optimizer="lbfgs", n_steps=300, ftol=3e-3, tol=1e-5),
     why="lambda_J = lambda_h = 0.01 are plmDCA's (per-N_eff convention). L-BFGS stops when the objective falls by "
-        "less than 0.3% over 5 iterations, or after 300: on PF00014 and PF00763 the precision at L is then within "
-        "one pair of its value at full convergence (benchmarks/README.md); pass ftol=0, tol=1e-6 for full convergence.",
+    "less than 0.3% over 5 iterations, or after 300: on PF00014 and PF00763 the precision at L is then within "
+    "one pair of its value at full convergence (benchmarks/README.md); pass ftol=0, tol=1e-6 for full convergence.",
 )
 
 ATTENTION_CONTACTS = Method(
@@ -73,8 +89,8 @@ ATTENTION_CONTACTS = Method(
     model=dict(n_heads=32, head_dim=23, softmax=True, fields=False, init_scale=0.1),
     fit=dict(l2=0.001, l2_fields=0.01, optimizer="adam", learning_rate=0.05, batch_size=1000, n_epochs=200),
     why="L2 on the implied couplings J_ij(a,b) = sum_h A^h_ij V^h(a,b) with lambda_J = 0.001 (0.01 over-regularises "
-        "the product: PPV@L 0.87 instead of 0.94 on PF00014). Adam: the product A V is not convex; full-batch L-BFGS "
-        "needed ~800 iterations for the precision Adam reaches in 200 epochs (PF00763: PPV@L 0.98 in 490 s vs 220 s).",
+    "the product: PPV@L 0.87 instead of 0.94 on PF00014). Adam: the product A V is not convex; full-batch L-BFGS "
+    "needed ~800 iterations for the precision Adam reaches in 200 epochs (PF00763: PPV@L 0.98 in 490 s vs 220 s).",
 )
 
 ATTENTION = Method(
@@ -83,17 +99,18 @@ ATTENTION = Method(
     model=dict(n_heads=1, head_dim=8, softmax=False, fields=True),
     fit=dict(l2=0.0, l2_fields=0.0, optimizer="adam", batch_size=128, n_epochs=20, validation_fraction=0.1),
     why="The layer is the model class of the data (J_ij U(a,b)), so no regularisation; a 10% validation split keeps "
-        "the best model; minibatches of 128 with Adam (learning rate 1e-2) reach the entropy floor in a few epochs.",
+    "the best model; minibatches of 128 with Adam (learning rate 1e-2) reach the entropy floor in a few epochs.",
 )
 
 TRANSFORMER = Method(
     name="transformer",
     summary="the standard Transformer baseline (MLM with one random masked site per sequence)",
     model=dict(n_layers=1, n_heads=4, d_model=32, d_mlp=None),
-    fit=dict(l2=0.0, l2_fields=0.0, optimizer="adam", batch_size=128, n_epochs=20, validation_fraction=0.1,
-             loss="stochastic"),
+    fit=dict(
+        l2=0.0, l2_fields=0.0, optimizer="adam", batch_size=128, n_epochs=20, validation_fraction=0.1, loss="stochastic"
+    ),
     why="The usual BERT-style training: a random masked site per sequence per step, Adam, early stopping on a "
-        "validation split.",
+    "validation split.",
 )
 
 #: name -> Method.

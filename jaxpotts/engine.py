@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -91,25 +91,29 @@ class Optimization:
         loss: "mlm" (every site masked in turn) or "stochastic" (one random site per sequence).
     """
 
-    optimizer: Union[str, optax.GradientTransformation] = "adam"
-    learning_rate: Optional[float] = None
-    batch_size: Optional[int] = None
+    optimizer: str | optax.GradientTransformation = "adam"
+    learning_rate: float | None = None
+    batch_size: int | None = None
     loss: str = "mlm"
 
     def __post_init__(self):
         if isinstance(self.optimizer, str):
             if self.optimizer not in OPTIMIZERS:
-                raise ValueError(f"optimizer must be one of {OPTIMIZERS} or an optax GradientTransformation, "
-                                 f"got {self.optimizer!r}")
+                raise ValueError(
+                    f"optimizer must be one of {OPTIMIZERS} or an optax GradientTransformation, got {self.optimizer!r}"
+                )
             if self.optimizer == "lbfgs" and self.learning_rate is not None:
-                raise ValueError("optimizer='lbfgs' takes its steps from a line search; learning_rate does not apply "
-                                 "(pass an optax transformation such as optax.lbfgs(learning_rate=...) instead)")
+                raise ValueError(
+                    "optimizer='lbfgs' takes its steps from a line search; learning_rate does not apply "
+                    "(pass an optax transformation such as optax.lbfgs(learning_rate=...) instead)"
+                )
         elif isinstance(self.optimizer, optax.GradientTransformation):
             if self.learning_rate is not None:
                 raise ValueError("learning_rate applies to named optimisers; an optax transformation carries its own")
         else:
-            raise TypeError("optimizer must be a name or an optax GradientTransformation, "
-                            f"got {type(self.optimizer).__name__}")
+            raise TypeError(
+                f"optimizer must be a name or an optax GradientTransformation, got {type(self.optimizer).__name__}"
+            )
         if self.learning_rate is not None:
             object.__setattr__(self, "learning_rate", check_nonnegative(self.learning_rate, "learning_rate"))
         object.__setattr__(self, "batch_size", check_count(self.batch_size, "batch_size", optional=True))
@@ -146,14 +150,14 @@ class Stopping:
             for a full batch).
     """
 
-    n_steps: Optional[int] = None
-    n_epochs: Optional[int] = None
+    n_steps: int | None = None
+    n_epochs: int | None = None
     tol: float = 1e-6
     ftol: float = 0.0
-    patience: Optional[int] = None
-    target_loss: Optional[float] = None
+    patience: int | None = None
+    target_loss: float | None = None
     restore_best: bool = True
-    eval_every: Optional[int] = None
+    eval_every: int | None = None
 
     def __post_init__(self):
         for name in ("n_steps", "n_epochs", "patience", "eval_every"):
@@ -220,11 +224,11 @@ class FitConfig:
             raise ValueError(f"validation_fraction must be in [0, 1), got {v!r}")
 
     @classmethod
-    def from_options(cls, **options: Any) -> "FitConfig":
+    def from_options(cls, **options: Any) -> FitConfig:
         """A config from the flat keyword names of `jaxpotts.fit` (``l2=``, ``n_steps=``, ...)."""
         return cls().replace(**options)
 
-    def replace(self, **options: Any) -> "FitConfig":
+    def replace(self, **options: Any) -> FitConfig:
         """A copy with some flat options changed (``config.replace(l2=0.1, n_steps=50)``)."""
         unknown = sorted(set(options) - set(_FLAT))
         if unknown:
@@ -309,7 +313,7 @@ def trainable(model: Any) -> tuple[Any, Any]:
 
 
 @functools.cache
-def named_optimizer(name: str, mesh: Optional[jax.sharding.Mesh] = None) -> optax.GradientTransformation:
+def named_optimizer(name: str, mesh: jax.sharding.Mesh | None = None) -> optax.GradientTransformation:
     """The transformation of a named optimiser. Its learning rate is a hyper-parameter in the
     state (`optax.inject_hyperparams`), so there is one transformation object per (name, mesh)
     and every fit with that optimiser reuses one compiled step."""
@@ -365,8 +369,8 @@ class Problem(eqx.Module):
     full_batch: bool = eqx.field(static=True)
     L: int = eqx.field(static=True)
     mesh: Any = eqx.field(static=True)
-    seqs: Optional[Int[Array, "M L"]]
-    weights: Optional[Float[Array, " M"]]
+    seqs: Int[Array, "M L"] | None
+    weights: Float[Array, " M"] | None
     norm: Scalar  # B * mean weight: the divisor of a batch's weighted sum
     l2: Scalar
     l2_fields: Scalar
@@ -397,7 +401,7 @@ def init(
     seqs: Int[np.ndarray, "M L"],
     weights: Float[np.ndarray, " M"],
     config: FitConfig,
-    mesh: Optional[jax.sharding.Mesh] = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> tuple[Problem, FitState]:
     """The problem and the initial state of a fit of a trainable `model` (see `trainable`) to
     training sequences with positive total weight. With a `mesh`, the state starts placed on it
@@ -411,20 +415,35 @@ def init(
     B = M if opt_cfg.batch_size is None else min(opt_cfg.batch_size, M)
     full_batch = B == M
     if linesearch and not full_batch:
-        raise ValueError("L-BFGS / line-search optimisers need the full batch (batch_size=None), "
-                         f"got batch_size={opt_cfg.batch_size}")
+        raise ValueError(
+            "L-BFGS / line-search optimisers need the full batch (batch_size=None), "
+            f"got batch_size={opt_cfg.batch_size}"
+        )
     if linesearch and opt_cfg.loss != "mlm":
         raise ValueError("L-BFGS / line-search optimisers need the deterministic loss='mlm'")
     scalar = functools.partial(jnp.asarray, dtype=dtype)
     problem = Problem(
-        static=static, optimizer=opt, loss=opt_cfg.loss, linesearch=linesearch, full_batch=full_batch,
-        L=int(model.L), mesh=mesh, seqs=jnp.asarray(seqs) if full_batch else None,
-        weights=jnp.asarray(weights, dtype) if full_batch else None, norm=scalar(B * float(np.mean(weights))),
-        l2=scalar(reg.l2), l2_fields=scalar(reg.l2_fields), tol=scalar(stop.tol), ftol=scalar(stop.ftol),
+        static=static,
+        optimizer=opt,
+        loss=opt_cfg.loss,
+        linesearch=linesearch,
+        full_batch=full_batch,
+        L=int(model.L),
+        mesh=mesh,
+        seqs=jnp.asarray(seqs) if full_batch else None,
+        weights=jnp.asarray(weights, dtype) if full_batch else None,
+        norm=scalar(B * float(np.mean(weights))),
+        l2=scalar(reg.l2),
+        l2_fields=scalar(reg.l2_fields),
+        tol=scalar(stop.tol),
+        ftol=scalar(stop.ftol),
     )
     state = FitState(
-        params=params, opt_state=_init_opt_state(opt, params, opt_cfg.learning_rate, dtype),
-        done=jnp.asarray(False), recent=jnp.full((FTOL_WINDOW,), jnp.inf, dtype), step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=_init_opt_state(opt, params, opt_cfg.learning_rate, dtype),
+        done=jnp.asarray(False),
+        recent=jnp.full((FTOL_WINDOW,), jnp.inf, dtype),
+        step=jnp.zeros((), jnp.int32),
     )
     return problem, place(state, mesh)
 
@@ -438,8 +457,10 @@ def check_mesh(mesh) -> None:
     if mesh is None:
         return
     if not isinstance(mesh, jax.sharding.Mesh) or DATA_AXIS not in mesh.axis_names or len(mesh.axis_names) != 1:
-        raise ValueError(f"mesh must be a one-axis jax.sharding.Mesh named {DATA_AXIS!r} "
-                         f"(jaxpotts.sharding.data_mesh()), got {mesh!r}")
+        raise ValueError(
+            f"mesh must be a one-axis jax.sharding.Mesh named {DATA_AXIS!r} "
+            f"(jaxpotts.sharding.data_mesh()), got {mesh!r}"
+        )
 
 
 # ----------------------------------------------------------------------------- the objective
@@ -492,8 +513,9 @@ def _linesearch_update(problem: Problem, state: FitState, seqs, weights, key):
 
     value, grad = optax.value_and_grad_from_state(value_fn)(state.params, state=state.opt_state)
     term = value - _penalty(state.params, problem)
-    updates, opt_state = problem.optimizer.update(grad, state.opt_state, state.params, value=value, grad=grad,
-                                                  value_fn=value_fn)
+    updates, opt_state = problem.optimizer.update(
+        grad, state.opt_state, state.params, value=value, grad=grad, value_fn=value_fn
+    )
     new_value = _tree_get(opt_state, "value")
     gmax = jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in jax.tree_util.tree_leaves(grad)]))
     no_decrease = ~(new_value < value)
@@ -504,7 +526,7 @@ def _linesearch_update(problem: Problem, state: FitState, seqs, weights, key):
     return updates, opt_state, recent, no_decrease, converged, StepInfo(value, term)
 
 
-def step(problem: Problem, state: FitState, batch: Optional[tuple], key: PRNGKeyArray) -> tuple[FitState, StepInfo]:
+def step(problem: Problem, state: FitState, batch: tuple | None, key: PRNGKeyArray) -> tuple[FitState, StepInfo]:
     """One optimiser step on `batch` = (seqs[B, L], weights[B]) (None: the full training set).
 
     A step whose parameters are non-finite, or a line-search step that found no decrease, is
@@ -528,7 +550,7 @@ def step(problem: Problem, state: FitState, batch: Optional[tuple], key: PRNGKey
 def advance(
     problem: Problem,
     state: FitState,
-    batches: Optional[tuple],
+    batches: tuple | None,
     n_active: Int[Array, ""],
     key: PRNGKeyArray,
     chunk: int,

@@ -17,7 +17,6 @@ the attention-vs-Transformer example, tests):
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Union
 
 import numpy as np
 
@@ -56,8 +55,11 @@ class CouplingComparison:
 
     def metrics(self) -> dict:
         """The scalar results as a JSON-ready dict."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if not isinstance(getattr(self, f.name), np.ndarray)}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if not isinstance(getattr(self, f.name), np.ndarray)
+        }
 
 
 def _attention_and_values(learned) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -73,12 +75,14 @@ def _attention_and_values(learned) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         A, V = learned.J, learned.U
         dense = learned.to_dense()
     else:
-        raise TypeError(f"learned must be a one-head FactoredAttention or a FactoredPotts, got {type(learned).__name__}")
+        raise TypeError(
+            f"learned must be a one-head FactoredAttention or a FactoredPotts, got {type(learned).__name__}"
+        )
     C = np.asarray(zero_sum_gauge(dense).couplings, np.float64)
     return np.asarray(A, np.float64), np.asarray(V, np.float64), C
 
 
-def compare_factored(learned: Union["FactoredAttention", FactoredPotts], true: FactoredPotts) -> CouplingComparison:  # noqa: F821
+def compare_factored(learned: FactoredAttention | FactoredPotts, true: FactoredPotts) -> CouplingComparison:  # noqa: F821
     r"""Compare a learned factored model $A_{ij} V(a,b)$ with the true $J_{ij} U(a,b)$.
 
     Steps: (1) gauge: $U' = $ `double_centre(U)`, $V' = $ `double_centre(V)`; (2) sign
@@ -101,7 +105,9 @@ def compare_factored(learned: Union["FactoredAttention", FactoredPotts], true: F
     V_l = double_centre(np.asarray(V, np.float64))
     norm_u, norm_v = np.linalg.norm(U_t), np.linalg.norm(V_l)
     if norm_u == 0 or norm_v == 0:
-        raise ValueError("a colour matrix is zero in the zero-sum gauge (it changes no conditional): nothing to compare")
+        raise ValueError(
+            "a colour matrix is zero in the zero-sum gauge (it changes no conditional): nothing to compare"
+        )
     sign = float(np.sign(np.sum(U_t * V_l))) or 1.0
     A_scaled = A * sign * norm_v / norm_u
     A_sym = 0.5 * (A_scaled + A_scaled.T)
@@ -110,7 +116,10 @@ def compare_factored(learned: Union["FactoredAttention", FactoredPotts], true: F
     C_true = np.asarray(zero_sum_gauge(true.to_dense()).couplings, np.float64)
     U_n, V_n = U_t / norm_u, sign * V_l / norm_v
     return CouplingComparison(
-        J_true=J, J_learned=A_sym, U_true=U_n, U_learned=V_n,
+        J_true=J,
+        J_learned=A_sym,
+        U_true=U_n,
+        U_learned=V_n,
         corr_J=float(np.corrcoef(A_sym[off], J[off])[0, 1]),
         corr_U=float(np.corrcoef(V_n.ravel(), U_n.ravel())[0, 1]),
         rel_err_J=float(np.linalg.norm(A_sym[off] - J[off]) / np.linalg.norm(J[off])),
@@ -119,7 +128,7 @@ def compare_factored(learned: Union["FactoredAttention", FactoredPotts], true: F
     )
 
 
-def entropy_floor(model, seqs, weights: Optional[np.ndarray] = None) -> tuple[float, float]:
+def entropy_floor(model, seqs, weights: np.ndarray | None = None) -> tuple[float, float]:
     r"""Estimate of the MLM floor, the conditional entropy per site of the generating `model`.
 
     Returns the (weighted) mean over sequences of $\frac1L\sum_i -\log p(s_i \mid s_{-i})$ under

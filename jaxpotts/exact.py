@@ -26,15 +26,15 @@ the joint-couplings and finiteness checks are skipped when called inside a trans
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, Scalar, ScalarLike
 
-from ._precision import einsum, matmul
 from . import potts
+from ._precision import einsum, matmul
 from .potts import AnyPotts
 
 __all__ = [
@@ -102,7 +102,7 @@ def _check_beta(beta: ScalarLike, dtype) -> Scalar:
     return jnp.asarray(value, dtype=dtype)
 
 
-def _check_chunk_size(chunk_size: Optional[int], n: int) -> int:
+def _check_chunk_size(chunk_size: int | None, n: int) -> int:
     if chunk_size is None:
         chunk_size = DEFAULT_CHUNK_SIZE
     if not isinstance(chunk_size, (int, np.integer)) or isinstance(chunk_size, bool) or chunk_size < 1:
@@ -111,7 +111,7 @@ def _check_chunk_size(chunk_size: Optional[int], n: int) -> int:
     return int(min(chunk_size, n))
 
 
-def _prepare(model: AnyPotts, beta: ScalarLike, chunk_size: Optional[int]) -> tuple[Scalar, int]:
+def _prepare(model: AnyPotts, beta: ScalarLike, chunk_size: int | None) -> tuple[Scalar, int]:
     n = _check_model(model)
     return _check_beta(beta, model.fields.dtype), _check_chunk_size(chunk_size, n)
 
@@ -153,9 +153,9 @@ class _Sums(NamedTuple):
 
     log_max: Scalar  # m
     total: Scalar  # sum_s w(s)
-    site: Optional[Float[Array, "L q"]]  # sum_s w(s) [s_i = a]
-    pair: Optional[Float[Array, "L L q q"]]  # sum_s w(s) [s_i = a][s_j = b]
-    nll: Optional[Float[Array, " L"]]  # sum_s w(s) (-log p(s_i | s_-i))
+    site: Float[Array, "L q"] | None  # sum_s w(s) [s_i = a]
+    pair: Float[Array, "L L q q"] | None  # sum_s w(s) [s_i = a][s_j = b]
+    nll: Float[Array, " L"] | None  # sum_s w(s) (-log p(s_i | s_-i))
 
 
 def _chunk_statistics(model, beta, s, weight, want):
@@ -170,6 +170,7 @@ def _chunk_statistics(model, beta, s, weight, want):
             pair = matmul((flat * weight[:, None]).T, flat).reshape(model.L, model.q, model.L, model.q)
             pair = pair.transpose(0, 2, 1, 3)
     if "nll" in want:
+
         def site_nll(seq):
             logp = jax.nn.log_softmax(potts.conditional_logits(model, seq, beta), axis=-1)
             return -jnp.take_along_axis(logp, seq[:, None], axis=-1)[:, 0]
@@ -227,7 +228,7 @@ def _expectations(model, beta, chunk_size, want) -> _Sums:
 # ----------------------------------------------------------------------------- public API
 
 
-def log_partition(model: AnyPotts, beta: ScalarLike = 1.0, *, chunk_size: Optional[int] = None) -> Scalar:
+def log_partition(model: AnyPotts, beta: ScalarLike = 1.0, *, chunk_size: int | None = None) -> Scalar:
     r"""$\log Z(\beta) = \log \sum_s e^{-\beta E(s)}$ over all $q^L$ sequences.
 
     Differentiable in the parameters and beta: $\partial_{h_i(a)} \log Z = \beta\,p_i(a)$ and
@@ -255,7 +256,7 @@ def _log_probabilities(model: AnyPotts, beta: Scalar, *, chunk_size: int):
 
 
 def log_probabilities(
-    model: AnyPotts, beta: ScalarLike = 1.0, *, chunk_size: Optional[int] = None
+    model: AnyPotts, beta: ScalarLike = 1.0, *, chunk_size: int | None = None
 ) -> tuple[Int[Array, "n L"], Float[Array, " n"]]:
     r"""All sequences and their log-probabilities $\log p(s) = -\beta E(s) - \log Z$.
 
@@ -268,7 +269,7 @@ def log_probabilities(
 
 
 def probabilities(
-    model: AnyPotts, beta: ScalarLike = 1.0, *, chunk_size: Optional[int] = None
+    model: AnyPotts, beta: ScalarLike = 1.0, *, chunk_size: int | None = None
 ) -> tuple[Int[Array, "n L"], Float[Array, " n"]]:
     r"""All sequences and their probabilities $p(s) = e^{-\beta E(s)} / Z$ (they sum to 1).
 
@@ -279,7 +280,7 @@ def probabilities(
     return s, jnp.exp(log_p)
 
 
-def marginals(model: AnyPotts, beta: ScalarLike = 1.0, *, chunk_size: Optional[int] = None) -> Float[Array, "L q"]:
+def marginals(model: AnyPotts, beta: ScalarLike = 1.0, *, chunk_size: int | None = None) -> Float[Array, "L q"]:
     r"""Single-site marginals $p_i(a) = \sum_s p(s)\,[s_i = a]$; each row sums to 1.
 
     Arguments and errors as in `log_partition`.
@@ -289,7 +290,7 @@ def marginals(model: AnyPotts, beta: ScalarLike = 1.0, *, chunk_size: Optional[i
 
 
 def pair_marginals(
-    model: AnyPotts, beta: ScalarLike = 1.0, *, chunk_size: Optional[int] = None
+    model: AnyPotts, beta: ScalarLike = 1.0, *, chunk_size: int | None = None
 ) -> Float[Array, "L L q q"]:
     r"""Pair marginals $p_{ij}(a,b) = \sum_s p(s)\,[s_i = a]\,[s_j = b]$.
 
@@ -301,7 +302,7 @@ def pair_marginals(
 
 
 def site_conditional_entropies(
-    model: AnyPotts, beta: ScalarLike = 1.0, *, chunk_size: Optional[int] = None
+    model: AnyPotts, beta: ScalarLike = 1.0, *, chunk_size: int | None = None
 ) -> Float[Array, " L"]:
     r"""Per-site expected negative log conditional $H_i = \mathbb E_p[-\log p(s_i \mid s_{-i})]$.
 
@@ -314,7 +315,7 @@ def site_conditional_entropies(
     return sums.nll / sums.total
 
 
-def conditional_entropy(model: AnyPotts, beta: ScalarLike = 1.0, *, chunk_size: Optional[int] = None) -> Scalar:
+def conditional_entropy(model: AnyPotts, beta: ScalarLike = 1.0, *, chunk_size: int | None = None) -> Scalar:
     r"""Mean over sites of the conditional entropies, $\frac1L \sum_i \mathbb E_p[-\log p(s_i \mid s_{-i})]$.
 
     The floor of the masked-language-modelling loss (`jaxpotts.losses.mlm_loss`) on data drawn

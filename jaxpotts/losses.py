@@ -32,7 +32,7 @@ training loop minimises $F/L$ (the same minimiser, in per-site MLM units).
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 
-def check_weights(weights: Any, M: int) -> Optional[jax.Array]:
+def check_weights(weights: Any, M: int) -> jax.Array | None:
     """Validate sequence weights: length M, finite, non-negative, positive total."""
     if weights is None:
         return None
@@ -85,7 +85,7 @@ def check_weights(weights: Any, M: int) -> Optional[jax.Array]:
     return w
 
 
-def weighted_mean(values: Float[Array, " M"], weights: Optional[Float[Array, " M"]]) -> Scalar:
+def weighted_mean(values: Float[Array, " M"], weights: Float[Array, " M"] | None) -> Scalar:
     r"""$\sum_m w_m v_m / \sum_m w_m$ (plain mean when weights is None)."""
     if weights is None:
         return jnp.mean(values)
@@ -108,7 +108,7 @@ def _model_size(model: Any) -> tuple[int, int]:
         raise TypeError(f"model {type(model).__name__} must expose its sizes as .L and .q") from err
 
 
-def _prepare(model: Any, seqs: Any, weights: Any) -> tuple[jax.Array, Optional[jax.Array]]:
+def _prepare(model: Any, seqs: Any, weights: Any) -> tuple[jax.Array, jax.Array | None]:
     L, q = _model_size(model)
     seqs = check_sequences(seqs, L, q)
     if seqs.ndim != 2:
@@ -135,7 +135,7 @@ def _sequence_site_nll(model: Any, s: Int[Array, " L"]) -> Float[Array, " L"]:
 _COUPLING_ROUTE_HEADS = 3
 
 
-def _dense_parts(model: Any, via_couplings: bool = False) -> Optional[tuple[jax.Array, jax.Array]]:
+def _dense_parts(model: Any, via_couplings: bool = False) -> tuple[jax.Array, jax.Array] | None:
     """(fields, coupling matrix W) of a dense model, for the row-gather kernels of `_dense_pl`;
     None for other models. A trainable wrapper opts in with a `dense_parts()` method; with
     `via_couplings`, any model with `couplings()` (an attention layer) is evaluated that way."""
@@ -167,8 +167,9 @@ def sequence_pseudo_likelihoods(model: Any, seqs: Int[Array, "M L"]) -> Float[Ar
 
 
 @eqx.filter_jit
-def _weighted_sum(model: Any, seqs: Int[Array, "M L"], weights: Float[Array, " M"], mesh: Any,
-                  via_couplings: bool = False) -> Scalar:
+def _weighted_sum(
+    model: Any, seqs: Int[Array, "M L"], weights: Float[Array, " M"], mesh: Any, via_couplings: bool = False
+) -> Scalar:
     parts = _dense_parts(model, via_couplings)
     if parts is not None:
         return _dense_pl.weighted_nll_sum(*parts, seqs, weights, mesh)
@@ -184,10 +185,10 @@ def _weighted_sum(model: Any, seqs: Int[Array, "M L"], weights: Float[Array, " M
 def weighted_pseudo_likelihood_sum(
     model: Any,
     seqs: Int[Array, "M L"],
-    weights: Optional[Float[Array, " M"]],
+    weights: Float[Array, " M"] | None,
     *,
     mesh: Any = None,
-    via_couplings: Optional[bool] = None,
+    via_couplings: bool | None = None,
 ) -> Scalar:
     r"""$\sum_m w_m \sum_i -\log p(s^m_i \mid s^m_{-i})$, unnormalised (the data term of fits).
 
@@ -207,9 +208,7 @@ def weighted_pseudo_likelihood_sum(
     return _weighted_sum(model, seqs, weights, mesh, bool(via_couplings))
 
 
-def pseudo_likelihood(
-    model: Any, seqs: Int[Array, "M L"], weights: Optional[Float[Array, " M"]] = None
-) -> Scalar:
+def pseudo_likelihood(model: Any, seqs: Int[Array, "M L"], weights: Float[Array, " M"] | None = None) -> Scalar:
     r"""Negative log pseudo-likelihood, summed over sites, weighted mean over sequences:
     $\sum_m w_m \sum_i -\log p(s^m_i \mid s^m_{-i}) / \sum_m w_m$.
 
@@ -222,7 +221,7 @@ def pseudo_likelihood(
     return _weighted_sum(model, seqs, weights, None) / jnp.sum(weights)
 
 
-def mlm_loss(model: Any, seqs: Int[Array, "M L"], weights: Optional[Float[Array, " M"]] = None) -> Scalar:
+def mlm_loss(model: Any, seqs: Int[Array, "M L"], weights: Float[Array, " M"] | None = None) -> Scalar:
     r"""Masked-language-modelling loss with every site masked in turn: mean over sites of
     $-\log p(s_i \mid s_{-i})$, weighted mean over sequences. Equals `pseudo_likelihood / L`."""
     L, _ = _model_size(model)
@@ -251,7 +250,9 @@ def masked_site_nll(model: Any, seqs: Int[Array, "M L"], sites: Int[Array, " M"]
     seqs, _ = _prepare(model, seqs, None)
     sites = jnp.asarray(sites)
     if sites.shape != seqs.shape[:1] or not jnp.issubdtype(sites.dtype, jnp.integer):
-        raise ValueError(f"sites must be integers of shape (M,) = ({seqs.shape[0]},), got {sites.dtype}{tuple(sites.shape)}")
+        raise ValueError(
+            f"sites must be integers of shape (M,) = ({seqs.shape[0]},), got {sites.dtype}{tuple(sites.shape)}"
+        )
     value = concrete(sites)
     L = seqs.shape[1]
     if value is not None and value.size and (value.min() < 0 or value.max() >= L):
@@ -269,7 +270,7 @@ def _masked_site_nll(model: Any, seqs: Int[Array, "M L"], sites: Int[Array, " M"
 
 
 def stochastic_mlm_loss(
-    model: Any, seqs: Int[Array, "M L"], key: Any, weights: Optional[Float[Array, " M"]] = None
+    model: Any, seqs: Int[Array, "M L"], key: Any, weights: Float[Array, " M"] | None = None
 ) -> Scalar:
     r"""MLM loss with one uniformly random masked site per sequence (how Transformers train):
     $\sum_m w_m\,[-\log p(s^m_{i_m} \mid s^m_{-i_m})] / \sum_m w_m$, $i_m \sim \mathcal U\{0..L-1\}$.
@@ -332,7 +333,7 @@ def l2_penalty(model: Any, l2: Any = 0.0, l2_fields: Any = 0.0) -> Scalar:
 
 
 def site_negative_log_likelihood(
-    model: Any, seqs: Int[Array, "M L"], site: int, weights: Optional[Float[Array, " M"]] = None
+    model: Any, seqs: Int[Array, "M L"], site: int, weights: Float[Array, " M"] | None = None
 ) -> Scalar:
     r"""Weighted mean over sequences of $-\log p(s_i \mid s_{-i})$ for one site i.
 

@@ -50,7 +50,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 
@@ -105,7 +105,7 @@ def format_bytes(n: float) -> str:
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)(i?)[bB]?\s*$")
 
 
-def parse_size(text: Union[str, int, float]) -> float:
+def parse_size(text: str | int | float) -> float:
     """A memory size: bytes as a number, or a string '500M', '8G', '1.5T', '64GiB' (K/M/G/T are
     powers of 1000, with 'i' powers of 1024), or 'unlimited' / 'inf' (returns math.inf)."""
     if isinstance(text, bool):
@@ -117,8 +117,10 @@ def parse_size(text: Union[str, int, float]) -> float:
             return math.inf
         m = _SIZE.match(text)
         if not m:
-            raise ValueError(f"cannot read {text!r} as a memory size: give bytes or a number with K, M, G or T "
-                             "(e.g. '8G', '500M'), or 'unlimited'")
+            raise ValueError(
+                f"cannot read {text!r} as a memory size: give bytes or a number with K, M, G or T "
+                "(e.g. '8G', '500M'), or 'unlimited'"
+            )
         base = 1024 if m.group(3) else 1000
         value = float(m.group(1)) * base ** " KMGT".index(m.group(2).upper() or " ")
     else:
@@ -166,10 +168,10 @@ def fit_estimate(
     M: int,
     *,
     model: Any = None,
-    n_params: Optional[int] = None,
+    n_params: int | None = None,
     kind: str = "plm",
     optimizer: Any = "lbfgs",
-    batch_size: Optional[int] = None,
+    batch_size: int | None = None,
     dtype: Any = None,
     n_devices: int = 1,
     **shape: int,
@@ -201,8 +203,12 @@ def fit_estimate(
     if model is not None:
         import equinox as eqx
 
-        kind = {"PottsModel": "plm", "DenseConditionals": "plm", "FactoredAttention": "attention",
-                "Transformer": "transformer"}.get(type(model).__name__, "other")
+        kind = {
+            "PottsModel": "plm",
+            "DenseConditionals": "plm",
+            "FactoredAttention": "attention",
+            "Transformer": "transformer",
+        }.get(type(model).__name__, "other")
         n_heads = int(getattr(model, "n_heads", 1) or 1)
         d_model, n_layers = int(getattr(model, "d_model", 0) or 0), int(getattr(model, "n_layers", 0) or 0)
         d_mlp = int(getattr(model, "d_mlp", 0) or 0)
@@ -272,7 +278,7 @@ def sample_estimate(
     return MemoryEstimate({k: int(v) for k, v in parts.items()})
 
 
-def _read_int(path: Path) -> Optional[int]:
+def _read_int(path: Path) -> int | None:
     try:
         text = path.read_text().strip()
     except OSError:
@@ -288,7 +294,7 @@ def _read_int(path: Path) -> Optional[int]:
 _CGROUP_ROOT, _PROC_CGROUP = "/sys/fs/cgroup", "/proc/self/cgroup"
 
 
-def _cgroup_available() -> Optional[int]:
+def _cgroup_available() -> int | None:
     """The tightest (limit - usage) over this process's memory cgroup and its parents (v2, else
     v1), or None without a limit."""
     root = Path(_CGROUP_ROOT)
@@ -303,7 +309,7 @@ def _cgroup_available() -> Optional[int]:
     except OSError:
         pass
 
-    def walk(base: Path, rel: Optional[str]):
+    def walk(base: Path, rel: str | None):
         rel_parts = [p for p in (rel or "").split("/") if p]
         for k in range(len(rel_parts), -1, -1):  # own group first, then its parents
             yield base.joinpath(*rel_parts[:k])
@@ -323,7 +329,7 @@ def _cgroup_available() -> Optional[int]:
     return best
 
 
-def _meminfo_available() -> Optional[int]:
+def _meminfo_available() -> int | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
@@ -336,7 +342,7 @@ def _meminfo_available() -> Optional[int]:
         return None
 
 
-def _device_available() -> Optional[int]:
+def _device_available() -> int | None:
     """Free memory of the first accelerator (GPU/TPU), from its allocator statistics."""
     import jax
 
@@ -351,7 +357,7 @@ def _device_available() -> Optional[int]:
     return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
 
 
-def available_memory() -> tuple[Optional[int], str]:
+def available_memory() -> tuple[int | None, str]:
     """(bytes, where from) that a run can still use, or (None, reason) when unknown.
 
     On CPU: the smaller of the memory cgroup's limit minus its usage (cgroup v2
@@ -371,7 +377,7 @@ def available_memory() -> tuple[Optional[int], str]:
     return None, "unknown on this system"
 
 
-def check_memory(estimate: Union[MemoryEstimate, int, float], what: str, max_memory: Any = None) -> None:
+def check_memory(estimate: MemoryEstimate | int | float, what: str, max_memory: Any = None) -> None:
     """Refuse a run whose estimated peak memory exceeds the budget.
 
     Args:

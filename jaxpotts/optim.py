@@ -25,7 +25,8 @@ keeps ``value`` (callers detect "no decrease").
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -59,7 +60,7 @@ def _dot(a, b) -> jax.Array:
 
 
 def _vdot(a, b) -> jax.Array:
-    return sum(_dot(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+    return sum(_dot(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=False))
 
 
 def _axpy(alpha, x, y):
@@ -94,7 +95,7 @@ def _two_loop(g: jax.Array, state: LbfgsState, m: int) -> jax.Array:
     return jax.lax.fori_loop(0, n, second, r)
 
 
-def _flat_space(params, mesh: Optional[Mesh]):
+def _flat_space(params, mesh: Mesh | None):
     """(to_flat, to_tree, size): the parameters as one vector, padded to a multiple of the mesh
     size and split over its devices, so that the memory and the two-loop recursion are too."""
     flat, unravel = ravel_pytree(params)
@@ -113,22 +114,26 @@ def _flat_space(params, mesh: Optional[Mesh]):
     return to_flat, to_tree, n + pad
 
 
-def _init_state(params, m: int, mesh: Optional[Mesh]) -> LbfgsState:
+def _init_state(params, m: int, mesh: Mesh | None) -> LbfgsState:
     _, _, size = _flat_space(params, mesh)
     dtype = jax.tree_util.tree_leaves(params)[0].dtype
     zeros = jnp.zeros((m, size), dtype)
     if mesh is not None and mesh.size > 1:
         zeros = jax.device_put(zeros, NamedSharding(mesh, PartitionSpec(None, DATA_AXIS)))
     return LbfgsState(
-        count=jnp.zeros((), jnp.int32), s=zeros, y=zeros, rho=jnp.zeros((m,), dtype),
-        value=jnp.asarray(jnp.inf, dtype), grad=jax.tree_util.tree_map(jnp.zeros_like, params),
+        count=jnp.zeros((), jnp.int32),
+        s=zeros,
+        y=zeros,
+        rho=jnp.zeros((m,), dtype),
+        value=jnp.asarray(jnp.inf, dtype),
+        grad=jax.tree_util.tree_map(jnp.zeros_like, params),
     )
 
 
 def lbfgs(
     memory_size: int = 10,
     *,
-    mesh: Optional[Mesh] = None,
+    mesh: Mesh | None = None,
     c1: float = 1e-4,
     c2: float = 0.9,
     max_linesearch_steps: int = 20,
@@ -196,8 +201,11 @@ def lbfgs(
             # Shrink by safeguarded quadratic interpolation: the minimiser of the quadratic through
             # f(0), f'(0) and f(t_try), kept within [0.1 t_try, 0.5 t_try].
             denom = 2.0 * (f_try - value - slope * t_try)
-            t_q = jnp.where(jnp.isfinite(f_try) & (denom > 0), -slope * t_try * t_try / jnp.where(denom > 0, denom, 1.0),
-                            0.5 * t_try)
+            t_q = jnp.where(
+                jnp.isfinite(f_try) & (denom > 0),
+                -slope * t_try * t_try / jnp.where(denom > 0, denom, 1.0),
+                0.5 * t_try,
+            )
             shrink = (phase == 0) & ~ok & (n < max_linesearch_steps)
             t_next = jnp.where(grow, _EXPAND * t, jnp.clip(t_q, 0.1 * t_try, 0.5 * t_try))
             n_next = jnp.where(grow & (phase == 0), 0, n + 1)  # phase 1 counts its evaluations from 0
@@ -205,8 +213,16 @@ def lbfgs(
             return n_next, phase, t_next.astype(t_try.dtype), t, f_t, g_t, accepted, ~(grow | shrink)
 
         zero = jnp.zeros((), jnp.int32)
-        start = (zero, zero, t0, jnp.zeros_like(t0), jnp.asarray(jnp.inf, slope.dtype) + 0 * value,
-                 jax.tree_util.tree_map(jnp.zeros_like, grad), jnp.asarray(False), jnp.asarray(False))
+        start = (
+            zero,
+            zero,
+            t0,
+            jnp.zeros_like(t0),
+            jnp.asarray(jnp.inf, slope.dtype) + 0 * value,
+            jax.tree_util.tree_map(jnp.zeros_like, grad),
+            jnp.asarray(False),
+            jnp.asarray(False),
+        )
         _, _, _, t, f_new, g_new, accepted, _ = jax.lax.while_loop(lambda c: ~c[-1], body, start)
         f_new = jnp.where(accepted, f_new, value)
 

@@ -21,8 +21,9 @@ The contact-map figure lives with the contact scores: `jaxpotts.contacts.plot_co
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -132,8 +133,10 @@ def plot_coupling_comparison(cmp, *, title: str = ""):
     fig = _figure((17, 3.6))
     axes = fig.subplots(1, 5, gridspec_kw=dict(width_ratios=[1, 1, 0.55, 0.55, 1]))
     vj = float(np.max(np.abs(cmp.J_true))) or 1.0
-    for ax, mat, name in ((axes[0], cmp.J_true, "true $J_{ij}$"),
-                          (axes[1], cmp.J_learned, "learned $A_{ij}$ (rescaled, sym.)")):
+    for ax, mat, name in (
+        (axes[0], cmp.J_true, "true $J_{ij}$"),
+        (axes[1], cmp.J_learned, "learned $A_{ij}$ (rescaled, sym.)"),
+    ):
         im = ax.imshow(mat, cmap="RdBu_r", vmin=-vj, vmax=vj)
         ax.set_title(name)
         ax.set_xlabel("site j")
@@ -152,8 +155,9 @@ def plot_coupling_comparison(cmp, *, title: str = ""):
     axes[4].scatter(cmp.J_true[off], cmp.J_learned[off], s=6, alpha=0.6)
     lim = [-vj * 1.1, vj * 1.1]
     axes[4].plot(lim, lim, "k--", lw=1)
-    axes[4].set(xlabel="true $J_{ij}$", ylabel="learned (rescaled)",
-                title=f"corr J {cmp.corr_J:.3f}, corr U {cmp.corr_U:.3f}")
+    axes[4].set(
+        xlabel="true $J_{ij}$", ylabel="learned (rescaled)", title=f"corr J {cmp.corr_J:.3f}, corr U {cmp.corr_U:.3f}"
+    )
     fig.suptitle(title or f"couplings up to scale and gauge (rel. error of J_ij(a,b): {cmp.rel_err_couplings:.3f})")
     return fig
 
@@ -174,8 +178,8 @@ def _history_arrays(history: Any) -> dict[str, np.ndarray]:
 def plot_loss_curves(
     histories: Mapping[str, Any],
     *,
-    floor: Optional[float] = None,
-    floor_stderr: Optional[float] = None,
+    floor: float | None = None,
+    floor_stderr: float | None = None,
     which: Sequence[str] = ("train", "val", "test"),
     ax=None,
     title: str = "",
@@ -206,7 +210,13 @@ def plot_loss_curves(
         for kind in which:
             y = h[f"{kind}_loss"]
             if y.size and np.isfinite(y).any():
-                ax.plot(h["step"], y, styles[kind], color=_colour(i), label=f"{label}, {kind}" if len(histories) > 1 else kind)
+                ax.plot(
+                    h["step"],
+                    y,
+                    styles[kind],
+                    color=_colour(i),
+                    label=f"{label}, {kind}" if len(histories) > 1 else kind,
+                )
     if floor is not None:
         se = "" if floor_stderr is None else f" $\\pm$ {floor_stderr:.3f}"
         ax.axhline(floor, color="k", ls="--", lw=1, label=f"floor: conditional entropy {floor:.3f}{se}")
@@ -226,7 +236,7 @@ def plot_loss_vs_size(
     test_losses: Mapping[str, Sequence[float]],
     *,
     floor: float,
-    floor_stderr: Optional[float] = None,
+    floor_stderr: float | None = None,
     axes=None,
 ):
     r"""Test loss (left) and excess loss over the floor (right, log-log) against the number M
@@ -252,10 +262,16 @@ def plot_loss_vs_size(
         ax_excess.plot(sizes, values - floor, "o-", color=_colour(i), label=label)
     se = "" if floor_stderr is None else f" $\\pm$ {floor_stderr:.3f}"
     ax_loss.axhline(floor, color="k", ls="--", lw=1, label=f"floor {floor:.3f}{se}")
-    ax_loss.set(xscale="log", xlabel="training-set size M", ylabel="test MLM loss (nats per site)",
-                title="test loss against M")
-    ax_excess.set(xscale="log", yscale="log", xlabel="training-set size M",
-                  ylabel="test loss - floor (paired, same test set)", title="excess loss against M")
+    ax_loss.set(
+        xscale="log", xlabel="training-set size M", ylabel="test MLM loss (nats per site)", title="test loss against M"
+    )
+    ax_excess.set(
+        xscale="log",
+        yscale="log",
+        xlabel="training-set size M",
+        ylabel="test loss - floor (paired, same test set)",
+        title="excess loss against M",
+    )
     for ax in axes:
         ax.set_xticks(sizes, [str(M) for M in sizes])
         ax.xaxis.set_minor_locator(_null_locator())
@@ -271,7 +287,7 @@ def plot_model_comparison(
     test_losses: Mapping[str, Sequence[float]],
     *,
     floor: float,
-    floor_stderr: Optional[float] = None,
+    floor_stderr: float | None = None,
 ):
     """Several models trained on the same data: test-loss curves at the largest training set
     (left, `plot_loss_curves` with `which=("test",)`), test loss and excess loss against the
@@ -283,8 +299,14 @@ def plot_model_comparison(
     """
     fig = _figure((15, 4.6))
     ax_curves, ax_loss, ax_excess = fig.subplots(1, 3)
-    plot_loss_curves(histories, floor=floor, floor_stderr=floor_stderr, which=("test",), ax=ax_curves,
-                     title=f"M = {list(sizes)[-1]} training sequences")
+    plot_loss_curves(
+        histories,
+        floor=floor,
+        floor_stderr=floor_stderr,
+        which=("test",),
+        ax=ax_curves,
+        title=f"M = {list(sizes)[-1]} training sequences",
+    )
     ax_curves.set_ylabel("test MLM loss (nats per site)")
     plot_loss_vs_size(sizes, test_losses, floor=floor, floor_stderr=floor_stderr, axes=(ax_loss, ax_excess))
     ax_loss.get_legend().remove()
@@ -311,7 +333,7 @@ def plot_replica_curves(
     *,
     observable: str = "excess_loss",
     ncols: int = 2,
-    logy: Optional[bool] = None,
+    logy: bool | None = None,
     title: str = "",
 ):
     r"""Replica learning curves against $\alpha = M/N$, one panel per scenario, one colour per
@@ -340,28 +362,42 @@ def plot_replica_curves(
     lams = sorted({float(v) for table in curves.values() for v in np.asarray(table["lam"])})
     Ns = sorted({int(r["N"]) for r in simulations})
     values = [np.asarray(t[observable], np.float64) for t in curves.values()] + [
-        np.array([r[observable] for r in simulations], np.float64)]
+        np.array([r[observable] for r in simulations], np.float64)
+    ]
     if logy is None:
         finite = np.concatenate([v[np.isfinite(v)] for v in values])
         logy = bool(finite.size) and bool(np.all(finite > 0))
-    for ax, panel in zip(axes, panels):
+    for ax, panel in zip(axes, panels, strict=False):
         table = curves[panel]
         lam_col, alpha_col = np.asarray(table["lam"], np.float64), np.asarray(table["alpha"], np.float64)
         for li, lam in enumerate(lams):
             sel = lam_col == lam
             if sel.any():
                 order = np.argsort(alpha_col[sel])
-                ax.plot(alpha_col[sel][order], np.asarray(table[observable], np.float64)[sel][order], color=_colour(li),
-                        lw=1.5, label=f"theory, $\\lambda$ = {lam:g}")
+                ax.plot(
+                    alpha_col[sel][order],
+                    np.asarray(table[observable], np.float64)[sel][order],
+                    color=_colour(li),
+                    lw=1.5,
+                    label=f"theory, $\\lambda$ = {lam:g}",
+                )
             for ni, N in enumerate(Ns):
                 pts = [r for r in simulations if r["panel"] == panel and float(r["lam"]) == lam and int(r["N"]) == N]
                 if not pts:
                     continue
                 dx = 1 + 0.04 * (ni - (len(Ns) - 1) / 2)
-                ax.errorbar([p["alpha"] * dx for p in pts], [p[observable] for p in pts],
-                            yerr=[p.get(observable + "_se", 0.0) for p in pts], fmt=_MARKERS[ni % len(_MARKERS)],
-                            ms=4, color=_colour(li), alpha=0.35 + 0.65 * (ni + 1) / len(Ns), lw=1, capsize=2,
-                            label=f"simulation N = {N}" if li == 0 else None)
+                ax.errorbar(
+                    [p["alpha"] * dx for p in pts],
+                    [p[observable] for p in pts],
+                    yerr=[p.get(observable + "_se", 0.0) for p in pts],
+                    fmt=_MARKERS[ni % len(_MARKERS)],
+                    ms=4,
+                    color=_colour(li),
+                    alpha=0.35 + 0.65 * (ni + 1) / len(Ns),
+                    lw=1,
+                    capsize=2,
+                    label=f"simulation N = {N}" if li == 0 else None,
+                )
         ax.set_xscale("log")
         _readable_log_ticks(ax.xaxis)
         if logy:
@@ -371,7 +407,7 @@ def plot_replica_curves(
         ax.set_xlabel(r"$\alpha = M/N$")
         ax.set_ylabel(_OBSERVABLE_LABELS.get(observable, observable))
         ax.grid(alpha=0.3, which="both")
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     axes[0].legend(fontsize=7)
     if title:
@@ -382,9 +418,13 @@ def plot_replica_curves(
 def plot_replica_deviation(
     table: Sequence[Mapping[str, float]],
     *,
-    observables: Sequence[tuple[str, str]] = (("excess_loss", "excess loss (abs.)"), ("m", "m (rel.)"),
-                                              ("Q", "Q (rel.)"), ("train_loss", "train loss (abs.)")),
-    noise_level: Optional[float] = None,
+    observables: Sequence[tuple[str, str]] = (
+        ("excess_loss", "excess loss (abs.)"),
+        ("m", "m (rel.)"),
+        ("Q", "Q (rel.)"),
+        ("train_loss", "train loss (abs.)"),
+    ),
+    noise_level: float | None = None,
     noise_label: str = "pure noise",
 ):
     r"""How far simulation is from theory as N grows: mean $|\text{sim} - \text{theory}|$ (left,

@@ -15,7 +15,7 @@ conditionals cost $O(L^2 + Lq)$ and $O(L^2 q + L q^2)$ and never build the $(L,L
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -156,7 +156,7 @@ class FactoredPotts(eqx.Module):
         return to_dense(self)
 
 
-AnyPotts = Union[PottsModel, FactoredPotts]
+AnyPotts = PottsModel | FactoredPotts
 
 
 def _require_model(model) -> None:
@@ -183,9 +183,7 @@ def is_joint(model: AnyPotts) -> bool:
         raise TypeError("is_joint needs concrete parameters (it cannot run inside jit)")
     if not np.any(J) or not np.any(U):
         return True
-    return bool(
-        np.all(np.abs(J - J.T) <= symmetry_tolerance(J)) and np.all(np.abs(U - U.T) <= symmetry_tolerance(U))
-    )
+    return bool(np.all(np.abs(J - J.T) <= symmetry_tolerance(J)) and np.all(np.abs(U - U.T) <= symmetry_tolerance(U)))
 
 
 def check_joint(model: AnyPotts, what: str) -> None:
@@ -219,8 +217,9 @@ def _check_sequence(model: AnyPotts, s) -> Int[Array, " L"]:
     """
     s = check_sequences(s, model.L, model.q, "s")
     if s.ndim != 1:
-        raise ValueError(f"s must be one sequence of shape (L,) = ({model.L},), got shape {tuple(s.shape)}; "
-                         "use jax.vmap for batches")
+        raise ValueError(
+            f"s must be one sequence of shape (L,) = ({model.L},), got shape {tuple(s.shape)}; use jax.vmap for batches"
+        )
     return s
 
 
@@ -244,9 +243,7 @@ def local_fields(model: AnyPotts, s: Int[Array, " L"]) -> Float[Array, "L q"]:
     return model.fields + matmul(matmul(model.J, x), model.U.T)
 
 
-def conditional_logits(
-    model: AnyPotts, s: Int[Array, " L"], beta: ScalarLike = 1.0
-) -> Float[Array, "L q"]:
+def conditional_logits(model: AnyPotts, s: Int[Array, " L"], beta: ScalarLike = 1.0) -> Float[Array, "L q"]:
     r"""Logits of all L conditionals at once: $\beta\,[h_i(a) + \sum_{j\ne i} J_{ij}(a, s_j)]$.
 
     `jax.nn.log_softmax` of row i is $\log p(s_i = a \mid s_{-i})$. The row for site i does
@@ -331,8 +328,10 @@ def joint_model(model: Any) -> AnyPotts:
     attention) through ``to_potts(symmetrize=True)``."""
     if not isinstance(model, (PottsModel, FactoredPotts)):
         if not hasattr(model, "to_potts"):
-            raise TypeError(f"{type(model).__name__} has no Potts energy (give a PottsModel, FactoredPotts or a "
-                            "layer with to_potts)")
+            raise TypeError(
+                f"{type(model).__name__} has no Potts energy (give a PottsModel, FactoredPotts or a "
+                "layer with to_potts)"
+            )
         return model.to_potts(symmetrize=True)
     if is_joint(model):
         return model

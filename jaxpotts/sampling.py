@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable, NamedTuple, Optional, Union
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -34,8 +35,8 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, Scalar, ScalarLike
 from . import diagnostics
 from ._precision import einsum, matmul
 from ._progress import progress_bar
-from .memory import check_memory, sample_estimate
 from ._validation import check_count, check_finite, check_sequences
+from .memory import check_memory, sample_estimate
 from .potts import AnyPotts, FactoredPotts, PottsModel, check_joint
 from .sharding import replicate, to_one_device
 
@@ -69,7 +70,6 @@ def _site_field(model: AnyPotts, s: Int[Array, " L"], k: Int[Array, ""]) -> Floa
     $J_{jk}(s_j, \cdot)$ (equal by symmetry) so each neighbour costs one contiguous gather."""
     q = model.q
     if isinstance(model, PottsModel):
-
         C = model.couplings
 
         # Index the full tensor inside the body: scanning over C itself would copy an
@@ -100,7 +100,6 @@ def _site_field_difference(
     r"""$\phi_k(\text{new}) - \phi_k(\text{old})$ in $O(L)$ (the Metropolis energy change is its negative)."""
     dh = model.fields[k, new] - model.fields[k, old]
     if isinstance(model, PottsModel):
-
         C = model.couplings
 
         def add_pair(acc, xs):
@@ -165,7 +164,7 @@ def _inverse_cdf(logits: Float[Array, " q"], u: Float[Array, ""]) -> Int[Array, 
     return jnp.sum(cdf < t).astype(jnp.int32)
 
 
-def _uniforms(key: PRNGKeyArray, shape, dtype) -> Float[Array, "..."]:
+def _uniforms(key: PRNGKeyArray, shape, dtype) -> Float[Array, ...]:
     """Uniforms in the open interval (0, 1) (log(u) and u * Z stay away from zero)."""
     return jax.random.uniform(key, shape, dtype, minval=jnp.finfo(dtype).tiny, maxval=1.0)
 
@@ -181,7 +180,7 @@ def _gibbs_update(u: Float[Array, " 1"], old: Int[Array, ""], phi: Float[Array, 
     return new, SiteInfo(jnp.asarray(True), new != old)
 
 
-def _proposal(u0: Float[Array, "..."], old: Int[Array, "..."], q: int) -> Int[Array, "..."]:
+def _proposal(u0: Float[Array, ...], old: Int[Array, ...], q: int) -> Int[Array, ...]:
     """old + 1 + floor(u0 (q-1)) mod q: uniform over the q-1 other colours."""
     shift = jnp.minimum(jnp.floor(u0 * (q - 1)).astype(jnp.int32), q - 2)  # guard u0 (q-1) rounding up
     return (old + 1 + shift) % q
@@ -197,11 +196,14 @@ def _metropolis_update(u: Float[Array, " 2"], old: Int[Array, ""], q: int, field
 def _site_rule(model: AnyPotts, beta, method: str) -> Callable:
     """`rule(u, s, site) -> (new colour, SiteInfo)`: one site update of one chain."""
     if method == "gibbs":
+
         def rule(u, s, site):
             return _gibbs_update(u, s[site], _site_field(model, s, site), beta)
     else:
+
         def rule(u, s, site):
             return _metropolis_update(u, s[site], model.q, partial(_site_field_difference, model, s, site), beta)
+
     return rule
 
 
@@ -265,10 +267,10 @@ class Kernel:
     """
 
     name: str = "auto"
-    factored_block: Optional[int] = None
+    factored_block: int | None = None
 
 
-def _as_kernel(kernel: Union[str, Kernel]) -> Kernel:
+def _as_kernel(kernel: str | Kernel) -> Kernel:
     if isinstance(kernel, Kernel):
         return kernel
     if isinstance(kernel, str):
@@ -276,7 +278,7 @@ def _as_kernel(kernel: Union[str, Kernel]) -> Kernel:
     raise TypeError(f"kernel must be a name or a jaxpotts.sampling.Kernel, got {type(kernel).__name__}")
 
 
-def _factored_block(method: str, factored_block: Optional[int]) -> int:
+def _factored_block(method: str, factored_block: int | None) -> int:
     """The block size to use: the argument, or the method's default when it is None."""
     if factored_block is None:
         return _FACTORED_BLOCK[method]
@@ -455,8 +457,8 @@ def sweep(
     method: str = "gibbs",
     beta: ScalarLike = 1.0,
     schedule: str = "sequential",
-    kernel: Union[str, Kernel] = "auto",
-) -> tuple[Int[Array, "n_chains L"], Int[Array, "2"]]:
+    kernel: str | Kernel = "auto",
+) -> tuple[Int[Array, "n_chains L"], Int[Array, 2]]:
     """One sweep (L site updates per chain) over all chains; returns states and the counts
     (accepted, changed) of its updates.
 
@@ -485,7 +487,7 @@ _KERNEL_CHOICES = ("auto", "xla", "pallas")
 
 
 def _resolve_kernel(kernel: str, schedule: str, sharded: bool = False, dtype=jnp.float32) -> str:
-    """"xla" or "pallas": "auto" takes the fused Pallas sweep on a GPU backend for sequential
+    """ "xla" or "pallas": "auto" takes the fused Pallas sweep on a GPU backend for sequential
     float32 sweeps of chains on one device, and the XLA kernels everywhere else (float64 models
     keep the XLA kernels: the Pallas kernel's GPU timing is measured in float32 only)."""
     if kernel not in _KERNEL_CHOICES:
@@ -574,8 +576,7 @@ def _run_block(model, beta, key, states, start, n_pre, thin, n_record, plan: _Pl
 
         def body(i, carry):
             states, counts = carry
-            states, c = _chain_sweep(model, _sweep_key(key, first + i), states, method, beta, schedule, block,
-                                     kernel)
+            states, c = _chain_sweep(model, _sweep_key(key, first + i), states, method, beta, schedule, block, kernel)
             return states, counts + c
 
         return jax.lax.fori_loop(0, n, body, (states, counts))
@@ -659,7 +660,7 @@ def _initial_states(model: AnyPotts, key: PRNGKeyArray, n_chains: int, init: Any
     return init
 
 
-def _chain_sharding(n_chains: int) -> Optional[jax.sharding.NamedSharding]:
+def _chain_sharding(n_chains: int) -> jax.sharding.NamedSharding | None:
     """Chains split over all local devices of the default backend, when there are several and
     they divide n_chains (on CPU: `jax.config.update("jax_num_cpu_devices", os.cpu_count())`
     before JAX starts makes one device per core). XLA:CPU runs each device's program on its own
@@ -692,10 +693,10 @@ def sample(
     method: str = "gibbs",
     beta: float = 1.0,
     schedule: str = "sequential",
-    init: Optional[Int[Array, "n_chains L"]] = None,
-    progress: Optional[bool] = None,
+    init: Int[Array, "n_chains L"] | None = None,
+    progress: bool | None = None,
     max_memory: Any = None,
-    kernel: Union[str, Kernel] = "auto",
+    kernel: str | Kernel = "auto",
 ) -> SampleResult:
     r"""Sample $p(s) \propto e^{-\beta E(s)}$ with vmapped single-site MCMC chains.
 
@@ -743,9 +744,19 @@ def sample(
         raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
 
     n_devices = 1 if _chain_sharding(n_chains) is None else len(jax.local_devices())
-    check_memory(sample_estimate(model.L, model.q, n_chains, n_samples, dense=isinstance(model, PottsModel),
-                                 dtype=model.fields.dtype, n_devices=n_devices),
-                 f"sampling {n_chains} chains x {n_samples} samples (L={model.L}, q={model.q})", max_memory)
+    check_memory(
+        sample_estimate(
+            model.L,
+            model.q,
+            n_chains,
+            n_samples,
+            dense=isinstance(model, PottsModel),
+            dtype=model.fields.dtype,
+            n_devices=n_devices,
+        ),
+        f"sampling {n_chains} chains x {n_samples} samples (L={model.L}, q={model.q})",
+        max_memory,
+    )
 
     k_init, k_run = jax.random.split(key)
     states = _initial_states(model, k_init, n_chains, init)

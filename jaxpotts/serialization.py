@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -22,7 +22,7 @@ from .potts import FactoredPotts, PottsModel
 __all__ = ["save_model", "load_model", "save_checkpoint", "load_checkpoint"]
 
 
-def save_checkpoint(path: Union[str, os.PathLike], tree: Any, metadata: Optional[dict] = None) -> None:
+def save_checkpoint(path: str | os.PathLike, tree: Any, metadata: dict | None = None) -> None:
     """Save the arrays of a pytree with `eqx.tree_serialise_leaves` to `path` and a JSON of
     `metadata` to `path + '.json'` (both written atomically, `jaxpotts._files`; the JSON records
     the SHA-256 of the array file, so a truncated or mismatched pair is refused on loading)."""
@@ -30,7 +30,7 @@ def save_checkpoint(path: Union[str, os.PathLike], tree: Any, metadata: Optional
     write_checkpoint_files(path, lambda fh: eqx.tree_serialise_leaves(fh, tree), metadata or {})
 
 
-def load_checkpoint(path: Union[str, os.PathLike], like: Any) -> tuple[Any, dict]:
+def load_checkpoint(path: str | os.PathLike, like: Any) -> tuple[Any, dict]:
     """Load what `save_checkpoint` wrote: arrays into the structure of `like` (a pytree of the
     same structure, shapes and dtypes, e.g. a freshly initialised model), and the metadata."""
     path = Path(path)
@@ -51,11 +51,27 @@ def _model_spec(model: Any) -> dict:
 
     dtype = str(jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))[0].dtype)
     if isinstance(model, FactoredAttention):
-        return dict(cls="FactoredAttention", L=model.L, q=model.q, n_heads=model.n_heads,
-                    head_dim=model.head_dim or 1, softmax=model.softmax, fields=model.fields is not None, dtype=dtype)
+        return dict(
+            cls="FactoredAttention",
+            L=model.L,
+            q=model.q,
+            n_heads=model.n_heads,
+            head_dim=model.head_dim or 1,
+            softmax=model.softmax,
+            fields=model.fields is not None,
+            dtype=dtype,
+        )
     if isinstance(model, Transformer):
-        return dict(cls="Transformer", L=model.L, q=model.q, n_layers=model.n_layers,
-                    d_model=model.d_model, n_heads=model.n_heads, d_mlp=model.d_mlp, dtype=dtype)
+        return dict(
+            cls="Transformer",
+            L=model.L,
+            q=model.q,
+            n_layers=model.n_layers,
+            d_model=model.d_model,
+            n_heads=model.n_heads,
+            d_mlp=model.d_mlp,
+            dtype=dtype,
+        )
     if isinstance(model, PottsModel):
         return dict(cls="PottsModel", L=model.L, q=model.q, dtype=dtype)
     if isinstance(model, FactoredPotts):
@@ -71,11 +87,27 @@ def _template(spec: dict) -> Any:
     dtype = jnp.dtype(spec.pop("dtype", "float32"))
     key = jax.random.PRNGKey(0)
     if cls == "FactoredAttention":
-        return FactoredAttention(spec["L"], spec["q"], spec["n_heads"], spec["head_dim"], key=key,
-                                 softmax=spec["softmax"], fields=spec["fields"], dtype=dtype)
+        return FactoredAttention(
+            spec["L"],
+            spec["q"],
+            spec["n_heads"],
+            spec["head_dim"],
+            key=key,
+            softmax=spec["softmax"],
+            fields=spec["fields"],
+            dtype=dtype,
+        )
     if cls == "Transformer":
-        return Transformer(spec["L"], spec["q"], spec["n_layers"], key=key, d_model=spec["d_model"],
-                           n_heads=spec["n_heads"], d_mlp=spec["d_mlp"], dtype=dtype)
+        return Transformer(
+            spec["L"],
+            spec["q"],
+            spec["n_layers"],
+            key=key,
+            d_model=spec["d_model"],
+            n_heads=spec["n_heads"],
+            d_mlp=spec["d_mlp"],
+            dtype=dtype,
+        )
     if cls == "PottsModel":
         L, q = spec["L"], spec["q"]
         return PottsModel(jnp.zeros((L, q), dtype), jnp.zeros((L, L, q, q), dtype))
@@ -85,13 +117,13 @@ def _template(spec: dict) -> Any:
     raise ValueError(f"cannot rebuild a model of class {cls!r} from its metadata; pass `like=`")
 
 
-def save_model(path: Union[str, os.PathLike], model: Any, **hyperparameters: Any) -> None:
+def save_model(path: str | os.PathLike, model: Any, **hyperparameters: Any) -> None:
     """Save a model (`eqx.tree_serialise_leaves`) plus a JSON with its constructor arguments
     and any extra JSON-serialisable `hyperparameters` (e.g. the training settings)."""
     save_checkpoint(path, model, {"model": _model_spec(model), "hyperparameters": hyperparameters})
 
 
-def load_model(path: Union[str, os.PathLike], like: Any = None) -> tuple[Any, dict]:
+def load_model(path: str | os.PathLike, like: Any = None) -> tuple[Any, dict]:
     """Load a model saved by `save_model`; returns (model, hyperparameters). Without `like`,
     the template is rebuilt from the stored constructor arguments (package models only)."""
     meta_path = Path(str(path) + ".json")

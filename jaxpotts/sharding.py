@@ -15,19 +15,29 @@ The same code runs over the GPUs or TPUs of a host unchanged.
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-__all__ = ["DATA_AXIS", "use_cpu_cores", "data_mesh", "default_mesh", "pl_work", "pad_rows", "sum_over_rows", "to_one_device", "replicate"]
+__all__ = [
+    "DATA_AXIS",
+    "use_cpu_cores",
+    "data_mesh",
+    "default_mesh",
+    "pl_work",
+    "pad_rows",
+    "sum_over_rows",
+    "to_one_device",
+    "replicate",
+]
 
 DATA_AXIS = "data"
 
 
-def use_cpu_cores(n: Optional[int] = None) -> int:
+def use_cpu_cores(n: int | None = None) -> int:
     """Present the host CPU as `n` JAX devices (default: the number of usable cores).
 
     Must run before JAX executes anything (it sets ``jax_num_cpu_devices``); afterwards it
@@ -49,7 +59,7 @@ def use_cpu_cores(n: Optional[int] = None) -> int:
     return int(n)
 
 
-def data_mesh(devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
+def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
     """A one-dimensional mesh (axis `DATA_AXIS`) over `devices` (default: all devices of the
     default backend)."""
     devices = list(jax.devices() if devices is None else devices)
@@ -71,7 +81,7 @@ def pl_work(rows: int, L: int, q: int) -> float:
     return float(rows) * L * L * q
 
 
-def default_mesh(work: Optional[float] = None) -> Optional[Mesh]:
+def default_mesh(work: float | None = None) -> Mesh | None:
     """`data_mesh()` when the default backend has several devices and, if given, the `work` of
     one loss evaluation (`pl_work`) is at least `MIN_WORK_PER_DEVICE` per device; else None."""
     n = len(jax.devices())
@@ -83,10 +93,11 @@ def default_mesh(work: Optional[float] = None) -> Optional[Mesh]:
 def _put(tree, target, keep: Callable[[jax.Array], bool]):
     """Array leaves of `tree` moved to the sharding `target`, except those `keep` accepts."""
     return jax.tree_util.tree_map(
-        lambda x: jax.device_put(x, target) if isinstance(x, jax.Array) and not keep(x) else x, tree)
+        lambda x: jax.device_put(x, target) if isinstance(x, jax.Array) and not keep(x) else x, tree
+    )
 
 
-def to_one_device(tree, device: Optional[jax.Device] = None):
+def to_one_device(tree, device: jax.Device | None = None):
     """Every array leaf of `tree` whole on one device (default: the first of the default backend).
 
     Results of computations over a mesh can stay split over its devices (the L-BFGS memory
@@ -103,6 +114,7 @@ def replicate(tree, mesh: Mesh, *, keep_placed: bool = False):
     With ``keep_placed=True`` leaves already placed on `mesh` (whole or split, as a compiled
     program left them) stay as they are: only new state is put on the mesh, so a program fed
     its own outputs sees the input placements it was compiled for."""
+
     def on_mesh(x):
         return keep_placed and isinstance(x.sharding, jax.sharding.NamedSharding) and x.sharding.mesh == mesh
 
@@ -120,9 +132,7 @@ def pad_rows(n_shards: int, *arrays: jax.Array) -> tuple[jax.Array, ...]:
     return tuple(jnp.concatenate([a, jnp.zeros((pad,) + a.shape[1:], a.dtype)]) for a in arrays)
 
 
-def sum_over_rows(
-    fn: Callable, mesh: Optional[Mesh], *, check_vma: bool = True
-) -> Callable:
+def sum_over_rows(fn: Callable, mesh: Mesh | None, *, check_vma: bool = True) -> Callable:
     """`g(replicated, *rows) = sum of fn(replicated, *row shards)` over the devices of `mesh`.
 
     `fn(replicated, *rows)` returns a pytree of partial sums over its rows (each row array

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from functools import partial
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -78,14 +78,14 @@ def _moments(seqs: Int[Array, "M L"], w: Float[Array, " M"], *, q: int):
     return (f1 / total).reshape(L, q), (f2 / total).reshape(L, q, L, q).transpose(0, 2, 1, 3)
 
 
-def site_frequencies(seqs: Int[Array, "M L"], q: int, weights: Optional[Float[Array, " M"]] = None) -> Float[Array, "L q"]:
+def site_frequencies(seqs: Int[Array, "M L"], q: int, weights: Float[Array, " M"] | None = None) -> Float[Array, "L q"]:
     r"""Weighted one-site frequencies $f_i(a)$ (rows sum to one)."""
     s, w = _prepare(seqs, q, weights)
     return einsum("m,mia->ia", w, jax.nn.one_hot(s, q, dtype=w.dtype)) / jnp.sum(w)
 
 
 def pair_frequencies(
-    seqs: Int[Array, "M L"], q: int, weights: Optional[Float[Array, " M"]] = None
+    seqs: Int[Array, "M L"], q: int, weights: Float[Array, " M"] | None = None
 ) -> Float[Array, "L L q q"]:
     r"""Weighted two-site frequencies $f_{ij}(a,b)$, shape (L, L, q, q); $f_{ii}(a,b) = f_i(a)\delta_{ab}$."""
     s, w = _prepare(seqs, q, weights)
@@ -93,7 +93,7 @@ def pair_frequencies(
 
 
 def connected_correlations(
-    seqs: Int[Array, "M L"], q: int, weights: Optional[Float[Array, " M"]] = None
+    seqs: Int[Array, "M L"], q: int, weights: Float[Array, " M"] | None = None
 ) -> Float[Array, "L L q q"]:
     r"""$C_{ij}(a,b) = f_{ij}(a,b) - f_i(a) f_j(b)$, shape (L, L, q, q)."""
     s, w = _prepare(seqs, q, weights)
@@ -113,7 +113,7 @@ def compare_statistics(
     samples: Int[Array, "N L"],
     seqs: Int[Array, "M L"],
     q: int,
-    weights: Optional[Float[Array, " M"]] = None,
+    weights: Float[Array, " M"] | None = None,
     *,
     arrays: bool = False,
 ) -> dict:
@@ -143,15 +143,19 @@ def compare_statistics(
         "n_sequences": int(s_data.shape[0]),
     }
     if arrays:
-        out["arrays"] = {"site_data": np.asarray(f1d), "site_model": np.asarray(f1m), "connected_data": cd,
-                         "connected_model": cm}
+        out["arrays"] = {
+            "site_data": np.asarray(f1d),
+            "site_model": np.asarray(f1m),
+            "connected_data": cd,
+            "connected_model": cm,
+        }
     return out
 
 
 def generation_check(
     model: Any,
     seqs: Int[Array, "M L"],
-    weights: Optional[Float[Array, " M"]] = None,
+    weights: Float[Array, " M"] | None = None,
     *,
     key: jax.Array,
     n_chains: int = 1000,
@@ -159,7 +163,7 @@ def generation_check(
     n_burnin: int = 1000,
     thin: int = 100,
     method: str = "gibbs",
-    progress: Optional[bool] = None,
+    progress: bool | None = None,
     arrays: bool = False,
 ) -> dict:
     r"""Sample a fitted model and compare its statistics with the data (`compare_statistics`).
@@ -176,12 +180,23 @@ def generation_check(
 
     model = joint_model(model)
     t0 = time.perf_counter()
-    res = sample(model, key, n_chains=n_chains, n_samples=n_samples, n_burnin=n_burnin, thin=thin, method=method,
-                 progress=progress)
+    res = sample(
+        model,
+        key,
+        n_chains=n_chains,
+        n_samples=n_samples,
+        n_burnin=n_burnin,
+        thin=thin,
+        method=method,
+        progress=progress,
+    )
     samples = np.asarray(res.sequences).reshape(-1, model.L)
     seconds = time.perf_counter() - t0
     out = compare_statistics(samples, seqs, model.q, weights, arrays=arrays)
     summary = res.summary()
-    out.update(sampler={k: summary[k] for k in ("tau", "rhat", "ess", "acceptance_rate") if k in summary},
-               sweeps=n_burnin + n_samples * thin, seconds=seconds)
+    out.update(
+        sampler={k: summary[k] for k in ("tau", "rhat", "ess", "acceptance_rate") if k in summary},
+        sweeps=n_burnin + n_samples * thin,
+        seconds=seconds,
+    )
     return out

@@ -37,7 +37,7 @@ import hashlib
 import math
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -103,7 +103,7 @@ class History:
     wall_time: float = 0.0
 
     @classmethod
-    def empty(cls) -> "History":
+    def empty(cls) -> History:
         z = np.zeros((0,))
         return cls(step=z.astype(np.int64), epoch=z, train_loss=z, val_loss=z, test_loss=z, objective=z, step_loss=z)
 
@@ -120,7 +120,7 @@ class History:
         return {f.name: clean(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "History":
+    def from_dict(cls, d: dict) -> History:
         def arr(v, dtype=np.float64):
             return np.array([np.nan if x is None else x for x in v], dtype=dtype)
 
@@ -172,7 +172,7 @@ def _evaluate(params, static, chunks) -> float:
     return num / (den * eqx.combine(params, static).L)
 
 
-def _chunked(data, size: int = _EVAL_BATCH) -> Optional[list]:
+def _chunked(data, size: int = _EVAL_BATCH) -> list | None:
     """Held-out data as fixed-size (size, L) chunks, the last padded with zero-weight rows."""
     if data is None:
         return None
@@ -213,8 +213,8 @@ class _Data:
 
     seqs: np.ndarray
     weights: np.ndarray
-    validation: Optional[tuple]
-    test: Optional[tuple]
+    validation: tuple | None
+    test: tuple | None
     fingerprint: str
 
 
@@ -230,14 +230,18 @@ def _prepare_data(L, q, dtype, seqs, weights, validation_data, test_data, fracti
     w = np.ones((M,), dtype) if w is None else np.asarray(w, dtype)
     val = _check_held_out(validation_data, "validation_data", L, q, dtype)
     test = _check_held_out(test_data, "test_data", L, q, dtype)
-    prints = _fingerprint(s, w) + ("" if val is None else _fingerprint(*val)) + ("" if test is None else _fingerprint(*test))
+    prints = (
+        _fingerprint(s, w) + ("" if val is None else _fingerprint(*val)) + ("" if test is None else _fingerprint(*test))
+    )
     if val is not None and fraction:
         raise ValueError("give either validation_fraction or validation_data, not both")
     if val is None and fraction:
         n_val = int(round(fraction * M))
         if n_val < 1 or n_val >= M:
-            raise ValueError(f"validation_fraction={fraction} leaves {n_val} of {M} sequences for validation; "
-                             "need at least one for validation and one for training")
+            raise ValueError(
+                f"validation_fraction={fraction} leaves {n_val} of {M} sequences for validation; "
+                "need at least one for validation and one for training"
+            )
         perm = _rng(key).permutation(M)
         held, kept = np.sort(perm[:n_val]), np.sort(perm[n_val:])
         s, w, val = s[kept], w[kept], (s[held], w[held])
@@ -308,10 +312,21 @@ def _settings(model, trainable, config: FitConfig, data: _Data, key, B: int, chu
     params = eqx.filter(trainable, eqx.is_inexact_array)
     reg, stop = config.regularization, config.stopping
     return dict(
-        L=int(trainable.L), q=int(trainable.q), model=type(model).__name__, optimizer=name,
-        learning_rate=opt.learning_rate, batch_size=B, loss=opt.loss, l2=reg.l2, l2_fields=reg.l2_fields,
-        validation_fraction=float(config.validation_fraction), eval_every=chunk, tol=stop.tol, ftol=stop.ftol,
-        data=data.fingerprint, key=_fingerprint(jax.random.key_data(key)),
+        L=int(trainable.L),
+        q=int(trainable.q),
+        model=type(model).__name__,
+        optimizer=name,
+        learning_rate=opt.learning_rate,
+        batch_size=B,
+        loss=opt.loss,
+        l2=reg.l2,
+        l2_fields=reg.l2_fields,
+        validation_fraction=float(config.validation_fraction),
+        eval_every=chunk,
+        tol=stop.tol,
+        ftol=stop.ftol,
+        data=data.fingerprint,
+        key=_fingerprint(jax.random.key_data(key)),
         params=_fingerprint(*jax.tree_util.tree_leaves(params)),
     )
 
@@ -332,18 +347,23 @@ class _Checkpointer:
         stored = meta.get("settings", {})
         if stored != self.settings:
             diff = sorted(k for k in self.settings if stored.get(k) != self.settings[k])
-            raise ValueError(f"checkpoint {self.path} was written by a run with different {', '.join(diff)}; "
-                             "resume needs the same model, data, key and settings")
+            raise ValueError(
+                f"checkpoint {self.path} was written by a run with different {', '.join(diff)}; "
+                "resume needs the same model, data, key and settings"
+            )
         state, best_params = engine.place(tree, mesh)
         p = meta["progress"]
         val = math.inf if p["best_val"] is None else p["best_val"]
         return state, _Best(best_params, val, int(p["best_step"]), int(p["bad"])), History.from_dict(meta["history"])
 
-    def save(self, state: FitState, best: _Best, history: "History") -> None:
+    def save(self, state: FitState, best: _Best, history: History) -> None:
         if self.path is None:
             return
-        meta = {"settings": self.settings, "history": history.to_dict(),
-                "progress": {"step": int(state.step), **best.to_dict()}}
+        meta = {
+            "settings": self.settings,
+            "history": history.to_dict(),
+            "progress": {"step": int(state.step), **best.to_dict()},
+        }
         save_checkpoint(self.path, (state, best.params), meta)
 
 
@@ -356,8 +376,9 @@ def _length(config: FitConfig, linesearch: bool, per_epoch: int) -> int:
     return engine.DEFAULT_LBFGS_STEPS if linesearch else engine.DEFAULT_EPOCHS * per_epoch
 
 
-def _record(history: "History", best: _Best, state: FitState, n_done: int, values, terms, val, test,
-            per_epoch: int, stop) -> None:
+def _record(
+    history: History, best: _Best, state: FitState, n_done: int, values, terms, val, test, per_epoch: int, stop
+) -> None:
     """Append one chunk to the history and update the best parameters and the stop flags."""
     values, terms = np.asarray(values)[:n_done], np.asarray(terms)[:n_done]
     step = int(state.step)
@@ -372,7 +393,7 @@ def _record(history: "History", best: _Best, state: FitState, n_done: int, value
     history.converged = bool(state.done)
 
 
-def _postfix(history: "History") -> str:
+def _postfix(history: History) -> str:
     text = f"train {history.train_loss[-1]:.4f}"
     for name, v in (("val", history.val_loss[-1]), ("test", history.test_loss[-1])):
         text += "" if math.isnan(v) else f" {name} {v:.4f}"
@@ -387,15 +408,15 @@ def fit(
     seqs: Int[Array, "M L"],
     *,
     key: PRNGKeyArray,
-    weights: Optional[Float[Array, " M"]] = None,
-    config: Optional[FitConfig] = None,
-    validation_data: Optional[tuple] = None,
-    test_data: Optional[tuple] = None,
-    progress: Optional[bool] = None,
-    mesh: Optional[jax.sharding.Mesh] = None,
+    weights: Float[Array, " M"] | None = None,
+    config: FitConfig | None = None,
+    validation_data: tuple | None = None,
+    test_data: tuple | None = None,
+    progress: bool | None = None,
+    mesh: jax.sharding.Mesh | None = None,
     max_memory: Any = None,
     **options: Any,
-) -> tuple[Any, "History"]:
+) -> tuple[Any, History]:
     r"""Train `model` by masked-language modelling (= pseudo-likelihood) with L2 regularisation.
 
     Minimises $\mathrm{MLM}(\theta) + R(\theta)/L$ with $R = \frac{l2}{2}\sum_{i\ne j}\|J_{ij}\|_F^2
@@ -436,12 +457,31 @@ def fit(
     net, unwrap = engine.trainable(model)
     dtype = jax.tree_util.tree_leaves(eqx.filter(net, eqx.is_inexact_array))[0].dtype
     k_split, k_batch, k_mask = jax.random.split(key, 3)
-    data = _prepare_data(int(net.L), int(net.q), dtype, seqs, weights, validation_data, test_data,
-                         float(config.validation_fraction), k_split)
+    data = _prepare_data(
+        int(net.L),
+        int(net.q),
+        dtype,
+        seqs,
+        weights,
+        validation_data,
+        test_data,
+        float(config.validation_fraction),
+        k_split,
+    )
     L, q, M = int(net.L), int(net.q), data.seqs.shape[0]
-    check_memory(fit_estimate(L, q, M, model=net, optimizer=config.optimization.optimizer,
-                              batch_size=config.optimization.batch_size, n_devices=getattr(mesh, "size", 1)),
-                 f"fit of {type(model).__name__} (L={L}, q={q}, M={M})", max_memory)
+    check_memory(
+        fit_estimate(
+            L,
+            q,
+            M,
+            model=net,
+            optimizer=config.optimization.optimizer,
+            batch_size=config.optimization.batch_size,
+            n_devices=getattr(mesh, "size", 1),
+        ),
+        f"fit of {type(model).__name__} (L={L}, q={q}, M={M})",
+        max_memory,
+    )
     problem, state = engine.init(net, data.seqs, data.weights, config, mesh)
     M = data.seqs.shape[0]
     B = M if config.optimization.batch_size is None else min(config.optimization.batch_size, M)
@@ -473,14 +513,14 @@ class _Loop:
     problem: engine.Problem
     batches: _Batches
     total: int
-    val: Optional[list]
-    test: Optional[list]
+    val: list | None
+    test: list | None
     stop: engine.Stopping
     ckpt: _Checkpointer
     key: PRNGKeyArray
 
 
-def _drive(loop: _Loop, state: FitState, best: _Best, history: "History", desc: str, progress):
+def _drive(loop: _Loop, state: FitState, best: _Best, history: History, desc: str, progress):
     """The host loop over compiled chunks: evaluate, record, stop, save."""
     problem, batches, total = loop.problem, loop.batches, loop.total
     with progress_bar(total, desc, progress, unit="step") as bar:
@@ -498,7 +538,7 @@ def _drive(loop: _Loop, state: FitState, best: _Best, history: "History", desc: 
     return state, best, history
 
 
-def _finish(state: FitState, best: _Best, history: "History", use_best: bool):
+def _finish(state: FitState, best: _Best, history: History, use_best: bool):
     """The parameters to return, and the history's final fields."""
     history.converged = bool(state.done)
     if use_best and math.isfinite(best.val):
@@ -517,7 +557,9 @@ _PROFILE_PSEUDOCOUNT = 0.1
 def _profile_fields(seqs, q: int, weights, dtype) -> Float[Array, "L q"]:
     from .statistics import site_frequencies
 
-    f = (1.0 - _PROFILE_PSEUDOCOUNT) * np.asarray(site_frequencies(seqs, q, weights), np.float64) + _PROFILE_PSEUDOCOUNT / q
+    f = (1.0 - _PROFILE_PSEUDOCOUNT) * np.asarray(
+        site_frequencies(seqs, q, weights), np.float64
+    ) + _PROFILE_PSEUDOCOUNT / q
     h = np.log(f)
     return jnp.asarray(h - h.mean(axis=1, keepdims=True), dtype)
 
@@ -526,12 +568,12 @@ def fit_plm(
     seqs: Int[Array, "M L"],
     *,
     q: int,
-    key: Optional[PRNGKeyArray] = None,
-    weights: Optional[Float[Array, " M"]] = None,
+    key: PRNGKeyArray | None = None,
+    weights: Float[Array, " M"] | None = None,
     dtype=None,
-    init: Optional[str] = None,
+    init: str | None = None,
     **options: Any,
-) -> tuple[PottsModel, "History"]:
+) -> tuple[PottsModel, History]:
     r"""Asymmetric plmDCA: a dense `PottsModel` fitted by pseudo-likelihood.
 
     All L conditionals $p(s_i \mid s_{-i}) = \mathrm{softmax}_a(h_i(a) + \sum_{j\ne i} J_{ij}(a, s_j))$
@@ -560,10 +602,20 @@ def fit_plm(
     settings = defaults.PLM.settings(**options, **({} if init is None else {"init": init}))
     init = settings.pop("init")
     dtype = jnp.result_type(float) if dtype is None else dtype
-    check_memory(fit_estimate(L, q, arr.shape[0], kind="plm", optimizer=settings["optimizer"],
-                              batch_size=settings.get("batch_size"), dtype=dtype,
-                              n_devices=getattr(run_args.get("mesh"), "size", 1)),
-                 f"plmDCA fit (L={L}, q={q}, M={arr.shape[0]})", run_args.get("max_memory"))
+    check_memory(
+        fit_estimate(
+            L,
+            q,
+            arr.shape[0],
+            kind="plm",
+            optimizer=settings["optimizer"],
+            batch_size=settings.get("batch_size"),
+            dtype=dtype,
+            n_devices=getattr(run_args.get("mesh"), "size", 1),
+        ),
+        f"plmDCA fit (L={L}, q={q}, M={arr.shape[0]})",
+        run_args.get("max_memory"),
+    )
     if init not in ("profile", "zero"):
         raise ValueError(f"init must be 'profile' or 'zero', got {init!r}")
     h0 = jnp.zeros((L, q), dtype) if init == "zero" else _profile_fields(seqs, q, weights, dtype)

@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import enable_x64  # the `x64` fixture comes from conftest.py too
+
 from jaxpotts import losses
 from jaxpotts.attention import FactoredAttention, Transformer
 from jaxpotts.potts import FactoredPotts, conditional_logits, is_joint
@@ -75,9 +75,7 @@ def seqs():
 
 
 _batch_logits = eqx.filter_jit(jax.vmap(lambda m, s: m(s), in_axes=(None, 0)))
-_all_site_logits = eqx.filter_jit(
-    jax.vmap(lambda m, s, i: m.site_logits(s, i), in_axes=(None, None, 0))
-)
+_all_site_logits = eqx.filter_jit(jax.vmap(lambda m, s, i: m.site_logits(s, i), in_axes=(None, None, 0)))
 _batch_conditionals = eqx.filter_jit(jax.vmap(conditional_logits, in_axes=(None, 0)))
 
 
@@ -92,7 +90,7 @@ def test_attention_and_logits_match_formula(x64, layers, seqs, softmax):
         np.testing.assert_allclose(A.sum(-1), 1.0, atol=1e-13)
         assert np.all(A >= 0)
     out = np.asarray(_batch_logits(fa, seqs))
-    for s, o in zip(seqs, out):
+    for s, o in zip(seqs, out, strict=False):
         np.testing.assert_allclose(o, logits_ref(fa, s), atol=1e-12)
     np.testing.assert_allclose(np.asarray(_all_site_logits(fa, seqs[0], jnp.arange(L))), out[0], atol=1e-13)
 
@@ -128,7 +126,9 @@ def test_to_potts_without_fields_and_to_factored(x64, seqs):
     np.testing.assert_array_equal(np.asarray(fa.to_potts().fields), 0.0)
     fp = fa.to_factored()
     assert isinstance(fp, FactoredPotts)
-    np.testing.assert_allclose(np.asarray(_batch_conditionals(fp, seqs)), np.asarray(_batch_logits(fa, seqs)), atol=1e-14)
+    np.testing.assert_allclose(
+        np.asarray(_batch_conditionals(fp, seqs)), np.asarray(_batch_logits(fa, seqs)), atol=1e-14
+    )
     back = FactoredAttention.from_factored(fp)
     np.testing.assert_allclose(np.asarray(_batch_logits(back, seqs)), np.asarray(_batch_logits(fa, seqs)), atol=1e-14)
     with pytest.raises(ValueError, match="n_heads == 1"):
@@ -178,7 +178,6 @@ def test_bad_input_errors():
         FactoredAttention.from_arrays(np.zeros((1, 3, 3)))
     with pytest.raises(ValueError, match="fields must have shape"):
         FactoredAttention.from_arrays(np.zeros((1, 3, 3)), weights=np.zeros((1, 5, 5)), fields=np.zeros((5, 2)))
-
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _subprocess import assert_figure, env, run
 
 from jaxpotts import cli
 from jaxpotts.training import load_model
-
-from _subprocess import assert_figure, env, run
 
 SUBCOMMANDS = ("demo", "sample", "fit", "replica", "info")
 
@@ -34,8 +33,29 @@ def jp(args, cache, cwd, expect=0, timeout=300):
 def sampled(tmp_path_factory, cache):
     """A small random factored model and its samples (jaxpotts sample)."""
     d = tmp_path_factory.mktemp("sampled")
-    jp(["sample", "--L", "6", "--q", "3", "--chains", "8", "--samples", "40", "--burnin", "20", "--thin", "2",
-        "--seed", "3", "--out", d], cache, d)
+    jp(
+        [
+            "sample",
+            "--L",
+            "6",
+            "--q",
+            "3",
+            "--chains",
+            "8",
+            "--samples",
+            "40",
+            "--burnin",
+            "20",
+            "--thin",
+            "2",
+            "--seed",
+            "3",
+            "--out",
+            d,
+        ],
+        cache,
+        d,
+    )
     return d
 
 
@@ -46,8 +66,11 @@ FIT_ARGS = ["--steps", "40", "--eval-every", "10", "--batch-size", "64", "--seed
 def fitted(tmp_path_factory, cache, sampled):
     """Factored attention fitted to the samples, compared with the generating model."""
     d = tmp_path_factory.mktemp("fitted")
-    proc = jp(["fit", "attention", sampled / "samples.npz", *FIT_ARGS, "--true-model", sampled / "model.eqx",
-               "--out", d], cache, d)
+    proc = jp(
+        ["fit", "attention", sampled / "samples.npz", *FIT_ARGS, "--true-model", sampled / "model.eqx", "--out", d],
+        cache,
+        d,
+    )
     return d, proc
 
 
@@ -78,8 +101,9 @@ def test_info_entry_point_prints_json(tmp_path, cache):
 
     exe = Path(sys.executable).with_name("jaxpotts")
     argv = [str(exe)] if exe.exists() else [sys.executable, "-m", "jaxpotts.cli"]
-    proc = subprocess.run([*argv, "info", "--json"], cwd=tmp_path, env=env(cache), capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [*argv, "info", "--json"], cwd=tmp_path, env=env(cache), capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     assert info["backend"] == "cpu" and info["devices"] and "jax" in info and isinstance(info["x64"], bool)
@@ -103,8 +127,23 @@ def test_sample_writes_samples_diagnostics_model_and_figure(sampled):
 
 def test_sample_a_fitted_attention_model(fitted, cache, tmp_path):
     d, _ = fitted
-    proc = jp(["sample", "--model-file", d / "model.eqx", "--chains", "4", "--samples", "10", "--burnin", "5",
-               "--out", tmp_path], cache, tmp_path)
+    proc = jp(
+        [
+            "sample",
+            "--model-file",
+            d / "model.eqx",
+            "--chains",
+            "4",
+            "--samples",
+            "10",
+            "--burnin",
+            "5",
+            "--out",
+            tmp_path,
+        ],
+        cache,
+        tmp_path,
+    )
     assert "joint Potts model" in proc.stdout  # the attention layer is symmetrised before sampling
     assert np.load(tmp_path / "samples.npz")["sequences"].shape == (4, 10, 6)
     assert json.loads((tmp_path / "sample.json").read_text())["model_file"].endswith("model.eqx")
@@ -148,8 +187,28 @@ def test_fit_attention_saves_model_history_figures_and_compares_with_truth(fitte
 
 
 def test_fit_transformer(sampled, cache, tmp_path):
-    jp(["fit", "transformer", sampled / "samples.npz", "--steps", "10", "--d-model", "8", "--heads", "2", "--d-mlp",
-        "16", "--val-fraction", "0", "--out", tmp_path, "--quiet"], cache, tmp_path)
+    jp(
+        [
+            "fit",
+            "transformer",
+            sampled / "samples.npz",
+            "--steps",
+            "10",
+            "--d-model",
+            "8",
+            "--heads",
+            "2",
+            "--d-mlp",
+            "16",
+            "--val-fraction",
+            "0",
+            "--out",
+            tmp_path,
+            "--quiet",
+        ],
+        cache,
+        tmp_path,
+    )
     model, hyper = load_model(tmp_path / "model.eqx")
     assert type(model).__name__ == "Transformer" and model.d_model == 8 and hyper["kind"] == "transformer"
     summary = json.loads((tmp_path / "fit.json").read_text())
@@ -163,8 +222,11 @@ def test_resume_continues_to_the_same_result(fitted, sampled, cache, tmp_path):
     short = [a if a != "40" else "20" for a in FIT_ARGS]
     jp(["fit", "attention", sampled / "samples.npz", *short, "--out", tmp_path, "--quiet"], cache, tmp_path)
     assert json.loads((tmp_path / "history.json").read_text())["step"] == [10, 20]
-    jp(["fit", "attention", sampled / "samples.npz", *FIT_ARGS, "--resume", "--out", tmp_path, "--quiet"],
-       cache, tmp_path)
+    jp(
+        ["fit", "attention", sampled / "samples.npz", *FIT_ARGS, "--resume", "--out", tmp_path, "--quiet"],
+        cache,
+        tmp_path,
+    )
     resumed, full = (json.loads((p / "history.json").read_text()) for p in (tmp_path, ref))
     assert resumed["step"] == full["step"] == [10, 20, 30, 40]
     np.testing.assert_array_equal(resumed["train_loss"], full["train_loss"])
@@ -173,8 +235,12 @@ def test_resume_continues_to_the_same_result(fitted, sampled, cache, tmp_path):
     b, _ = load_model(ref / "model.eqx")
     np.testing.assert_array_equal(np.asarray(a.weights), np.asarray(b.weights))
     # a resume with other settings is refused in one line
-    proc = jp(["fit", "attention", sampled / "samples.npz", *FIT_ARGS, "--l2", "0.5", "--resume", "--out", tmp_path],
-              cache, tmp_path, expect=2)
+    proc = jp(
+        ["fit", "attention", sampled / "samples.npz", *FIT_ARGS, "--l2", "0.5", "--resume", "--out", tmp_path],
+        cache,
+        tmp_path,
+        expect=2,
+    )
     assert "different l2" in _one_error_line(proc)
 
 
@@ -201,8 +267,29 @@ def test_fit_plm_on_an_alignment_with_sequence_weights(cache, tmp_path):
 
 
 def test_replica_curve_with_simulation_points(cache, tmp_path):
-    jp(["replica", "--alphas", "1", "3", "--lambdas", "1", "--simulate", "3", "--N", "40", "--seeds", "2",
-        "--n-test", "1000", "--out", tmp_path, "--quiet"], cache, tmp_path)
+    jp(
+        [
+            "replica",
+            "--alphas",
+            "1",
+            "3",
+            "--lambdas",
+            "1",
+            "--simulate",
+            "3",
+            "--N",
+            "40",
+            "--seeds",
+            "2",
+            "--n-test",
+            "1000",
+            "--out",
+            tmp_path,
+            "--quiet",
+        ],
+        cache,
+        tmp_path,
+    )
     from jaxpotts import replica
 
     table = replica.read_csv(tmp_path / "curve.csv")
@@ -243,25 +330,31 @@ def _one_error_line(stderr) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("args, words", [
-    (["sample", "--L", "0"], "--L: must be a positive integer"),  # argparse
-    (["fit", "attention", "missing.npz"], "missing.npz does not exist"),  # input
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["sample", "--L", "0"], "--L: must be a positive integer"),  # argparse
+        (["fit", "attention", "missing.npz"], "missing.npz does not exist"),  # input
+    ],
+)
 def test_user_mistakes_in_a_subprocess_give_one_line_and_exit_2(args, words, cache, tmp_path):
     proc = jp([*args, "--out", tmp_path / "o"], cache, tmp_path, expect=2)
     assert words in _one_error_line(proc)
 
 
-@pytest.mark.parametrize("args, words", [
-    (["bogus"], "invalid choice: 'bogus'"),
-    (["fit", "plm", "data.npz", "--steps", "5", "--epochs", "2"], "give --steps or --epochs, not both"),
-    (["fit", "attention", "bad.npz"], "has no 'sequences' array (keys: other)"),
-    (["fit", "attention", "data.npz", "--q", "2"], "colours go up to 2, which needs q > 2, but q = 2"),
-    (["replica", "--q", "2", "--U", "[[1, 2], [3, 1]]"], "U must be symmetric"),
-    (["replica", "--U", "[[1, 0], [0, 1]]"], "--U must be a 3 x 3 matrix"),
-    (["replica", "--alphas", "-1"], "--alphas must be finite and > 0"),
-    (["sample", "--model-file", "nope.eqx"], "nope.eqx does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["bogus"], "invalid choice: 'bogus'"),
+        (["fit", "plm", "data.npz", "--steps", "5", "--epochs", "2"], "give --steps or --epochs, not both"),
+        (["fit", "attention", "bad.npz"], "has no 'sequences' array (keys: other)"),
+        (["fit", "attention", "data.npz", "--q", "2"], "colours go up to 2, which needs q > 2, but q = 2"),
+        (["replica", "--q", "2", "--U", "[[1, 2], [3, 1]]"], "U must be symmetric"),
+        (["replica", "--U", "[[1, 0], [0, 1]]"], "--U must be a 3 x 3 matrix"),
+        (["replica", "--alphas", "-1"], "--alphas must be finite and > 0"),
+        (["sample", "--model-file", "nope.eqx"], "nope.eqx does not exist"),
+    ],
+)
 def test_user_mistakes_give_one_line_and_exit_2(args, words, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     np.savez(tmp_path / "data.npz", sequences=np.full((4, 3), 2, np.int32))
@@ -322,8 +415,24 @@ def test_contacts_on_a_pf00014_subsample(tmp_path, cache):
     path = tmp_path / "sub.fasta"
     path.write_text("".join(f">{aln.names[m]}\n{aln.alphabet.decode(aln.seqs[m])}\n" for m in keep))
     out = tmp_path / "c"
-    proc = jp(["contacts", path, "--distances", PFAM / "PF00014_struct.dat", "--steps", "30", "--generation-check",
-               "--chains", "40", "--save-model", "--out", out], cache, tmp_path)
+    proc = jp(
+        [
+            "contacts",
+            path,
+            "--distances",
+            PFAM / "PF00014_struct.dat",
+            "--steps",
+            "30",
+            "--generation-check",
+            "--chains",
+            "40",
+            "--save-model",
+            "--out",
+            out,
+        ],
+        cache,
+        tmp_path,
+    )
     report = json.loads((out / "contacts.json").read_text())
     assert report["L"] == 53 and report["M"] == 300 and 0 < report["m_eff"] < 300
     assert set(report["precision"]) == {"L/5", "L/2", "L"} and report["precision"]["L/5"] >= 0.6
@@ -339,11 +448,14 @@ def test_contacts_on_a_pf00014_subsample(tmp_path, cache):
     assert (out / "model.eqx").exists()
 
 
-@pytest.mark.parametrize("args, words", [
-    (["contacts", "nope.fasta"], "nope.fasta does not exist"),
-    (["contacts", "aln.fasta", "--heads", "4"], "--heads and --head-dim apply to --method attention"),
-    (["contacts", "aln.fasta", "--distances", "nope.dat"], "nope.dat does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["contacts", "nope.fasta"], "nope.fasta does not exist"),
+        (["contacts", "aln.fasta", "--heads", "4"], "--heads and --head-dim apply to --method attention"),
+        (["contacts", "aln.fasta", "--distances", "nope.dat"], "nope.dat does not exist"),
+    ],
+)
 def test_contacts_user_mistakes(args, words, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "aln.fasta").write_text(">a\nACDEFGHIK\n>b\nACDEFGHIL\n")
@@ -364,7 +476,10 @@ def test_contacts_cli_and_library_give_the_same_scores(tmp_path, cache):
     keep = np.random.default_rng(1).choice(aln.M, 120, replace=False)
     path = tmp_path / "sub.fasta"
     path.write_text("".join(f">{aln.names[m]}\n{aln.alphabet.decode(aln.seqs[m])}\n" for m in keep))
-    for method, extra in (("plm", ["--steps", "8"]), ("attention", ["--steps", "4", "--heads", "2", "--head-dim", "3"])):
+    for method, extra in (
+        ("plm", ["--steps", "8"]),
+        ("attention", ["--steps", "4", "--heads", "2", "--head-dim", "3"]),
+    ):
         out = tmp_path / method
         jp(["contacts", path, "--method", method, "--seed", "3", *extra, "--out", out, "--quiet"], cache, tmp_path)
         cli_scores = np.load(out / "scores.npz")["scores"]
@@ -379,6 +494,10 @@ def test_import_jaxpotts_exposes_the_subpackages():
     import sys
 
     code = "import jaxpotts as j; print(j.replica.solve, j.contacts.predict, j.msa.read_alignment, j.defaults.PLM)"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**__import__("os").environ,
-                                                                                             "JAX_PLATFORMS": "cpu"})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "JAX_PLATFORMS": "cpu"},
+    )
     assert proc.returncode == 0, proc.stderr

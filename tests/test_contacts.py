@@ -263,10 +263,13 @@ def _subsample(path, n, seed=0):
 
 
 @needs_pfam
-@pytest.mark.parametrize("method,options,floor", [
-    ("plm", {}, {"L/5": 0.8, "L/2": 0.7}),
-    ("attention", dict(n_heads=8, head_dim=8), {"L/5": 0.8, "L/2": 0.6}),
-])
+@pytest.mark.parametrize(
+    "method,options,floor",
+    [
+        ("plm", {}, {"L/5": 0.8, "L/2": 0.7}),
+        ("attention", dict(n_heads=8, head_dim=8), {"L/5": 0.8, "L/2": 0.6}),
+    ],
+)
 def test_pipeline_end_to_end_on_a_pf00014_subsample(method, options, floor):
     """800 of PF00014's 4915 sequences. With the full alignment both methods reach PPV@L/2 = 1
     (benchmarks/README.md); on the subsample plmDCA measured 1.0 / 0.96 and 8-head attention
@@ -294,7 +297,7 @@ def test_pipeline_end_to_end_on_a_pf00014_subsample(method, options, floor):
 def test_predict_reads_the_file_and_returns_scores(tmp_path):
     sub = _subsample(PFAM / "PF00014.fasta", 200)
     path = tmp_path / "sub.fasta"
-    path.write_text("".join(f">{n}\n{sub.alphabet.decode(s)}\n" for n, s in zip(sub.names, sub.seqs)))
+    path.write_text("".join(f">{n}\n{sub.alphabet.decode(s)}\n" for n, s in zip(sub.names, sub.seqs, strict=False)))
     S = contacts.predict(path, n_steps=5, progress=False)
     assert S.shape == (53, 53) and np.all(np.isfinite(S))
 
@@ -312,10 +315,13 @@ def test_pipeline_errors(tmp_path):
 
 @needs_pfam
 @pytest.mark.slow
-@pytest.mark.parametrize("family,distances,ccmpred", [
-    ("PF00014", "PF00014_struct.dat", 0.925),
-    ("PF00763", "PF00763_distances.dat", 0.974),
-])
+@pytest.mark.parametrize(
+    "family,distances,ccmpred",
+    [
+        ("PF00014", "PF00014_struct.dat", 0.925),
+        ("PF00763", "PF00763_distances.dat", 0.974),
+    ],
+)
 def test_full_evaluation_meets_the_precision_targets(family, distances, ccmpred):
     """The issue's accuracy targets on the whole alignments with the default settings (about
     5 minutes for PF00763): plmDCA's PPV@L at least CCMpred's (measured by the issue's authors

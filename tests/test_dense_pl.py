@@ -25,8 +25,12 @@ def reference_sum(h, C, seqs, w):
 
 def problem(rng, M, L, q, dtype=np.float64):
     C = rng.normal(size=(L, L, q, q)) * (1 - np.eye(L))[:, :, None, None]
-    return (jnp.asarray(rng.normal(size=(L, q)), dtype), jnp.asarray(C, dtype),
-            jnp.asarray(rng.integers(0, q, size=(M, L)), jnp.int32), jnp.asarray(rng.uniform(size=M), dtype))
+    return (
+        jnp.asarray(rng.normal(size=(L, q)), dtype),
+        jnp.asarray(C, dtype),
+        jnp.asarray(rng.integers(0, q, size=(M, L)), jnp.int32),
+        jnp.asarray(rng.uniform(size=M), dtype),
+    )
 
 
 @pytest.mark.parametrize("M,L,q", [(1, 2, 2), (37, 5, 3), (300, 7, 4)])
@@ -78,10 +82,12 @@ def test_losses_use_the_kernel_for_dense_models(x64):
     h, C, seqs, w = problem(rng, 40, 5, 3)
     C = 0.5 * (C + C.transpose(1, 0, 3, 2))
     model = PottsModel(h, C)
-    np.testing.assert_allclose(losses.pseudo_likelihood(model, seqs, w), reference_sum(h, C, seqs, w) / w.sum(),
-                               rtol=1e-12)
-    np.testing.assert_allclose(losses.pseudo_likelihood(model, seqs), reference_sum(h, C, seqs, jnp.ones(40)) / 40,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        losses.pseudo_likelihood(model, seqs, w), reference_sum(h, C, seqs, w) / w.sum(), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        losses.pseudo_likelihood(model, seqs), reference_sum(h, C, seqs, jnp.ones(40)) / 40, rtol=1e-12
+    )
     g = jax.grad(lambda m: losses.pseudo_likelihood(m, seqs, w))(model)
     g_ref = jax.grad(lambda h, C: reference_sum(h, C, seqs, w) / w.sum(), argnums=(0, 1))(h, C)
     np.testing.assert_allclose(g.fields, g_ref[0], atol=1e-12)
@@ -101,5 +107,5 @@ def test_attention_through_its_couplings_equals_its_own_forward_pass(x64, softma
     v2, g2 = jax.value_and_grad(f)(fa, False)
     np.testing.assert_allclose(v1, v2, rtol=1e-12)
     np.testing.assert_allclose(v1, w @ losses.sequence_pseudo_likelihoods(fa, seqs), rtol=1e-12)
-    for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2)):
+    for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2), strict=False):
         np.testing.assert_allclose(a, b, atol=1e-10)

@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import enable_x64
 from scipy import signal, stats
 
@@ -118,7 +117,7 @@ def reference_traces() -> dict[str, np.ndarray]:
 REFERENCE = reference_traces()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def long_ar1(phi: float) -> np.ndarray:
     return ar1(phi, *LONG, seed=100 + int(10 * phi))
 

@@ -62,5 +62,5 @@ def test_cli_page_holds_the_current_defaults_table():
 
     text = (DOCS / "cli.md").read_text()
     start = text.index("<!-- defaults table")
-    table = text[text.index("\n", start) + 1: text.index("\n<!-- end of defaults table -->")]
+    table = text[text.index("\n", start) + 1 : text.index("\n<!-- end of defaults table -->")]
     assert table == defaults.markdown(), "docs/cli.md's defaults table is stale: paste jaxpotts.defaults.markdown()"

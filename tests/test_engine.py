@@ -40,13 +40,21 @@ def test_config_from_flat_options_round_trips_and_validates():
     cfg = FitConfig.from_options(l2=0.1, n_steps=7, optimizer="sgd", learning_rate=0.5, checkpoint_path="x")
     assert cfg.regularization.l2 == 0.1 and cfg.stopping.n_steps == 7 and cfg.checkpointing.path == "x"
     assert FitConfig.from_options(**cfg.options()) == cfg
-    assert dataclasses.is_dataclass(cfg) and cfg.replace(l2=0.2).regularization.l2 == 0.2 and cfg.regularization.l2 == 0.1
+    assert (
+        dataclasses.is_dataclass(cfg) and cfg.replace(l2=0.2).regularization.l2 == 0.2 and cfg.regularization.l2 == 0.1
+    )
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.validation_fraction = 0.5
-    for bad, match in [(dict(l2=-1), "l2 must be"), (dict(n_steps=0), "n_steps must be"), (dict(batch_size=1.5), "batch_size"),
-                       (dict(optimizer="lbfgs", learning_rate=0.1), "line search"), (dict(loss="x"), "loss must be"),
-                       (dict(validation_fraction=1.0), "validation_fraction"), (dict(target_loss=float("nan")), "target_loss"),
-                       (dict(ftol=float("inf")), "ftol")]:
+    for bad, match in [
+        (dict(l2=-1), "l2 must be"),
+        (dict(n_steps=0), "n_steps must be"),
+        (dict(batch_size=1.5), "batch_size"),
+        (dict(optimizer="lbfgs", learning_rate=0.1), "line search"),
+        (dict(loss="x"), "loss must be"),
+        (dict(validation_fraction=1.0), "validation_fraction"),
+        (dict(target_loss=float("nan")), "target_loss"),
+        (dict(ftol=float("inf")), "ftol"),
+    ]:
         with pytest.raises(ValueError, match=match):
             FitConfig.from_options(**bad)
     with pytest.raises(TypeError, match="unknown fit option"):
@@ -77,8 +85,11 @@ def test_step_is_one_optimizer_update_of_the_objective(layer, seqs):
     expected = eqx.apply_updates(layer, jax.tree_util.tree_map(lambda g: -0.3 * g, grad))
     np.testing.assert_allclose(float(info.value), float(value), rtol=1e-5)
     got = eqx.combine(new.params, problem.static)
-    for a, b in zip(jax.tree_util.tree_leaves(eqx.filter(got, eqx.is_inexact_array)),
-                    jax.tree_util.tree_leaves(eqx.filter(expected, eqx.is_inexact_array))):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(eqx.filter(got, eqx.is_inexact_array)),
+        jax.tree_util.tree_leaves(eqx.filter(expected, eqx.is_inexact_array)),
+        strict=False,
+    ):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     assert int(new.step) == 1 and not bool(new.done)
 
@@ -92,7 +103,7 @@ def test_run_equals_repeated_steps_and_stops_when_done(layer, seqs):
     for _ in range(3):
         stepped, _ = engine.step(problem, stepped, None, jax.random.fold_in(key, stepped.step))
     assert int(n_done) == 3 and np.isnan(np.asarray(values)[3:]).all()
-    for a, b in zip(jax.tree_util.tree_leaves(ran.params), jax.tree_util.tree_leaves(stepped.params)):
+    for a, b in zip(jax.tree_util.tree_leaves(ran.params), jax.tree_util.tree_leaves(stepped.params), strict=False):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
     done = eqx.tree_at(lambda s: s.done, ran, jnp.asarray(True))
     _, n_after, _, _ = engine.advance(problem, done, None, jnp.asarray(3, jnp.int32), key, 5)
@@ -108,14 +119,19 @@ def test_learning_rate_is_a_hyperparameter_of_the_state(layer, seqs):
     """Two learning rates, one optimiser object: the state carries the rate and it is used."""
     outs = []
     for lr in (0.01, 0.1):
-        model, _ = fit(layer, seqs, key=jax.random.PRNGKey(0), optimizer="sgd", learning_rate=lr, n_steps=1,
-                       progress=False)
+        model, _ = fit(
+            layer, seqs, key=jax.random.PRNGKey(0), optimizer="sgd", learning_rate=lr, n_steps=1, progress=False
+        )
         outs.append(model)
-    delta = [np.asarray(a) - np.asarray(b) for a, b in zip(jax.tree_util.tree_leaves(outs[1]),
-                                                          jax.tree_util.tree_leaves(layer))]
-    delta_small = [np.asarray(a) - np.asarray(b) for a, b in zip(jax.tree_util.tree_leaves(outs[0]),
-                                                                jax.tree_util.tree_leaves(layer))]
-    for big, small in zip(delta, delta_small):
+    delta = [
+        np.asarray(a) - np.asarray(b)
+        for a, b in zip(jax.tree_util.tree_leaves(outs[1]), jax.tree_util.tree_leaves(layer), strict=False)
+    ]
+    delta_small = [
+        np.asarray(a) - np.asarray(b)
+        for a, b in zip(jax.tree_util.tree_leaves(outs[0]), jax.tree_util.tree_leaves(layer), strict=False)
+    ]
+    for big, small in zip(delta, delta_small, strict=False):
         # float32 parameters of size ~1 round (new - old) to ~1e-7, times 10 for the small step
         np.testing.assert_allclose(big, 10 * small, rtol=1e-3, atol=3e-6)
     assert max(np.abs(d).max() for d in delta) > 1e-3  # the updates are far above that rounding
@@ -128,9 +144,10 @@ def test_resume_with_an_optax_object(layer, seqs, tmp_path):
     kw = dict(key=jax.random.PRNGKey(2), batch_size=10, progress=False, checkpoint_path=path)
     fit(layer, seqs, optimizer=optax.adam(0.05), n_epochs=2, **kw)
     resumed, h1 = fit(layer, seqs, optimizer=optax.adam(0.05), n_epochs=4, resume=True, **kw)
-    straight, h2 = fit(layer, seqs, optimizer=optax.adam(0.05), n_epochs=4, key=jax.random.PRNGKey(2), batch_size=10,
-                       progress=False)
-    for a, b in zip(jax.tree_util.tree_leaves(resumed), jax.tree_util.tree_leaves(straight)):
+    straight, h2 = fit(
+        layer, seqs, optimizer=optax.adam(0.05), n_epochs=4, key=jax.random.PRNGKey(2), batch_size=10, progress=False
+    )
+    for a, b in zip(jax.tree_util.tree_leaves(resumed), jax.tree_util.tree_leaves(straight), strict=False):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     np.testing.assert_array_equal(h1.step_loss, h2.step_loss)
 

@@ -12,8 +12,9 @@ from jaxpotts.potts import FactoredPotts, random_factored_potts
 
 
 def _true(L=7, q=3, seed=0):
-    return random_factored_potts(jax.random.PRNGKey(seed), L, q, graph="gaussian", colours="random",
-                                 coupling_scale=0.8, field_scale=0.3)
+    return random_factored_potts(
+        jax.random.PRNGKey(seed), L, q, graph="gaussian", colours="random", coupling_scale=0.8, field_scale=0.3
+    )
 
 
 def test_double_centre_has_zero_row_and_column_sums():
@@ -33,8 +34,7 @@ def test_compare_factored_removes_scale_sign_and_gauge(c):
     true = _true()
     q = true.q
     gauge = jnp.arange(q)[:, None] * 0.7 - 0.2 * jnp.arange(q)[None, :]  # V(a,b) + x_a + y_b
-    learned = FactoredAttention.from_arrays((true.U / c + gauge)[None], weights=(c * true.J)[None],
-                                            fields=true.fields)
+    learned = FactoredAttention.from_arrays((true.U / c + gauge)[None], weights=(c * true.J)[None], fields=true.fields)
     cmp = compare_factored(learned, true)
     assert cmp.corr_J == pytest.approx(1.0, abs=1e-6)
     assert cmp.corr_U == pytest.approx(1.0, abs=1e-6)

@@ -16,7 +16,6 @@ from scipy.special import logsumexp
 from jaxpotts import exact, potts
 from jaxpotts.potts import FactoredPotts, PottsModel
 
-
 # The `x64` fixture (float64 enabled for one test) comes from conftest.py.
 
 
@@ -72,7 +71,9 @@ def _models():
     return {
         "dense-5x3": potts.random_dense_potts(k[0], 5, 3, coupling_scale=1.5),
         "factored-gaussian-random-5x3": potts.random_factored_potts(k[1], 5, 3, coupling_scale=1.5),
-        "factored-er-potts-6x2": potts.random_factored_potts(k[2], 6, 2, graph="erdos_renyi", colours="potts", mean_degree=2.0),
+        "factored-er-potts-6x2": potts.random_factored_potts(
+            k[2], 6, 2, graph="erdos_renyi", colours="potts", mean_degree=2.0
+        ),
     }
 
 
@@ -154,7 +155,9 @@ def test_log_partition_and_marginals_any_beta(beta):
     ref = brute_force(model, beta)
     np.testing.assert_allclose(exact.log_partition(model, beta), ref["log_z"], rtol=2e-5, atol=2e-6)
     np.testing.assert_allclose(exact.marginals(model, beta), ref["marginals"], rtol=2e-5, atol=2e-6)
-    np.testing.assert_allclose(exact.site_conditional_entropies(model, beta), ref["site_entropies"], rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(
+        exact.site_conditional_entropies(model, beta), ref["site_entropies"], rtol=2e-5, atol=2e-6
+    )
     if beta == 0.0:
         np.testing.assert_allclose(exact.log_partition(model, beta), model.L * np.log(model.q), rtol=1e-6)
         np.testing.assert_allclose(exact.conditional_entropy(model, beta), np.log(model.q), rtol=1e-5)
@@ -243,7 +246,9 @@ def test_float64(x64, name):
     if name.startswith("dense"):  # the remaining code paths do not depend on the model type
         np.testing.assert_allclose(exact.probabilities(model, beta)[1], ref["p"], **tol)
         np.testing.assert_allclose(exact.marginals(model, beta, chunk_size=16), ref["marginals"], **tol)
-    np.testing.assert_allclose(exact.site_conditional_entropies(model, beta, chunk_size=16), ref["site_entropies"], **tol)
+    np.testing.assert_allclose(
+        exact.site_conditional_entropies(model, beta, chunk_size=16), ref["site_entropies"], **tol
+    )
 
 
 def test_float32_by_default():

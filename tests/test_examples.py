@@ -6,7 +6,6 @@ import json
 import math
 
 import pytest
-
 from _subprocess import REPO, assert_figure, run
 
 EXAMPLES = {
@@ -16,8 +15,9 @@ EXAMPLES = {
     "sample_protein_model.py": ["statistics_PF00014"],
 }
 PROTEIN = {"protein_contacts.py", "sample_protein_model.py"}
-needs_pfam = pytest.mark.skipif(not (REPO.parent / "shared" / "data" / "pfam" / "PF00014.fasta").exists(),
-                                reason="shared/data/pfam not present")
+needs_pfam = pytest.mark.skipif(
+    not (REPO.parent / "shared" / "data" / "pfam" / "PF00014.fasta").exists(), reason="shared/data/pfam not present"
+)
 QUICK_ONLY = {"replica_vs_simulation.py": ["replica_optimal_vs_bayes"]}  # --smoke skips the Bayes study
 
 

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _subprocess import env, run, run_cli_batch
 
 import jaxpotts as jp
 from jaxpotts import exact, memory, replica
@@ -29,8 +30,6 @@ from jaxpotts._files import atomic_write, read_checkpoint_meta, write_json
 from jaxpotts.msa import PROTEIN, read_alignment, sequence_weights
 from jaxpotts.serialization import load_checkpoint, load_model, save_model
 from jaxpotts.training import fit_plm
-
-from _subprocess import env, run, run_cli_batch
 
 # ----------------------------------------------------------------------------- the plain alignment
 
@@ -40,29 +39,34 @@ _COLOURS = _rng.integers(0, 21, (M_ALN, L_ALN))
 _COLOURS[:, 2] = np.where(_rng.random(M_ALN) < 0.3, 0, _COLOURS[:, 2])
 ROWS = ["".join(PROTEIN.symbols[c] for c in row) for row in _COLOURS]
 NAMES = [f"seq{m}/1-{L_ALN}" for m in range(M_ALN)]
-PLAIN = "".join(f">{n} description {m}\n{r}\n" for m, (n, r) in enumerate(zip(NAMES, ROWS)))
+PLAIN = "".join(f">{n} description {m}\n{r}\n" for m, (n, r) in enumerate(zip(NAMES, ROWS, strict=False)))
 
 
 def _wrapped(width=4):
-    return "".join(f">{n}\n" + "\n".join(r[i:i + width] for i in range(0, len(r), width)) + "\n" for n, r in zip(NAMES, ROWS))
+    return "".join(
+        f">{n}\n" + "\n".join(r[i : i + width] for i in range(0, len(r), width)) + "\n"
+        for n, r in zip(NAMES, ROWS, strict=False)
+    )
 
 
 def _a2m():  # insert states: lower case and '.', different in every sequence
     out = []
-    for m, (n, r) in enumerate(zip(NAMES, ROWS)):
+    for m, (n, r) in enumerate(zip(NAMES, ROWS, strict=False)):
         ins = "ac"[: m % 3] + "." * (2 - m % 3)
         out.append(f">{n}\n{r[:3]}{ins}{r[3:]}{'.' * (m % 2)}\n")
     return "".join(out)
 
 
 def _a3m():  # A3M: lower-case insertions, no '.', a '#' comment line first
-    return "#A3M#\n" + "".join(f">{n}\n{r[:5]}{'kw'[: m % 3]}{r[5:]}\n" for m, (n, r) in enumerate(zip(NAMES, ROWS)))
+    return "#A3M#\n" + "".join(
+        f">{n}\n{r[:5]}{'kw'[: m % 3]}{r[5:]}\n" for m, (n, r) in enumerate(zip(NAMES, ROWS, strict=False))
+    )
 
 
 def _stockholm():
     w = max(map(len, NAMES)) + 2
-    block1 = "".join(f"{n.ljust(w)}{r[:5]}\n" for n, r in zip(NAMES, ROWS))
-    block2 = "".join(f"{n.ljust(w)}{r[5:]}\n" for n, r in zip(NAMES, ROWS))
+    block1 = "".join(f"{n.ljust(w)}{r[:5]}\n" for n, r in zip(NAMES, ROWS, strict=False))
+    block2 = "".join(f"{n.ljust(w)}{r[5:]}\n" for n, r in zip(NAMES, ROWS, strict=False))
     return f"# STOCKHOLM 1.0\n#=GF ID test\n\n{block1}#=GC SS_cons {'.' * 5}\n\n{block2}//\n"
 
 
@@ -117,14 +121,19 @@ def test_ambiguous_letter_is_a_counted_gap_or_an_error_when_strict(letter, plain
     rows[3] = rows[3][:4] + letter + rows[3][5:]
     rows[7] = letter + rows[7][1:]
     path = tmp_path / "amb.fasta"
-    path.write_text("".join(f">{n}\n{r}\n" for n, r in zip(NAMES, rows)))
-    with pytest.warns(UserWarning, match=rf"2 unknown letter\(s\) read as gaps \('{letter}' x2; first in sequence "
-                                         rf"'seq3/1-9' \(number 4\), match column 5\)"):
+    path.write_text("".join(f">{n}\n{r}\n" for n, r in zip(NAMES, rows, strict=False)))
+    with pytest.warns(
+        UserWarning,
+        match=rf"2 unknown letter\(s\) read as gaps \('{letter}' x2; first in sequence "
+        rf"'seq3/1-9' \(number 4\), match column 5\)",
+    ):
         seqs, _ = read_alignment(path)
     expected = np.array(plain.seqs)
     expected[3, 4] = expected[7, 0] = 0
     np.testing.assert_array_equal(seqs, expected)
-    with pytest.raises(ValueError, match=rf"unknown letter '{letter}' in sequence 'seq3/1-9' \(number 4\), match column 5"):
+    with pytest.raises(
+        ValueError, match=rf"unknown letter '{letter}' in sequence 'seq3/1-9' \(number 4\), match column 5"
+    ):
         read_alignment(path, strict=True)
 
 
@@ -163,8 +172,11 @@ BAD_FILES = {
     "broken_gzip": (gzip.compress(PLAIN.encode())[:30], r"looks gzipped but cannot be decompressed"),
     "headers_only": (b">a\n>b\n", r"no match columns"),
     "only_comments": (b"# a comment\n; another\n", r"no sequences found \(only comment lines\)"),
-    "ragged_rows": (b">a\nACDE\n>b\nACD\n", r"ragged alignment: sequence 'b' \(number 2\) has 3 match columns but "
-                                            r"the first sequence 'a' has 4"),
+    "ragged_rows": (
+        b">a\nACDE\n>b\nACD\n",
+        r"ragged alignment: sequence 'b' \(number 2\) has 3 match columns but "
+        r"the first sequence 'a' has 4",
+    ),
     "stockholm_without_terminator": (b"# STOCKHOLM 1.0\na ACDE\nb ACDE\n", r"lacks its '//' terminator"),
     "stockholm_duplicate_name": (b"# STOCKHOLM 1.0\na ACDE\na ACDE\n//\n", r"line 3: sequence name 'a' appears twice"),
     "plain_text": (b"ACDEFG\nACDEFG\n", r"cannot tell the alignment format"),
@@ -199,7 +211,7 @@ def test_all_gap_row_reads_and_is_filtered(plain, tmp_path):
     np.testing.assert_array_equal(filtered.seqs, plain.seqs)
 
 
-GAP_COLUMN = "".join(f">{n}\n{r[:4]}-{r[4:]}\n" for n, r in zip(NAMES, ROWS))
+GAP_COLUMN = "".join(f">{n}\n{r[:4]}-{r[4:]}\n" for n, r in zip(NAMES, ROWS, strict=False))
 
 
 def test_all_gap_column_reads_fits_and_is_filtered(plain, tmp_path):
@@ -249,47 +261,82 @@ def _bad_couplings():
 
 
 MODEL_ERRORS = {
-    "nan_couplings": (lambda: jp.PottsModel(jnp.zeros((Lm, qm)), _bad_couplings()),
-                      r"couplings contains 1 non-finite value\(s\)"),
-    "inf_fields": (lambda: jp.PottsModel(jnp.zeros((Lm, qm)).at[1, 1].set(jnp.inf), _model().couplings),
-                   r"fields contains 1 non-finite value\(s\)"),
+    "nan_couplings": (
+        lambda: jp.PottsModel(jnp.zeros((Lm, qm)), _bad_couplings()),
+        r"couplings contains 1 non-finite value\(s\)",
+    ),
+    "inf_fields": (
+        lambda: jp.PottsModel(jnp.zeros((Lm, qm)).at[1, 1].set(jnp.inf), _model().couplings),
+        r"fields contains 1 non-finite value\(s\)",
+    ),
     "asymmetric_couplings_sampled": (
-        lambda: jp.sample(jp.PottsModel(jnp.zeros((Lm, qm)), _model().couplings.at[0, 1, 0, 1].add(1.0)),
-                          jax.random.PRNGKey(0), n_chains=2, n_samples=2, n_burnin=0),
-        r"couplings are not symmetric"),
-    "negative_beta": (lambda: jp.sample(_model(), jax.random.PRNGKey(0), n_chains=2, n_samples=2, n_burnin=0, beta=-1.0),
-                      r"beta must be a finite number >= 0, got -1.0"),
+        lambda: jp.sample(
+            jp.PottsModel(jnp.zeros((Lm, qm)), _model().couplings.at[0, 1, 0, 1].add(1.0)),
+            jax.random.PRNGKey(0),
+            n_chains=2,
+            n_samples=2,
+            n_burnin=0,
+        ),
+        r"couplings are not symmetric",
+    ),
+    "negative_beta": (
+        lambda: jp.sample(_model(), jax.random.PRNGKey(0), n_chains=2, n_samples=2, n_burnin=0, beta=-1.0),
+        r"beta must be a finite number >= 0, got -1.0",
+    ),
     "nan_beta_enumeration": (lambda: exact.log_partition(_model(), beta=float("nan")), r"beta must be finite"),
-    "zero_chains": (lambda: jp.sample(_model(), jax.random.PRNGKey(0), n_chains=0, n_samples=2, n_burnin=0),
-                    r"n_chains must be an integer >= 1, got 0"),
-    "negative_samples": (lambda: jp.sample(_model(), jax.random.PRNGKey(0), n_chains=2, n_samples=-3, n_burnin=0),
-                         r"n_samples must be an integer >= 1, got -3"),
-    "negative_burnin": (lambda: jp.sample(_model(), jax.random.PRNGKey(0), n_chains=2, n_samples=2, n_burnin=-1),
-                        r"n_burnin must be an integer >= 0, got -1"),
-    "enumeration_too_large": (lambda: exact.log_partition(_model(None, L=30, q=21)), r"exact enumeration of q\*\*L = 21\*\*30"),
-    "data_colour_beyond_q": (lambda: jp.pseudo_likelihood(_model(), jnp.array([[0, 1, 2, 3]])),
-                             r"colour\(s\) outside 0..2 \(found min 0, max 3\)"),
-    "data_length_not_L": (lambda: jp.pseudo_likelihood(_model(), jnp.array([[0, 1, 2]])),
-                          r"last dimension L=4, got shape \(1, 3\)"),
-    "fit_q_below_data": (lambda: fit_plm(np.array([[0, 1, 2, 3], [1, 1, 1, 1]]), q=3, n_steps=1),
-                         r"colour\(s\) outside 0..2"),
+    "zero_chains": (
+        lambda: jp.sample(_model(), jax.random.PRNGKey(0), n_chains=0, n_samples=2, n_burnin=0),
+        r"n_chains must be an integer >= 1, got 0",
+    ),
+    "negative_samples": (
+        lambda: jp.sample(_model(), jax.random.PRNGKey(0), n_chains=2, n_samples=-3, n_burnin=0),
+        r"n_samples must be an integer >= 1, got -3",
+    ),
+    "negative_burnin": (
+        lambda: jp.sample(_model(), jax.random.PRNGKey(0), n_chains=2, n_samples=2, n_burnin=-1),
+        r"n_burnin must be an integer >= 0, got -1",
+    ),
+    "enumeration_too_large": (
+        lambda: exact.log_partition(_model(None, L=30, q=21)),
+        r"exact enumeration of q\*\*L = 21\*\*30",
+    ),
+    "data_colour_beyond_q": (
+        lambda: jp.pseudo_likelihood(_model(), jnp.array([[0, 1, 2, 3]])),
+        r"colour\(s\) outside 0..2 \(found min 0, max 3\)",
+    ),
+    "data_length_not_L": (
+        lambda: jp.pseudo_likelihood(_model(), jnp.array([[0, 1, 2]])),
+        r"last dimension L=4, got shape \(1, 3\)",
+    ),
+    "fit_q_below_data": (
+        lambda: fit_plm(np.array([[0, 1, 2, 3], [1, 1, 1, 1]]), q=3, n_steps=1),
+        r"colour\(s\) outside 0..2",
+    ),
     "fit_one_site": (lambda: fit_plm(np.zeros((3, 1), np.int32), q=3, n_steps=1), r"L >= 2 sites, got L=1"),
     "replica_one_colour": (lambda: replica.Scenario(1, jnp.eye(1), 9.0), r"q must be >= 2 colours, got q=1"),
     "replica_negative_rho": (lambda: replica.Scenario(3, jnp.eye(3), -1.0), r"rho must be finite and > 0"),
     "replica_unknown_kind": (lambda: replica.Scenario(3, jnp.eye(3), 9.0, kind="ring"), r"kind must be one of"),
-    "replica_asymmetric_U": (lambda: replica.Scenario(3, jnp.array([[1.0, 2, 0], [0, 1, 0], [0, 0, 1]]), 9.0),
-                             r"U must be symmetric"),
-    "replica_negative_alpha": (lambda: replica.solve(replica.Scenario(3, jnp.eye(3), 9.0), -1.0, 1.0),
-                               r"alpha must be >= 0, got -1.0"),
-    "replica_negative_lambda": (lambda: replica.solve(replica.Scenario(3, jnp.eye(3), 9.0), 1.0, -1.0),
-                                r"lam must be >= 0, got -1.0"),
+    "replica_asymmetric_U": (
+        lambda: replica.Scenario(3, jnp.array([[1.0, 2, 0], [0, 1, 0], [0, 0, 1]]), 9.0),
+        r"U must be symmetric",
+    ),
+    "replica_negative_alpha": (
+        lambda: replica.solve(replica.Scenario(3, jnp.eye(3), 9.0), -1.0, 1.0),
+        r"alpha must be >= 0, got -1.0",
+    ),
+    "replica_negative_lambda": (
+        lambda: replica.solve(replica.Scenario(3, jnp.eye(3), 9.0), 1.0, -1.0),
+        r"lam must be >= 0, got -1.0",
+    ),
     "memory_estimate_too_large_sample": (
         lambda: jp.sample(_model(), jax.random.PRNGKey(0), n_chains=2, n_samples=2, n_burnin=0, max_memory="1M"),
         r"sampling 2 chains x 2 samples \(L=4, q=3\) needs about .* but 1 MB are available \(max_memory\).*"
-        r"--max-memory unlimited"),
+        r"--max-memory unlimited",
+    ),
     "memory_estimate_too_large_fit": (
         lambda: fit_plm(np.zeros((3, 4), np.int32), q=3, n_steps=1, max_memory=1e6),
-        r"plmDCA fit \(L=4, q=3, M=3\) needs about .* but 1 MB are available"),
+        r"plmDCA fit \(L=4, q=3, M=3\) needs about .* but 1 MB are available",
+    ),
     "memory_size_unreadable": (lambda: memory.parse_size("12 parsecs"), r"cannot read '12 parsecs' as a memory size"),
 }
 
@@ -307,6 +354,7 @@ def test_memory_check_can_be_overridden():
         memory.check_memory(est, "sampling", est.total - 1)
     for budget in (est.total, "unlimited", float("inf"), f"{est.total / 1e9 * 1.01}G"):
         memory.check_memory(est, "sampling", budget)  # no error
+
 
 # ----------------------------------------------------------------------------- checkpoints and outputs
 
@@ -328,12 +376,19 @@ def _copy_checkpoint(src: Path, dst: Path) -> Path:
 
 
 CHECKPOINT_DAMAGE = {
-    "truncated_checkpoint": (lambda p: p.write_bytes(p.read_bytes()[:-100]), r"has \d+ bytes but its metadata .* records "
-                             r"\d+: the file is truncated or was replaced"),
-    "corrupted_checkpoint": (lambda p: p.write_bytes(p.read_bytes()[:-1] + bytes([p.read_bytes()[-1] ^ 1])),
-                             r"is corrupted or does not belong to run.ckpt.json"),
-    "checkpoint_metadata_not_json": (lambda p: Path(str(p) + ".json").write_text('{"settings": {"L": 4'),
-                                     r"checkpoint metadata .* is not valid JSON"),
+    "truncated_checkpoint": (
+        lambda p: p.write_bytes(p.read_bytes()[:-100]),
+        r"has \d+ bytes but its metadata .* records "
+        r"\d+: the file is truncated or was replaced",
+    ),
+    "corrupted_checkpoint": (
+        lambda p: p.write_bytes(p.read_bytes()[:-1] + bytes([p.read_bytes()[-1] ^ 1])),
+        r"is corrupted or does not belong to run.ckpt.json",
+    ),
+    "checkpoint_metadata_not_json": (
+        lambda p: Path(str(p) + ".json").write_text('{"settings": {"L": 4'),
+        r"checkpoint metadata .* is not valid JSON",
+    ),
 }
 
 
@@ -404,8 +459,20 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("xla_cache")
 
 
-FIT = ["fit", "attention", "data.npz", "--steps", "600", "--eval-every", "3", "--batch-size", "16", "--seed", "2",
-       "--quiet"]
+FIT = [
+    "fit",
+    "attention",
+    "data.npz",
+    "--steps",
+    "600",
+    "--eval-every",
+    "3",
+    "--batch-size",
+    "16",
+    "--seed",
+    "2",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="module")
@@ -442,11 +509,41 @@ def cli_results(tmp_path_factory, cache):
         "fit_plain": [*fit, "plain.fasta", *short, "--out", "o_plain"],
         "fit_gzip_bom_crlf_wrapped": [*fit, "variant.fasta.gz", *short, "--out", "o_variant"],
         "contacts_plain": ["contacts", "plain.fasta", "--steps", "3", "--min-sep", "2", "--quiet", "--out", "c_plain"],
-        "contacts_stockholm": ["contacts", "variant.sto", "--steps", "3", "--min-sep", "2", "--quiet", "--out", "c_sto"],
-        "contacts_resumable": ["contacts", "plain.fasta", "--steps", "3", "--min-sep", "2", "--quiet", "--resume",
-                               "--out", "c_resume"],
-        "contacts_resumed": ["contacts", "plain.fasta", "--steps", "3", "--min-sep", "2", "--quiet", "--resume",
-                             "--out", "c_resume"],
+        "contacts_stockholm": [
+            "contacts",
+            "variant.sto",
+            "--steps",
+            "3",
+            "--min-sep",
+            "2",
+            "--quiet",
+            "--out",
+            "c_sto",
+        ],
+        "contacts_resumable": [
+            "contacts",
+            "plain.fasta",
+            "--steps",
+            "3",
+            "--min-sep",
+            "2",
+            "--quiet",
+            "--resume",
+            "--out",
+            "c_resume",
+        ],
+        "contacts_resumed": [
+            "contacts",
+            "plain.fasta",
+            "--steps",
+            "3",
+            "--min-sep",
+            "2",
+            "--quiet",
+            "--resume",
+            "--out",
+            "c_resume",
+        ],
         "fit_ambiguous_letter_warns": [*fit, "amb.fasta", *short, "--out", "o_amb"],
         # existing outputs: overwritten as a whole
         "existing_outputs_first": [*fit, "plain.fasta", *short, "--out", "o_twice"],
@@ -564,7 +661,9 @@ def test_cli_contacts_on_stockholm_gives_the_plain_answer(cli_results):
     for case in ("contacts_plain", "contacts_stockholm"):
         assert results[case]["code"] == 0, results[case]
     assert (d / "c_plain" / "scores.csv").read_text() == (d / "c_sto" / "scores.csv").read_text()
-    np.testing.assert_array_equal(np.load(d / "c_plain" / "scores.npz")["scores"], np.load(d / "c_sto" / "scores.npz")["scores"])
+    np.testing.assert_array_equal(
+        np.load(d / "c_plain" / "scores.npz")["scores"], np.load(d / "c_sto" / "scores.npz")["scores"]
+    )
 
 
 def test_cli_contacts_resume_gives_the_uninterrupted_answer(cli_results):
@@ -599,16 +698,26 @@ def test_cli_existing_outputs_are_replaced_whole(cli_results):
 
 # Python turns SIGINT into KeyboardInterrupt only if SIGINT was not ignored when it started (a
 # test run in the background inherits it ignored): the child sets the handler itself.
-_MAIN = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-         "sys.argv[0] = 'jaxpotts'; runpy.run_module('jaxpotts.cli', run_name='__main__')")
+_MAIN = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'jaxpotts'; runpy.run_module('jaxpotts.cli', run_name='__main__')"
+)
 
 
 def _start(args, cwd: Path, cache: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _MAIN, *map(str, args)], cwd=cwd, env=env(cache),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", _MAIN, *map(str, args)],
+        cwd=cwd,
+        env=env(cache),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
-def _signal_at_checkpoint(proc: subprocess.Popen, ckpt: Path, sig: int, after_step: int = 0, timeout: float = 240) -> None:
+def _signal_at_checkpoint(
+    proc: subprocess.Popen, ckpt: Path, sig: int, after_step: int = 0, timeout: float = 240
+) -> None:
     """Send `sig` as soon as the checkpoint's metadata records a step beyond `after_step`."""
     meta = Path(str(ckpt) + ".json")
     t0 = time.time()
@@ -656,5 +765,5 @@ def test_interrupted_fit_resumes_to_the_uninterrupted_result(cli_results, cache)
     np.testing.assert_array_equal(a["train_loss"], b["train_loss"])
     ma, _ = load_model(d / "full" / "model.eqx")
     mb, _ = load_model(out / "model.eqx")
-    for x, y in zip(jax.tree_util.tree_leaves(ma), jax.tree_util.tree_leaves(mb)):
+    for x, y in zip(jax.tree_util.tree_leaves(ma), jax.tree_util.tree_leaves(mb), strict=False):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

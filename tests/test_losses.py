@@ -12,10 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import enable_x64  # the `x64` fixture comes from conftest.py too
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import enable_x64  # the `x64` fixture comes from conftest.py too
 from jaxpotts import losses
 from jaxpotts.attention import FactoredAttention
 from jaxpotts.potts import FactoredPotts, PottsModel
@@ -45,7 +45,7 @@ def factored_model(rng, L, q) -> FactoredPotts:
 def pl_reference(h, J, seqs, w) -> float:
     """Negative log PL by explicit loops: sum_m w_m sum_i -log softmax(h_i + sum_{j!=i} J_ij(., s_j))[s_i] / sum w."""
     total = 0.0
-    for s, wm in zip(seqs, w):
+    for s, wm in zip(seqs, w, strict=False):
         for i in range(len(s)):
             phi = h[i] + sum(J[i, j, :, s[j]] for j in range(len(s)) if j != i)
             m = phi.max()
@@ -58,9 +58,16 @@ def pl_reference(h, J, seqs, w) -> float:
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    L=st.integers(2, 6), q=st.integers(2, 4), H=st.integers(1, 3), d=st.integers(1, 3), M=st.integers(1, 6),
-    softmax=st.booleans(), fields=st.booleans(), weighted=st.booleans(),
-    scale=st.sampled_from([0.1, 1.0, 3.0]), seed=st.integers(0, 2**31 - 1),
+    L=st.integers(2, 6),
+    q=st.integers(2, 4),
+    H=st.integers(1, 3),
+    d=st.integers(1, 3),
+    M=st.integers(1, 6),
+    softmax=st.booleans(),
+    fields=st.booleans(),
+    weighted=st.booleans(),
+    scale=st.sampled_from([0.1, 1.0, 3.0]),
+    seed=st.integers(0, 2**31 - 1),
 )
 def test_mlm_equals_pseudo_likelihood_of_to_potts(L, q, H, d, M, softmax, fields, weighted, scale, seed):
     rng = np.random.default_rng(seed)

@@ -8,16 +8,17 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from _subprocess import run
 
 from jaxpotts import memory
 from jaxpotts.attention import FactoredAttention
 
-from _subprocess import run
-
 
 def test_parse_and_format_sizes():
     assert memory.parse_size("8G") == 8e9 and memory.parse_size("500M") == 5e8 and memory.parse_size("1.5T") == 1.5e12
-    assert memory.parse_size("64GiB") == 64 * 2**30 and memory.parse_size("2k") == 2000 and memory.parse_size(1024) == 1024
+    assert (
+        memory.parse_size("64GiB") == 64 * 2**30 and memory.parse_size("2k") == 2000 and memory.parse_size(1024) == 1024
+    )
     assert math.isinf(memory.parse_size("unlimited")) and math.isinf(memory.parse_size(float("inf")))
     for bad in ("", "G", "-1G", "8 parsecs", "0"):
         with pytest.raises(ValueError, match="memory size"):
@@ -36,7 +37,10 @@ def test_plm_estimate_counts_the_arrays():
     # float64 doubles every float term; Adam keeps two moments instead of the L-BFGS memory
     est64 = memory.fit_estimate(L, q, M, kind="plm", dtype=np.float64)
     assert est64.parts["optimizer state"] == 2 * est.parts["optimizer state"]
-    assert memory.fit_estimate(L, q, M, kind="plm", optimizer="adam", dtype=np.float32).parts["optimizer state"] == 4 * n * 4
+    assert (
+        memory.fit_estimate(L, q, M, kind="plm", optimizer="adam", dtype=np.float32).parts["optimizer state"]
+        == 4 * n * 4
+    )
 
 
 def test_attention_estimate_reads_the_model_and_its_optimizer():
@@ -75,8 +79,12 @@ def test_cgroup_limit_of_a_parent_group_counts(tmp_path, monkeypatch):
     proc = tmp_path / "cgroup"
     proc.write_text("0::/jobs/job1/step\n")
     root = tmp_path / "fs"
-    for rel, limit, used in (("", None, None), ("jobs", "max", 10**9), ("jobs/job1", str(8 * 10**9), 3 * 10**9),
-                             ("jobs/job1/step", "max", 2 * 10**9)):
+    for rel, limit, used in (
+        ("", None, None),
+        ("jobs", "max", 10**9),
+        ("jobs/job1", str(8 * 10**9), 3 * 10**9),
+        ("jobs/job1/step", "max", 2 * 10**9),
+    ):
         (root / rel).mkdir(parents=True, exist_ok=True)
         if limit is not None:
             (root / rel / "memory.max").write_text(limit + "\n")

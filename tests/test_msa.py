@@ -346,7 +346,7 @@ def test_merge_duplicates_keeps_every_weighted_sum():
 
     rng = np.random.default_rng(4)
     base = rng.integers(0, 3, (6, 5))
-    picks = rng.integers(0, 6, 40)                  # 40 rows, many copies of 6 sequences
+    picks = rng.integers(0, 6, 40)  # 40 rows, many copies of 6 sequences
     seqs, w = base[picks], rng.uniform(0.1, 1.0, 40)
     u, wu = msa.merge_duplicates(seqs, w)
     # first occurrences, in their original order, each with the sum of its copies' weights
@@ -356,7 +356,7 @@ def test_merge_duplicates_keeps_every_weighted_sum():
     assert u.dtype == np.int32 and abs(wu.sum() - w.sum()) < 1e-12
     model = random_dense_potts(jax.random.PRNGKey(0), 5, 3)
     np.testing.assert_allclose(pseudo_likelihood(model, u, wu), pseudo_likelihood(model, seqs, w), rtol=1e-6)
-    u1, w1 = msa.merge_duplicates(seqs)             # unit weights: the copy counts
+    u1, w1 = msa.merge_duplicates(seqs)  # unit weights: the copy counts
     np.testing.assert_array_equal(w1, [np.sum(picks == p) for p in order])
     with pytest.raises(ValueError, match="shape"):
         msa.merge_duplicates(np.zeros((0, 5), int))

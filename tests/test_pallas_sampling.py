@@ -76,8 +76,16 @@ def test_pallas_marginals_match_enumeration(kind, method):
     # test with probability < 1.2e-3 for a fresh seed.
     L, q, n = 4, 3, 8000
     model = _model(kind, L, q, seed=7)
-    r = sample(model, jax.random.PRNGKey(11), n_chains=n, n_samples=1, n_burnin=30, method=method,
-               kernel="pallas", progress=False)
+    r = sample(
+        model,
+        jax.random.PRNGKey(11),
+        n_chains=n,
+        n_samples=1,
+        n_burnin=30,
+        method=method,
+        kernel="pallas",
+        progress=False,
+    )
     seqs = np.asarray(r.sequences[:, 0])
     onehot = np.eye(q)[seqs]
     emp1 = onehot.mean(0)

@@ -47,8 +47,17 @@ def test_coupling_comparison(tmp_path):
     J = (J + J.T) / 2
     np.fill_diagonal(J, 0)
     U = rng.normal(size=(3, 3))
-    cmp = CouplingComparison(J_true=J, J_learned=J + 0.1 * rng.normal(size=J.shape), U_true=U, U_learned=U,
-                             corr_J=0.9, corr_U=1.0, rel_err_J=0.1, rel_err_couplings=0.12, asymmetry=0.0)
+    cmp = CouplingComparison(
+        J_true=J,
+        J_learned=J + 0.1 * rng.normal(size=J.shape),
+        U_true=U,
+        U_learned=U,
+        corr_J=0.9,
+        corr_U=1.0,
+        rel_err_J=0.1,
+        rel_err_couplings=0.12,
+        asymmetry=0.0,
+    )
     axes = _check(plotting.plot_coupling_comparison(cmp), tmp_path, n_axes=5)
     assert "corr J 0.900" in axes[-1].get_title()
 
@@ -57,8 +66,15 @@ def _history(n=5, val=True, test=True):
     step = np.arange(1, n + 1) * 10
     loss = 1.0 / np.arange(1, n + 1)
     nan = np.full(n, np.nan)
-    return History(step=step, epoch=step / 10.0, train_loss=loss, val_loss=loss + 0.1 if val else nan,
-                   test_loss=loss + 0.2 if test else nan, objective=loss, step_loss=np.repeat(loss, 10))
+    return History(
+        step=step,
+        epoch=step / 10.0,
+        train_loss=loss,
+        val_loss=loss + 0.1 if val else nan,
+        test_loss=loss + 0.2 if test else nan,
+        objective=loss,
+        step_loss=np.repeat(loss, 10),
+    )
 
 
 def test_loss_curves_from_history_and_json(tmp_path):
@@ -80,8 +96,9 @@ def test_loss_vs_size_and_model_comparison(tmp_path):
     losses = {"fa": [0.7, 0.65, 0.62], "tr": [0.8, 0.75, 0.7]}
     _check(plotting.plot_loss_vs_size(sizes, losses, floor=0.6, floor_stderr=0.005), tmp_path, "a", n_axes=2)
     curves = {"fa": {"step": [10, 20], "test_loss": [0.7, 0.65]}, "tr": {"step": [10, 20], "test_loss": [0.9, 0.8]}}
-    _check(plotting.plot_model_comparison(curves, sizes, losses, floor=0.6, floor_stderr=0.005), tmp_path, "b",
-           n_axes=3)
+    _check(
+        plotting.plot_model_comparison(curves, sizes, losses, floor=0.6, floor_stderr=0.005), tmp_path, "b", n_axes=3
+    )
     with pytest.raises(ValueError, match="values for 3 sizes"):
         plotting.plot_loss_vs_size(sizes, {"fa": [1.0]}, floor=0.5)
 
@@ -113,12 +130,25 @@ def test_replica_curves_with_simulation_points(tmp_path):
 
 def test_replica_deviation_and_optimal_vs_bayes(tmp_path):
     names = ("excess_loss", "m", "Q", "train_loss")
-    dev = [{"N": N, **{f"{k}_mean_abs_dev": 1.0 / N for k in names}, **{f"{k}_mean_abs_z": 1.0 for k in names}}
-           for N in (100, 200, 400)]
+    dev = [
+        {"N": N, **{f"{k}_mean_abs_dev": 1.0 / N for k in names}, **{f"{k}_mean_abs_z": 1.0 for k in names}}
+        for N in (100, 200, 400)
+    ]
     _check(plotting.plot_replica_deviation(dev, noise_level=0.8), tmp_path, "a", n_axes=2)
-    rows = [dict(scenario="q=3", kind=kind, alpha=a, lam_opt=0.5 / a, erm_excess_loss=0.3 / a,
-                 bayes_excess_loss=0.25 / a, erm_coupling_error=0.5 / a, bayes_coupling_error=0.4 / a)
-            for kind in ("star", "independent") for a in (0.5, 1.0, 2.0)]
+    rows = [
+        dict(
+            scenario="q=3",
+            kind=kind,
+            alpha=a,
+            lam_opt=0.5 / a,
+            erm_excess_loss=0.3 / a,
+            bayes_excess_loss=0.25 / a,
+            erm_coupling_error=0.5 / a,
+            bayes_coupling_error=0.4 / a,
+        )
+        for kind in ("star", "independent")
+        for a in (0.5, 1.0, 2.0)
+    ]
     axes = _check(plotting.plot_optimal_vs_bayes(rows), tmp_path, "b", n_axes=3)
     assert len(axes[0].get_lines()) == 4  # ERM and Bayes for each of the two scenarios
     with pytest.raises(ValueError, match="empty"):

@@ -17,7 +17,6 @@ import pytest
 from jaxpotts import potts
 from jaxpotts.potts import FactoredPotts, PottsModel
 
-
 # The `x64` fixture (float64 enabled for one test) comes from conftest.py.
 
 
@@ -254,7 +253,7 @@ def test_jit_and_vmap(name):
     seqs = random_sequences(13, 6, model.L, model.q)
     e = energies(model, seqs)
     np.testing.assert_allclose(e, [energy_ref(h, J, s) for s in seqs], rtol=1e-5, atol=1e-5)
-    for s, e_s in zip(seqs[:2], e[:2]):  # a Python loop of eager calls agrees with vmap
+    for s, e_s in zip(seqs[:2], e[:2], strict=False):  # a Python loop of eager calls agrees with vmap
         np.testing.assert_allclose(potts.energy(model, s), e_s, rtol=1e-6)
     logits = logits_batch(model, seqs, 0.5)
     np.testing.assert_allclose(logits, [0.5 * local_fields_ref(h, J, s) for s in seqs], rtol=1e-5, atol=1e-5)

@@ -71,10 +71,16 @@ def _cases():
         ]
         for method in ("gibbs", "metropolis"):
             for schedule in ("sequential", "random"):
-                cases.append((f"sweep[{kind},{method},{schedule}]",
-                              lambda m, s, method=method, schedule=schedule: sampling.sweep(
-                                  m, key, s, method=method, schedule=schedule, kernel="xla"), (m, seqs),
-                              kind == "factored" or method == "gibbs"))
+                cases.append(
+                    (
+                        f"sweep[{kind},{method},{schedule}]",
+                        lambda m, s, method=method, schedule=schedule: sampling.sweep(
+                            m, key, s, method=method, schedule=schedule, kernel="xla"
+                        ),
+                        (m, seqs),
+                        kind == "factored" or method == "gibbs",
+                    )
+                )
     for kind, m in models.items():
         cases += [
             (f"pseudo_likelihood[{kind}]", losses.pseudo_likelihood, (m, seqs, w), kind != "dense"),
@@ -89,7 +95,7 @@ def _cases():
     fa = models["attention"]
     cases += [
         ("FactoredAttention.couplings", lambda m: m.couplings(), (fa,), True),
-                ("Transformer.__call__", lambda m, s: m(s), (models["transformer"], seqs[0]), True),
+        ("Transformer.__call__", lambda m, s: m(s), (models["transformer"], seqs[0]), True),
     ]
     opt = optim.lbfgs(memory_size=3)
 
@@ -109,17 +115,31 @@ def _cases():
     h, W = dense.fields, _dense_pl.coupling_matrix(dense.couplings)
     cases += [
         ("_dense_pl.weighted_nll_sum", lambda h, W: _dense_pl.weighted_nll_sum(h, W, seqs, w), (h, W), False),
-        ("grad _dense_pl.weighted_nll_sum",
-         jax.grad(lambda h, W: _dense_pl.weighted_nll_sum(h, W, seqs, w), argnums=(0, 1)), (h, W), False),
+        (
+            "grad _dense_pl.weighted_nll_sum",
+            jax.grad(lambda h, W: _dense_pl.weighted_nll_sum(h, W, seqs, w), argnums=(0, 1)),
+            (h, W),
+            False,
+        ),
         ("site_frequencies", lambda s, w: statistics.site_frequencies(s, q, w), (seqs, w), True),
         ("pair_frequencies", lambda s, w: statistics.pair_frequencies(s, q, w), (seqs, w), True),
         ("connected_correlations", lambda s, w: statistics.connected_correlations(s, q, w), (seqs, w), True),
-        ("msa sequence weights", lambda b: msa._neighbour_counts(
-            b, jnp.array([0, 0, 1]), jnp.array([0, 1, 1]), jnp.float32(4.0), q=q, dtype=jnp.float32),
-         (jnp.zeros((2, 4, L), jnp.int32),), True),
-        ("msa sequence weights bf16", lambda b: msa._neighbour_counts(
-            b, jnp.array([0]), jnp.array([0]), jnp.float32(4.0), q=q, dtype=jnp.bfloat16),
-         (jnp.zeros((1, 4, L), jnp.int32),), True),
+        (
+            "msa sequence weights",
+            lambda b: msa._neighbour_counts(
+                b, jnp.array([0, 0, 1]), jnp.array([0, 1, 1]), jnp.float32(4.0), q=q, dtype=jnp.float32
+            ),
+            (jnp.zeros((2, 4, L), jnp.int32),),
+            True,
+        ),
+        (
+            "msa sequence weights bf16",
+            lambda b: msa._neighbour_counts(
+                b, jnp.array([0]), jnp.array([0]), jnp.float32(4.0), q=q, dtype=jnp.bfloat16
+            ),
+            (jnp.zeros((1, 4, L), jnp.int32),),
+            True,
+        ),
     ]
     return cases
 
@@ -149,5 +169,6 @@ def test_precision_survives_a_user_jit_with_low_default_precision():
     with jax.default_matmul_precision("bfloat16"):
         found = products(lambda m, s: jaxpotts.local_fields(m, s), m, _seqs()[0])
     assert found and all("precision = [HIGHEST, HIGHEST]" in p for p in found)
-    np.testing.assert_allclose(jax.jit(jaxpotts.local_fields)(m, _seqs()[0]),
-                               jaxpotts.local_fields(m, _seqs()[0]), rtol=0, atol=0)
+    np.testing.assert_allclose(
+        jax.jit(jaxpotts.local_fields)(m, _seqs()[0]), jaxpotts.local_fields(m, _seqs()[0]), rtol=0, atol=0
+    )

@@ -13,12 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import enable_x64
 from scipy import integrate, optimize
 
 from jaxpotts import replica
-from jaxpotts.replica import GaussHermite, MonteCarlo, RESULTS, Scenario
+from jaxpotts.replica import RESULTS, GaussHermite, MonteCarlo, Scenario
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -110,7 +109,9 @@ def test_prox_optimality_and_implicit_derivatives():
     # Implicit-function derivatives against central finite differences.
     h = 1e-6
     J, dV = jax.jit(jax.jacfwd(lambda w_, V_: prox(B, e_y, w_, V_, w_), argnums=(0, 1)))(w, V)
-    J_fd = np.stack([(prox_j(B, e_y, w + h * d, V, w) - prox_j(B, e_y, w - h * d, V, w)) / (2 * h) for d in np.eye(2)], 1)
+    J_fd = np.stack(
+        [(prox_j(B, e_y, w + h * d, V, w) - prox_j(B, e_y, w - h * d, V, w)) / (2 * h) for d in np.eye(2)], 1
+    )
     np.testing.assert_allclose(J, J_fd, atol=1e-8)
     dV_fd = (prox_j(B, e_y, w, V + h, w) - prox_j(B, e_y, w, V - h, w)) / (2 * h)
     np.testing.assert_allclose(dV, dV_fd, atol=1e-8)
@@ -155,7 +156,9 @@ def test_reproduces_prototype_table(kind):
         x = np.array([sol.m, sol.Q, sol.V])
         Fx = np.array([upd["m"], upd["Q"], upd["V"]])
         assert np.max(np.abs(Fx - x) / (1 + np.abs(x))) < 1e-10
-        np.testing.assert_allclose([upd["m_hat"], upd["Q_hat"], upd["V_hat"]], [sol.m_hat, sol.Q_hat, sol.V_hat], rtol=1e-12)
+        np.testing.assert_allclose(
+            [upd["m_hat"], upd["Q_hat"], upd["V_hat"]], [sol.m_hat, sol.Q_hat, sol.V_hat], rtol=1e-12
+        )
 
 
 def test_result_codes_and_throw():
@@ -301,7 +304,15 @@ def _scipy_reference_update(kind, U, rho, alpha, lam, m, Q, V):
     m_hat, Q_hat, V_hat = alpha * vals[:3]
     test_loss = vals[3]
     denom = lam + V_hat
-    return dict(m=rho * m_hat / denom, Q=(rho * m_hat**2 + Q_hat) / denom**2, V=1 / denom, m_hat=m_hat, Q_hat=Q_hat, V_hat=V_hat, test_loss=test_loss)
+    return dict(
+        m=rho * m_hat / denom,
+        Q=(rho * m_hat**2 + Q_hat) / denom**2,
+        V=1 / denom,
+        m_hat=m_hat,
+        Q_hat=Q_hat,
+        V_hat=V_hat,
+        test_loss=test_loss,
+    )
 
 
 @pytest.mark.parametrize("kind", ["star", "independent"])
@@ -332,7 +343,9 @@ def test_gauss_hermite_and_monte_carlo_channel_integrals_agree(kind):
     args = (sc, 1.0, 1.0, 1.3, 0.29, 0.84)
     gh = replica.saddle_point_update(*args)
     mc = replica.saddle_point_update(*args, integrator=MonteCarlo(2**16, seed=5))
-    assert float(mc["m_hat"]) == float(replica.saddle_point_update(*args, integrator=MonteCarlo(2**16, seed=5))["m_hat"])
+    assert float(mc["m_hat"]) == float(
+        replica.saddle_point_update(*args, integrator=MonteCarlo(2**16, seed=5))["m_hat"]
+    )
     for key in ("m_hat", "Q_hat", "V_hat", "test_loss"):
         np.testing.assert_allclose(float(mc[key]), float(gh[key]), rtol=5e-3, err_msg=key)
 
@@ -351,7 +364,14 @@ def test_gauss_hermite_and_monte_carlo_agree(kind):
     # Default Gauss-Hermite is converged; Monte Carlo (2^16 antithetic points) agrees within
     # its sampling error (observed spread over seeds: <= 1.2e-3 on m, Q, losses; ~7e-3 on
     # the entropy, whose integrand has no antithetic symmetry).
-    for key, rtol in [("m", 4e-3), ("Q", 4e-3), ("V", 1e-3), ("test_loss", 3e-3), ("train_loss", 3e-3), ("entropy", 2.5e-2)]:
+    for key, rtol in [
+        ("m", 4e-3),
+        ("Q", 4e-3),
+        ("V", 1e-3),
+        ("test_loss", 3e-3),
+        ("train_loss", 3e-3),
+        ("entropy", 2.5e-2),
+    ]:
         np.testing.assert_allclose(float(getattr(gh, key)), float(getattr(gh_fine, key)), rtol=1e-6, err_msg=key)
         np.testing.assert_allclose(float(getattr(mc, key)), float(getattr(gh, key)), rtol=rtol, err_msg=key)
 
@@ -523,7 +543,9 @@ def test_fit_is_the_regularised_site_likelihood_minimiser():
         return site_negative_log_likelihood(_conditional_model(J, U), seqs, 0) + lam / (2 * alpha) * jnp.sum(J**2)
 
     assert float(jnp.linalg.norm(jax.grad(objective)(J_hat))) < 1e-9
-    np.testing.assert_allclose(train_loss, site_negative_log_likelihood(_conditional_model(J_hat, U), seqs, 0), rtol=1e-12)
+    np.testing.assert_allclose(
+        train_loss, site_negative_log_likelihood(_conditional_model(J_hat, U), seqs, 0), rtol=1e-12
+    )
 
 
 def test_ridge_maps_exactly_to_the_package_l2_convention():
@@ -590,7 +612,19 @@ def test_theory_matches_simulation_at_moderate_n(kind):
     for alpha in (1.0, 4.0):
         theory = replica.solve(sc, alpha, 1.0)
         sim = replica.simulate(sc, alpha, 1.0, N=N, key=jax.random.key(7), n_seeds=8, n_test=20_000)
-        for key, allowance in [("m", 3 / N * float(theory.m)), ("Q", 3 / N * float(theory.Q)),
-                               ("test_loss", 1 / N), ("train_loss", 1 / N), ("entropy", 1 / N)]:
+        for key, allowance in [
+            ("m", 3 / N * float(theory.m)),
+            ("Q", 3 / N * float(theory.Q)),
+            ("test_loss", 1 / N),
+            ("train_loss", 1 / N),
+            ("entropy", 1 / N),
+        ]:
             dev = abs(sim.mean[key] - float(getattr(theory, key)))
-            assert dev < 3 * sim.stderr[key] + allowance, (kind, alpha, key, sim.mean[key], float(getattr(theory, key)), sim.stderr[key])
+            assert dev < 3 * sim.stderr[key] + allowance, (
+                kind,
+                alpha,
+                key,
+                sim.mean[key],
+                float(getattr(theory, key)),
+                sim.stderr[key],
+            )

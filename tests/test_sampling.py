@@ -59,15 +59,28 @@ def state_index(seqs, q):
 
 def independent_draws(model, key, n, method, schedule, beta=1.0, n_burnin=40):
     """n independent draws: the last state of n chains after n_burnin sweeps."""
-    r = sample(model, key, n_chains=n, n_samples=1, n_burnin=n_burnin, method=method,
-               schedule=schedule, beta=beta, progress=False)
+    r = sample(
+        model,
+        key,
+        n_chains=n,
+        n_samples=1,
+        n_burnin=n_burnin,
+        method=method,
+        schedule=schedule,
+        beta=beta,
+        progress=False,
+    )
     return np.asarray(r.sequences[:, 0, :])
 
 
 @pytest.mark.parametrize(
     "name, method, schedule",
-    [(name, method, schedule) for name in ("dense", "factored") for method in ("gibbs", "metropolis")
-     for schedule in ("sequential", "random")]
+    [
+        (name, method, schedule)
+        for name in ("dense", "factored")
+        for method in ("gibbs", "metropolis")
+        for schedule in ("sequential", "random")
+    ]
     + [("factored_er_potts", "gibbs", "sequential"), ("factored_er_potts", "metropolis", "random")],
 )
 def test_full_distribution_chi_square(name, method, schedule):
@@ -161,7 +174,7 @@ def test_site_fields_match_local_fields(kind):
     sites = jnp.arange(L)
     np.testing.assert_allclose(jax.vmap(lambda k: _site_field(model, s, k))(sites), full, rtol=1e-5, atol=1e-5)
     for new, old in [(0, 3), (2, 2), (3, 1)]:
-        diff = jax.vmap(lambda k: _site_field_difference(model, s, k, new, old))(sites)
+        diff = jax.vmap(lambda k, new=new, old=old: _site_field_difference(model, s, k, new, old))(sites)
         np.testing.assert_allclose(diff, full[:, new] - full[:, old], rtol=1e-5, atol=1e-5)
 
 
@@ -180,8 +193,9 @@ def test_same_key_same_samples_and_chunking_invariance():
 
 def test_result_shapes_dtypes_and_diagnostics():
     model = small_models()["dense"]
-    r = sample(model, jax.random.PRNGKey(0), n_chains=16, n_samples=200, n_burnin=10, method="metropolis",
-               progress=False)
+    r = sample(
+        model, jax.random.PRNGKey(0), n_chains=16, n_samples=200, n_burnin=10, method="metropolis", progress=False
+    )
     assert r.sequences.shape == (16, 200, model.L) and r.sequences.dtype == jnp.int32
     assert r.energies.shape == (16, 200)
     np.testing.assert_allclose(r.energies[3, 5], jaxpotts.energy(model, r.sequences[3, 5]), rtol=1e-5)
@@ -199,12 +213,30 @@ def test_init_states_are_used():
     J = 5.0 * (np.ones((L, L)) - np.eye(L))
     model = FactoredPotts(np.zeros((L, q)), J, np.eye(q))
     init = np.full((L,), 2)
-    r = sample(model, jax.random.PRNGKey(0), n_chains=4, n_samples=3, n_burnin=0, beta=20.0,
-               method="metropolis", init=init, progress=False)
+    r = sample(
+        model,
+        jax.random.PRNGKey(0),
+        n_chains=4,
+        n_samples=3,
+        n_burnin=0,
+        beta=20.0,
+        method="metropolis",
+        init=init,
+        progress=False,
+    )
     assert np.all(np.asarray(r.sequences) == 2)
     init2 = np.tile(np.arange(L) % q, (4, 1))
-    r2 = sample(model, jax.random.PRNGKey(0), n_chains=4, n_samples=1, n_burnin=0, beta=0.0,
-                method="gibbs", init=init2, progress=False)
+    r2 = sample(
+        model,
+        jax.random.PRNGKey(0),
+        n_chains=4,
+        n_samples=1,
+        n_burnin=0,
+        beta=0.0,
+        method="gibbs",
+        init=init2,
+        progress=False,
+    )
     assert r2.sequences.shape == (4, 1, L)
 
 
@@ -227,7 +259,9 @@ def test_factored_sweep_never_builds_dense_couplings():
     for method in ("gibbs", "metropolis"):
         for schedule in ("sequential", "random"):
             jaxpr = jax.make_jaxpr(
-                lambda m, s: sweep(m, jax.random.PRNGKey(0), s, method=method, schedule=schedule)
+                lambda m, s, method=method, schedule=schedule: sweep(
+                    m, jax.random.PRNGKey(0), s, method=method, schedule=schedule
+                )
             )(model, states)
             sizes = [int(np.prod(v.aval.shape)) for eqn in _all_eqns(jaxpr.jaxpr) for v in eqn.outvars]
             assert max(sizes) < L * L * q * q / 4, "an (L, L, q, q)-sized array appeared"

@@ -15,7 +15,7 @@ def numpy_moments(seqs, q, w):
     M, L = seqs.shape
     f1 = np.zeros((L, q))
     f2 = np.zeros((L, L, q, q))
-    for s, wm in zip(seqs, w):
+    for s, wm in zip(seqs, w, strict=False):
         for i in range(L):
             f1[i, s[i]] += wm
             for j in range(L):
@@ -32,7 +32,9 @@ def test_frequencies_match_loops(x64):
     np.testing.assert_allclose(statistics.pair_frequencies(seqs, 3, w), f2, atol=1e-12)
     C = f2 - f1[:, None, :, None] * f1[None, :, None, :]
     np.testing.assert_allclose(statistics.connected_correlations(seqs, 3, w), C, atol=1e-12)
-    np.testing.assert_allclose(statistics.site_frequencies(seqs, 3), numpy_moments(seqs, 3, np.ones(1500))[0], atol=1e-12)
+    np.testing.assert_allclose(
+        statistics.site_frequencies(seqs, 3), numpy_moments(seqs, 3, np.ones(1500))[0], atol=1e-12
+    )
 
 
 def test_compare_statistics_of_data_with_itself():
@@ -56,8 +58,9 @@ def test_generation_check_of_the_true_model_reproduces_exact_statistics():
     rng = np.random.default_rng(2)
     p = np.asarray(p, np.float64)
     data = np.asarray(states)[rng.choice(len(p), size=20000, p=p / p.sum())]
-    out = statistics.generation_check(model, data, key=jax.random.PRNGKey(4), n_chains=2000, n_samples=10,
-                                      n_burnin=100, thin=5, progress=False)
+    out = statistics.generation_check(
+        model, data, key=jax.random.PRNGKey(4), n_chains=2000, n_samples=10, n_burnin=100, thin=5, progress=False
+    )
     assert out["site"]["pearson"] > 0.99
     assert out["connected"]["pearson"] > 0.9
     assert abs(out["connected"]["slope"] - 1.0) < 0.1
@@ -69,8 +72,9 @@ def test_generation_check_symmetrises_conditional_models():
     C = np.asarray(model.couplings)
     noisy = PottsModel(model.fields, C + 0.1 * np.triu(np.ones((5, 5)), 1)[:, :, None, None])  # not symmetric
     data = np.random.default_rng(0).integers(0, 3, size=(100, 5))
-    out = statistics.generation_check(noisy, data, key=jax.random.PRNGKey(0), n_chains=50, n_samples=2,
-                                      n_burnin=10, thin=2, progress=False)
+    out = statistics.generation_check(
+        noisy, data, key=jax.random.PRNGKey(0), n_chains=50, n_samples=2, n_burnin=10, thin=2, progress=False
+    )
     assert np.isfinite(out["connected"]["pearson"])
 
 

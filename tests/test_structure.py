@@ -24,8 +24,11 @@ def _functions(tree):
 
 def _code_lines(node) -> int:
     body = node.body
-    has_doc = isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+    has_doc = (
+        isinstance(body[0], ast.Expr)
+        and isinstance(getattr(body[0], "value", None), ast.Constant)
         and isinstance(body[0].value.value, str)
+    )
     start = body[1].lineno if has_doc and len(body) > 1 else body[0].lineno
     return node.end_lineno - start + 1
 
@@ -49,8 +52,11 @@ WIDE = {
 def test_functions_are_short_with_few_parameters(path):
     tree = ast.parse(path.read_text())
     long = [f"{f.name} ({_code_lines(f)} lines)" for f in _functions(tree) if _code_lines(f) > MAX_LINES]
-    wide = [f"{f.name} ({_params(f)} parameters)" for f in _functions(tree)
-            if _params(f) > WIDE.get((path.name, f.name), MAX_PARAMS)]
+    wide = [
+        f"{f.name} ({_params(f)} parameters)"
+        for f in _functions(tree)
+        if _params(f) > WIDE.get((path.name, f.name), MAX_PARAMS)
+    ]
     assert not long and not wide, f"{path.name}: split {long + wide}"
 
 

@@ -16,7 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import enable_x64  # the `x64` fixture comes from conftest.py too
 from jaxpotts import losses
 from jaxpotts.attention import FactoredAttention, Transformer
 from jaxpotts.potts import FactoredPotts, PottsModel, zero_sum_gauge
@@ -40,8 +39,10 @@ def enumerate_probabilities(model: PottsModel) -> tuple[np.ndarray, np.ndarray]:
 
 def gauge_error(learned: PottsModel, true: PottsModel) -> tuple[float, float]:
     a, b = zero_sum_gauge(learned), zero_sum_gauge(true)
-    return (float(np.max(np.abs(np.asarray(a.couplings) - np.asarray(b.couplings)))),
-            float(np.max(np.abs(np.asarray(a.fields) - np.asarray(b.fields)))))
+    return (
+        float(np.max(np.abs(np.asarray(a.couplings) - np.asarray(b.couplings)))),
+        float(np.max(np.abs(np.asarray(a.fields) - np.asarray(b.fields)))),
+    )
 
 
 def markov_sequences(rng, M, n=L, q=Q, stay=0.8) -> np.ndarray:
@@ -63,7 +64,9 @@ def test_fit_plm_recovers_dense_couplings(x64):
     C = np.triu(np.ones((n, n)), 1)[:, :, None, None] * rng.normal(size=(n, n, Q, Q))
     true = PottsModel(0.5 * rng.normal(size=(n, Q)), C + C.transpose(1, 0, 3, 2))
     states, probs = enumerate_probabilities(true)
-    model, hist = fit_plm(states, q=Q, weights=probs, l2=0.0, l2_fields=0.0, tol=1e-10, ftol=0.0, n_steps=1000, progress=False)
+    model, hist = fit_plm(
+        states, q=Q, weights=probs, l2=0.0, l2_fields=0.0, tol=1e-10, ftol=0.0, n_steps=1000, progress=False
+    )
     assert isinstance(model, PottsModel) and model.couplings.dtype == jnp.float64
     assert hist.converged
     err_J, err_h = gauge_error(model, true)
@@ -73,15 +76,27 @@ def test_fit_plm_recovers_dense_couplings(x64):
 
     # The L2 convention inside fit is losses.l2_penalty: at the penalised optimum the gradient of
     # PL + l2_penalty vanishes (diagonal blocks excluded, they are not parameters).
-    reg, _ = fit_plm(states, q=Q, weights=probs, l2=0.05, l2_fields=0.02, tol=1e-10, ftol=0.0, n_steps=1000, progress=False)
+    reg, _ = fit_plm(
+        states, q=Q, weights=probs, l2=0.05, l2_fields=0.02, tol=1e-10, ftol=0.0, n_steps=1000, progress=False
+    )
     grad = jax.grad(lambda m: losses.pseudo_likelihood(m, states, probs) + losses.l2_penalty(m, 0.05, 0.02))(reg)
     off = ~np.eye(n, dtype=bool)
     assert np.max(np.abs(np.asarray(grad.couplings)[off])) < 1e-7
     assert np.max(np.abs(np.asarray(grad.fields))) < 1e-7
     assert float(losses.coupling_norm2(reg)) < float(losses.coupling_norm2(model))
     # the start (independent-site fields or zeros) does not change the convex problem's optimum
-    reg0, _ = fit_plm(states, q=Q, weights=probs, l2=0.05, l2_fields=0.02, tol=1e-10, ftol=0.0, n_steps=1000, progress=False,
-                      init="zero")
+    reg0, _ = fit_plm(
+        states,
+        q=Q,
+        weights=probs,
+        l2=0.05,
+        l2_fields=0.02,
+        tol=1e-10,
+        ftol=0.0,
+        n_steps=1000,
+        progress=False,
+        init="zero",
+    )
     np.testing.assert_allclose(reg0.couplings, reg.couplings, atol=1e-7)
 
 
@@ -93,8 +108,16 @@ def test_free_factored_attention_recovers_factored_couplings(x64):
     true = FactoredPotts(0.5 * rng.normal(size=(n, Q)), J + J.T, (U + U.T) / 2)
     states, probs = enumerate_probabilities(true.to_dense())
     init = FactoredAttention(n, Q, 1, 1, key=jax.random.PRNGKey(3), softmax=False, fields=True)
-    fa, hist = fit(init, states, weights=probs, key=jax.random.PRNGKey(4), optimizer="lbfgs", n_steps=1000,
-                   tol=1e-10, progress=False)
+    fa, hist = fit(
+        init,
+        states,
+        weights=probs,
+        key=jax.random.PRNGKey(4),
+        optimizer="lbfgs",
+        n_steps=1000,
+        tol=1e-10,
+        progress=False,
+    )
     assert isinstance(fa, FactoredAttention) and hist.converged
     err_J, err_h = gauge_error(fa.to_potts(), true.to_dense())
     assert err_J < 1e-4 and err_h < 1e-4, (err_J, err_h)
@@ -116,8 +139,9 @@ def layer():
 
 def _fit_layer(layer, data, **kw):
     train, val = data
-    opts = dict(key=jax.random.PRNGKey(5), batch_size=32, learning_rate=0.05, validation_data=(val, None),
-                progress=False)
+    opts = dict(
+        key=jax.random.PRNGKey(5), batch_size=32, learning_rate=0.05, validation_data=(val, None), progress=False
+    )
     return fit(layer, train, **(opts | kw))
 
 
@@ -134,7 +158,7 @@ def test_deterministic_resumable_and_keeps_best(layer, data, tmp_path):
     assert path.exists() and (tmp_path / "run.eqx.json").exists()
     resumed, h2 = _fit_layer(layer, data, n_epochs=8, checkpoint_path=path, resume=True)
     straight, h3 = _fit_layer(layer, data, n_epochs=8)
-    for a, b in zip(_leaves(resumed), _leaves(straight)):
+    for a, b in zip(_leaves(resumed), _leaves(straight), strict=False):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(h2.val_loss, h3.val_loss)
     np.testing.assert_array_equal(h2.step_loss, h3.step_loss)
@@ -148,7 +172,7 @@ def test_deterministic_resumable_and_keeps_best(layer, data, tmp_path):
     assert h4.reached_target and not h4.stopped_early and h4.step[-1] <= h3.step[2]
     # another key gives another run
     other, _ = _fit_layer(layer, data, n_epochs=8, key=jax.random.PRNGKey(6))
-    assert not all(np.array_equal(a, b) for a, b in zip(_leaves(other), _leaves(straight)))
+    assert not all(np.array_equal(a, b) for a, b in zip(_leaves(other), _leaves(straight), strict=False))
     # a resume with different settings is refused, naming them
     with pytest.raises(ValueError, match="different learning_rate"):
         _fit_layer(layer, data, n_epochs=8, checkpoint_path=path, resume=True, learning_rate=0.01)
@@ -169,8 +193,17 @@ def test_transformer_trains_with_stochastic_masking(data):
     """It learns the Markov structure: validation loss well below log q (the best context-free
     predictor here, the colours being uniform)."""
     tr = Transformer(L, Q, 1, key=jax.random.PRNGKey(1), d_model=8, n_heads=2)
-    model, hist = fit(tr, data[0], key=jax.random.PRNGKey(2), batch_size=32, n_epochs=30, learning_rate=0.01,
-                      loss="stochastic", validation_data=(data[1], None), progress=False)
+    model, hist = fit(
+        tr,
+        data[0],
+        key=jax.random.PRNGKey(2),
+        batch_size=32,
+        n_epochs=30,
+        learning_rate=0.01,
+        loss="stochastic",
+        validation_data=(data[1], None),
+        progress=False,
+    )
     assert isinstance(model, Transformer)
     assert hist.best_val_loss < np.log(Q) - 0.1, hist.best_val_loss
 
@@ -186,7 +219,7 @@ def test_save_and_load_models(tmp_path, layer):
         save_model(path, model, note="x", l2=0.01)
         back, hyper = load_model(path)
         assert type(back) is type(model) and hyper == {"note": "x", "l2": 0.01}
-        for a, b in zip(_leaves(back), _leaves(model)):
+        for a, b in zip(_leaves(back), _leaves(model), strict=False):
             np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="does not match"):
         load_checkpoint(tmp_path / "m0.eqx", dense)
@@ -231,7 +264,9 @@ def test_clear_errors(layer, data):
     with pytest.raises(ValueError, match="resume=True needs a checkpoint_path"):
         fit(layer, train, key=jax.random.PRNGKey(0), n_steps=1, resume=True)
     with pytest.raises(TypeError, match="FactoredAttention"):
-        fit(FactoredPotts(jnp.zeros((L, Q)), jnp.zeros((L, L)), jnp.eye(Q)), train, key=jax.random.PRNGKey(0), n_steps=1)
+        fit(
+            FactoredPotts(jnp.zeros((L, Q)), jnp.zeros((L, L)), jnp.eye(Q)), train, key=jax.random.PRNGKey(0), n_steps=1
+        )
     with pytest.raises(ValueError, match="q must be an integer"):
         fit_plm(train, q=1)
 
@@ -259,11 +294,13 @@ def test_factored_attention_beats_one_layer_transformer_on_potts_data():
 
     train, test = draw(k_train, 2000), draw(k_test, 1000)
     floor = float(losses.mlm_loss(true, test))
-    opts = dict(key=k_fit, n_steps=1500, batch_size=128, eval_every=100, validation_fraction=0.2, patience=5,
-                progress=False)
+    opts = dict(
+        key=k_fit, n_steps=1500, batch_size=128, eval_every=100, validation_fraction=0.2, patience=5, progress=False
+    )
     fa, _ = fit(FactoredAttention(n, Q, 1, 1, key=k_fa, softmax=False, fields=True), train, learning_rate=0.05, **opts)
-    tr, _ = fit(Transformer(n, Q, 1, key=k_tr, d_model=16, n_heads=2), train, learning_rate=2e-3, loss="stochastic",
-                **opts)
+    tr, _ = fit(
+        Transformer(n, Q, 1, key=k_tr, d_model=16, n_heads=2), train, learning_rate=2e-3, loss="stochastic", **opts
+    )
     excess_fa = float(losses.mlm_loss(fa, test)) - floor
     excess_tr = float(losses.mlm_loss(tr, test)) - floor
     assert excess_fa < 0.02, excess_fa
@@ -279,7 +316,16 @@ def test_minibatch_train_loss_is_unbiased_when_batches_do_not_divide_the_data():
     seqs = markov_sequences(rng, 900)
     w = rng.uniform(0.5, 1.5, size=900)
     layer = FactoredAttention(L, Q, 2, 2, key=jax.random.PRNGKey(1), fields=True, init_scale=1.0)
-    _, hist = fit(layer, seqs, weights=w, key=jax.random.PRNGKey(2), optimizer="sgd", learning_rate=0.0,
-                  batch_size=128, n_epochs=4, progress=False)
+    _, hist = fit(
+        layer,
+        seqs,
+        weights=w,
+        key=jax.random.PRNGKey(2),
+        optimizer="sgd",
+        learning_rate=0.0,
+        batch_size=128,
+        n_epochs=4,
+        progress=False,
+    )
     true = float(losses.mlm_loss(layer, seqs, w))
     np.testing.assert_allclose(np.mean(hist.train_loss), true, rtol=0.02)

@@ -35,16 +35,25 @@ def match_columns_fasta(src: str, dst: str) -> tuple[int, int]:
     if len(lengths) != 1:
         raise SystemExit(f"{src}: ragged alignment after dropping inserts (lengths {sorted(lengths)[:5]})")
     with open(dst, "w") as out:
-        for n, s in zip(names, seqs):
+        for n, s in zip(names, seqs, strict=False):
             out.write(f"{n}\n{s}\n")
     return len(seqs), lengths.pop()
 
 
-def write_result(path: str, *, tool: str, method: str, alignment: str, L: int, sequences: int, scores,
-                 seconds: float, **extra) -> None:
+def write_result(
+    path: str, *, tool: str, method: str, alignment: str, L: int, sequences: int, scores, seconds: float, **extra
+) -> None:
     """The JSON benchmarks/contacts.py reads: scores (L x L, 0-based match columns), timing and settings."""
-    result = {"tool": tool, "method": method, **extra, "alignment": os.path.abspath(alignment), "L": L,
-              "sequences": sequences, "scores": scores.tolist(), "seconds": seconds}
+    result = {
+        "tool": tool,
+        "method": method,
+        **extra,
+        "alignment": os.path.abspath(alignment),
+        "L": L,
+        "sequences": sequences,
+        "scores": scores.tolist(),
+        "seconds": seconds,
+    }
     with open(path, "w") as fh:
         json.dump(result, fh)
     print(f"{tool} {method}: L={L} N={sequences} {seconds:.1f} s -> {path}", file=sys.stderr)

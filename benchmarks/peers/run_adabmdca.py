@@ -73,9 +73,19 @@ def main() -> None:
     if S.shape != (L, L):
         raise SystemExit(f"unexpected score shape {S.shape} for L={L}")
 
-    write_result(args.out, tool="adabmDCA", method="mf", version=version("adabmDCA"), torch=torch.__version__,
-                 params={"seqid": 0.8, "pseudocount": 0.5, "dtype": "float32", "torch_threads": torch.get_num_threads()},
-                 alignment=args.alignment, L=L, sequences=n_seqs, scores=S, seconds=seconds)
+    write_result(
+        args.out,
+        tool="adabmDCA",
+        method="mf",
+        version=version("adabmDCA"),
+        torch=torch.__version__,
+        params={"seqid": 0.8, "pseudocount": 0.5, "dtype": "float32", "torch_threads": torch.get_num_threads()},
+        alignment=args.alignment,
+        L=L,
+        sequences=n_seqs,
+        scores=S,
+        seconds=seconds,
+    )
 
 
 if __name__ == "__main__":

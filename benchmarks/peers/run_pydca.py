@@ -65,8 +65,9 @@ def main() -> None:
     for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, str(args.threads))
 
-    import numpy as np
     from importlib.metadata import version
+
+    import numpy as np
 
     tmpdir = tempfile.mkdtemp(prefix="pydca_")
     msa = os.path.join(tmpdir, "msa.fasta")
@@ -75,9 +76,7 @@ def main() -> None:
     if args.method == "plm":
         from pydca.plmdca import plmdca
 
-        inst = plmdca.PlmDCA(
-            msa, "protein", seqid=0.8, max_iterations=args.max_iterations, num_threads=args.threads
-        )
+        inst = plmdca.PlmDCA(msa, "protein", seqid=0.8, max_iterations=args.max_iterations, num_threads=args.threads)
         pairs = inst.compute_sorted_FN_APC()
         params = {
             "seqid": inst.sequence_identity,
@@ -106,8 +105,18 @@ def main() -> None:
 
     os.remove(msa)
     os.rmdir(tmpdir)
-    write_result(args.out, tool="pydca", method=args.method, version=version("pydca"), params=params,
-                 alignment=args.alignment, L=L, sequences=n_seqs, scores=S, seconds=seconds)
+    write_result(
+        args.out,
+        tool="pydca",
+        method=args.method,
+        version=version("pydca"),
+        params=params,
+        alignment=args.alignment,
+        L=L,
+        sequences=n_seqs,
+        scores=S,
+        seconds=seconds,
+    )
 
 
 if __name__ == "__main__":

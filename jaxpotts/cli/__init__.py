@@ -24,8 +24,8 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 from . import contacts, demo, fit, info, replica, sample
 from ._common import Parser, UserError
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="jaxpotts",
         description="Generalized Potts models, factored self-attention and their replica theory, in JAX. "
-                    "Run 'jaxpotts COMMAND --help' for the options of a command.",
+        "Run 'jaxpotts COMMAND --help' for the options of a command.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -79,7 +79,7 @@ def _configure_jax() -> None:
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable = args.func
@@ -102,8 +102,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as err:  # an unexpected failure: still one line, the traceback under --debug
         if args.debug:
             raise
-        print(f"jaxpotts: internal error: {type(err).__name__}: {_one_line(err)} (run with --debug for the traceback)",
-              file=sys.stderr)
+        print(
+            f"jaxpotts: internal error: {type(err).__name__}: {_one_line(err)} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

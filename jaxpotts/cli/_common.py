@@ -6,10 +6,21 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional
 
-__all__ = ["UserError", "Parser", "add_common", "add_memory_option", "say", "show_progress", "positive_int", "non_negative_int",
-           "non_negative_float", "positive_float", "fraction", "load_saved_model"]
+__all__ = [
+    "UserError",
+    "Parser",
+    "add_common",
+    "add_memory_option",
+    "say",
+    "show_progress",
+    "positive_int",
+    "non_negative_int",
+    "non_negative_float",
+    "positive_float",
+    "fraction",
+    "load_saved_model",
+]
 
 
 class UserError(Exception):
@@ -22,7 +33,6 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
         print(f"jaxpotts: error: {self.prog}: {message} (see '{self.prog} --help')", file=sys.stderr)
         raise SystemExit(2)
-
 
 
 def add_common(parser: argparse.ArgumentParser, default_out: str) -> None:
@@ -38,7 +48,7 @@ def say(args, *lines: str) -> None:
         print(*lines, sep="\n", flush=True)
 
 
-def show_progress(args) -> Optional[bool]:
+def show_progress(args) -> bool | None:
     """Progress bars: never with --quiet, else when stderr is a terminal."""
     return False if args.quiet else None
 
@@ -90,9 +100,14 @@ def memory_size(text: str) -> float:
 
 
 def add_memory_option(parser) -> None:
-    parser.add_argument("--max-memory", type=memory_size, default=None, metavar="SIZE",
-                        help="memory budget of the up-front check, e.g. 64G or 500M, or 'unlimited' to skip it "
-                             "(default: the available memory; see docs/inputs.md)")
+    parser.add_argument(
+        "--max-memory",
+        type=memory_size,
+        default=None,
+        metavar="SIZE",
+        help="memory budget of the up-front check, e.g. 64G or 500M, or 'unlimited' to skip it "
+        "(default: the available memory; see docs/inputs.md)",
+    )
 
 
 def fraction(text: str) -> float:
@@ -117,8 +132,10 @@ def load_saved_model(path: Path):
     except ValueError as err:
         raise UserError(f"cannot load {path}: {err}") from None
     if not (isinstance(model, (PottsModel, FactoredPotts)) or hasattr(model, "to_potts")):
-        raise UserError(f"{path} holds a {type(model).__name__}, which has no Potts energy to sample "
-                        "(sample PottsModel, FactoredPotts or FactoredAttention models)")
+        raise UserError(
+            f"{path} holds a {type(model).__name__}, which has no Potts energy to sample "
+            "(sample PottsModel, FactoredPotts or FactoredAttention models)"
+        )
     joint = joint_model(model)
     note = ""
     if isinstance(model, FactoredAttention):
@@ -126,5 +143,3 @@ def load_saved_model(path: Path):
     elif joint is not model:
         note = "non-symmetric couplings (L conditionals) -> joint model (J_ij(a,b) + J_ji(b,a)) / 2"
     return joint, note
-
-

@@ -48,19 +48,34 @@ def run(args) -> dict:
     # `jaxpotts.contacts.predict(X, key=PRNGKey(s))` give the same scores; the check another.
     k_fit = jax.random.PRNGKey(args.seed)
     k_gen = jax.random.fold_in(k_fit, 1)
-    res = contacts.pipeline(path, args.method, key=k_fit, theta=args.theta, alphabet=args.alphabet,
-                            max_gap_fraction=args.max_gap_fraction, progress=show_progress(args),
-                            max_memory=args.max_memory, **options)
+    res = contacts.pipeline(
+        path,
+        args.method,
+        key=k_fit,
+        theta=args.theta,
+        alphabet=args.alphabet,
+        max_gap_fraction=args.max_gap_fraction,
+        progress=show_progress(args),
+        max_memory=args.max_memory,
+        **options,
+    )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     aln, S = res.alignment, res.scores
     L = S.shape[0]
     report = {
-        "alignment": str(path), "method": args.method, "L": L, "M": int(aln.M), "m_eff": res.m_eff,
-        "n_sequences_file": int(aln.n_sequences), "steps": int(res.history.step[-1]) if len(res.history.step) else 0,
+        "alignment": str(path),
+        "method": args.method,
+        "L": L,
+        "M": int(aln.M),
+        "m_eff": res.m_eff,
+        "n_sequences_file": int(aln.n_sequences),
+        "steps": int(res.history.step[-1]) if len(res.history.step) else 0,
         "converged": bool(res.history.converged),
         "objective": float(res.history.objective[-1]) if len(res.history.objective) else None,
-        "seconds": res.seconds, "options": res.options, "devices": [str(d) for d in jax.devices()],
+        "seconds": res.seconds,
+        "options": res.options,
+        "devices": [str(d) for d in jax.devices()],
     }
     D = None
     if args.distances is not None:
@@ -71,70 +86,129 @@ def run(args) -> dict:
     with atomic_open(out / "scores.csv") as fh:
         fh.write("i,j,score" + (",distance,contact" if D is not None else "") + "\n")
         for i, j in pairs:
-            extra = f",{D[i, j]:.3f},{int(D[i, j] < 8.0)}" if D is not None and np.isfinite(D[i, j]) else (",," if D is not None else "")
+            extra = (
+                f",{D[i, j]:.3f},{int(D[i, j] < 8.0)}"
+                if D is not None and np.isfinite(D[i, j])
+                else (",," if D is not None else "")
+            )
             fh.write(f"{i + 1},{j + 1},{S[i, j]:.6g}{extra}\n")
     atomic_write(out / "scores.npz", lambda fh: np.savez_compressed(fh, scores=S, columns=aln.columns))
     if D is not None:
-        fig = contacts.plot_contact_map(S, contacts.contact_map(D), L, args.min_sep, known=np.isfinite(D),
-                                        title=f"{path.name}: top L = {L} pairs, {args.method}")
+        fig = contacts.plot_contact_map(
+            S,
+            contacts.contact_map(D),
+            L,
+            args.min_sep,
+            known=np.isfinite(D),
+            title=f"{path.name}: top L = {L} pairs, {args.method}",
+        )
         plotting.save_figure(fig, out / "contact_map.png")
     if args.generation_check:
-        report["generation"] = generation_check(res.potts, aln.seqs, res.weights, key=k_gen, n_chains=args.chains,
-                                                progress=show_progress(args))
+        report["generation"] = generation_check(
+            res.potts, aln.seqs, res.weights, key=k_gen, n_chains=args.chains, progress=show_progress(args)
+        )
     if args.save_model:
         save_model(out / "model.eqx", res.model, method=args.method, L=L, q=int(aln.alphabet.q))
     write_json(out / "contacts.json", report)
 
-    top = [{"rank": r + 1, "i": int(i) + 1, "j": int(j) + 1, "score": float(S[i, j]),
-            **({"distance": float(D[i, j])} if D is not None else {})} for r, (i, j) in enumerate(pairs[:10])]
-    lines = [f"{path.name}: L = {L}, M = {aln.M}, M_eff = {res.m_eff:.1f}; {args.method} fit in "
-             f"{res.seconds['fit']:.1f} s ({report['steps']} iterations), whole pipeline {res.seconds['total']:.1f} s",
-             "", markdown_table(top, list(top[0]) if top else ["rank"])]
+    top = [
+        {
+            "rank": r + 1,
+            "i": int(i) + 1,
+            "j": int(j) + 1,
+            "score": float(S[i, j]),
+            **({"distance": float(D[i, j])} if D is not None else {}),
+        }
+        for r, (i, j) in enumerate(pairs[:10])
+    ]
+    lines = [
+        f"{path.name}: L = {L}, M = {aln.M}, M_eff = {res.m_eff:.1f}; {args.method} fit in "
+        f"{res.seconds['fit']:.1f} s ({report['steps']} iterations), whole pipeline {res.seconds['total']:.1f} s",
+        "",
+        markdown_table(top, list(top[0]) if top else ["rank"]),
+    ]
     if D is not None:
-        lines += ["", "precision (contact: distance < 8 A, |i - j| >= %d): " % args.min_sep
-                  + ", ".join(f"PPV@{k} = {v:.3f}" for k, v in report["precision"].items())]
+        lines += [
+            "",
+            f"precision (contact: distance < 8 A, |i - j| >= {args.min_sep}): "
+            + ", ".join(f"PPV@{k} = {v:.3f}" for k, v in report["precision"].items()),
+        ]
     if args.generation_check:
         g = report["generation"]
-        lines += ["", f"generation check: Pearson r of f_i {g['site']['pearson']:.3f}, of C_ij {g['connected']['pearson']:.3f} "
-                      f"(slope {g['connected']['slope']:.2f}); sampler tau {g['sampler']['tau']:.2f}, R-hat {g['sampler']['rhat']:.3f}"]
-    lines += ["", f"wrote {out}/contacts.json, scores.csv, scores.npz" + (", contact_map.png/pdf" if D is not None else "")
-              + (", model.eqx" if args.save_model else "")]
+        lines += [
+            "",
+            f"generation check: Pearson r of f_i {g['site']['pearson']:.3f}, of C_ij {g['connected']['pearson']:.3f} "
+            f"(slope {g['connected']['slope']:.2f}); sampler tau {g['sampler']['tau']:.2f}, R-hat {g['sampler']['rhat']:.3f}",
+        ]
+    lines += [
+        "",
+        f"wrote {out}/contacts.json, scores.csv, scores.npz"
+        + (", contact_map.png/pdf" if D is not None else "")
+        + (", model.eqx" if args.save_model else ""),
+    ]
     say(args, *lines)
     return report
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "contacts", help="predict residue contacts from a protein alignment (plmDCA or factored attention)",
+        "contacts",
+        help="predict residue contacts from a protein alignment (plmDCA or factored attention)",
         description="Read an alignment, weight its sequences, fit plmDCA or a factored-attention layer by "
-                    "pseudo-likelihood, and rank residue pairs by APC-corrected Frobenius scores "
-                    "(jaxpotts.contacts.pipeline). With --distances, also precision at L/5, L/2, L and a "
-                    "contact-map figure. Writes contacts.json, scores.csv (ranked pairs, 1-based match "
-                    "columns), scores.npz and contact_map.png/pdf.",
+        "pseudo-likelihood, and rank residue pairs by APC-corrected Frobenius scores "
+        "(jaxpotts.contacts.pipeline). With --distances, also precision at L/5, L/2, L and a "
+        "contact-map figure. Writes contacts.json, scores.csv (ranked pairs, 1-based match "
+        "columns), scores.npz and contact_map.png/pdf.",
     )
     p.add_argument("alignment", type=Path, help="FASTA, A2M/A3M or Stockholm alignment (gzip ok)")
     p.add_argument("--method", choices=("plm", "attention"), default="plm", help="default: plm")
-    p.add_argument("--distances", type=Path, default=None,
-                   help="residue distance file (rows 'i j ... distance', 1-based match columns) for precision")
+    p.add_argument(
+        "--distances",
+        type=Path,
+        default=None,
+        help="residue distance file (rows 'i j ... distance', 1-based match columns) for precision",
+    )
     p.add_argument("--min-sep", type=positive_int, default=5, help="minimal |i - j| of ranked pairs (default: 5)")
     g = p.add_argument_group("data")
     g.add_argument("--alphabet", default="protein", help="protein (default), rna, binary or a string of symbols")
     g.add_argument("--theta", type=positive_float, default=0.8, help="identity threshold of the weights (default: 0.8)")
     g.add_argument("--max-gap-fraction", type=fraction, default=None, help="drop sequences with more gaps")
     g = p.add_argument_group("fit (defaults: jaxpotts.defaults.PLM / ATTENTION_CONTACTS)")
-    g.add_argument("--l2", type=non_negative_float, default=None, help="lambda_J (plmDCA convention; default plm 0.01, attention 0.001)")
+    g.add_argument(
+        "--l2",
+        type=non_negative_float,
+        default=None,
+        help="lambda_J (plmDCA convention; default plm 0.01, attention 0.001)",
+    )
     g.add_argument("--l2-fields", type=non_negative_float, default=None, help="lambda_h (default 0.01)")
-    g.add_argument("--steps", type=positive_int, default=None, help="most optimiser steps: L-BFGS iterations for plm (default 300), Adam minibatch steps for attention (default: 200 epochs)")
-    g.add_argument("--ftol", type=non_negative_float, default=None, help="plm: stop when the objective fell by less than this fraction over 5 iterations (default 0.003)")
+    g.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="most optimiser steps: L-BFGS iterations for plm (default 300), Adam minibatch steps for attention (default: 200 epochs)",
+    )
+    g.add_argument(
+        "--ftol",
+        type=non_negative_float,
+        default=None,
+        help="plm: stop when the objective fell by less than this fraction over 5 iterations (default 0.003)",
+    )
     g.add_argument("--heads", type=positive_int, default=None, help="attention heads (default 32)")
     g.add_argument("--head-dim", type=positive_int, default=None, help="attention head dimension (default 23)")
     g = p.add_argument_group("outputs")
-    g.add_argument("--generation-check", action="store_true",
-                   help="sample the fitted model and compare one- and two-site statistics with the data")
+    g.add_argument(
+        "--generation-check",
+        action="store_true",
+        help="sample the fitted model and compare one- and two-site statistics with the data",
+    )
     g.add_argument("--chains", type=positive_int, default=1000, help="chains of the generation check (default 1000)")
     g.add_argument("--save-model", action="store_true", help="also write the fitted model (model.eqx + JSON)")
-    g.add_argument("--resume", action="store_true", help="checkpoint the fit to OUT/checkpoint.ckpt and continue "
-                                                         "from it if it exists (same alignment, seed and options)")
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="checkpoint the fit to OUT/checkpoint.ckpt and continue "
+        "from it if it exists (same alignment, seed and options)",
+    )
     add_memory_option(p)
     add_common(p, "jaxpotts_contacts")
     p.set_defaults(func=run)

@@ -55,20 +55,32 @@ def _load_training_data(args):
             weights = np.asarray(data["weights"], np.float64).reshape(-1)
             if weights.shape != (seqs.shape[0],):
                 raise UserError(f"{path}: 'weights' has {weights.size} entries for {seqs.shape[0]} sequences")
-        return seqs, weights, q, {"format": "npz", "q_from": q_from,
-                                  "weights": "file" if weights is not None else "uniform"}
+        return (
+            seqs,
+            weights,
+            q,
+            {"format": "npz", "q_from": q_from, "weights": "file" if weights is not None else "uniform"},
+        )
     from ..msa import read_alignment, sequence_weights
 
-    aln = read_alignment(path, alphabet=args.alphabet, max_gap_fraction=args.max_gap_fraction,
-                         max_column_gap_fraction=args.max_column_gap_fraction)
+    aln = read_alignment(
+        path,
+        alphabet=args.alphabet,
+        max_gap_fraction=args.max_gap_fraction,
+        max_column_gap_fraction=args.max_column_gap_fraction,
+    )
     seqs, q = aln.seqs, aln.alphabet.q
     if args.q is not None and args.q != q:
         raise UserError(f"--q {args.q} contradicts the {aln.alphabet.name} alphabet's q = {q}")
     weights = None if args.no_weights else np.asarray(sequence_weights(seqs, args.theta, q=q), np.float64)
-    info = {"format": "alignment", "alphabet": aln.alphabet.name, "n_sequences_file": int(aln.n_sequences),
-            "n_columns_file": int(aln.n_columns),
-            "weights": "uniform" if weights is None else f"identity threshold {args.theta}",
-            "M_eff": float(seqs.shape[0] if weights is None else weights.sum())}
+    info = {
+        "format": "alignment",
+        "alphabet": aln.alphabet.name,
+        "n_sequences_file": int(aln.n_sequences),
+        "n_columns_file": int(aln.n_columns),
+        "weights": "uniform" if weights is None else f"identity threshold {args.theta}",
+        "M_eff": float(seqs.shape[0] if weights is None else weights.sum()),
+    }
     return seqs, weights, q, info
 
 
@@ -76,9 +88,19 @@ def _load_training_data(args):
 TABLE = {"plm": defaults.PLM, "attention": defaults.ATTENTION, "transformer": defaults.TRANSFORMER}
 
 # CLI option -> fit option of the defaults table.
-_OPTIONS = {"optimizer": "optimizer", "steps": "n_steps", "epochs": "n_epochs", "batch_size": "batch_size",
-            "loss": "loss", "l2": "l2", "l2_fields": "l2_fields", "val_fraction": "validation_fraction",
-            "lr": "learning_rate", "patience": "patience", "eval_every": "eval_every"}
+_OPTIONS = {
+    "optimizer": "optimizer",
+    "steps": "n_steps",
+    "epochs": "n_epochs",
+    "batch_size": "batch_size",
+    "loss": "loss",
+    "l2": "l2",
+    "l2_fields": "l2_fields",
+    "val_fraction": "validation_fraction",
+    "lr": "learning_rate",
+    "patience": "patience",
+    "eval_every": "eval_every",
+}
 
 
 def _fit_defaults(args) -> dict:
@@ -115,11 +137,16 @@ def _build_model(args, L: int, q: int, key):
 
     for name, value in (("head_dim", args.head_dim), ("layers", args.layers), ("d_model", args.d_model)):
         if value is None:
-            setattr(args, name, _default(args.kind if args.kind != "plm" else "attention",
-                                         {"layers": "n_layers"}.get(name, name)) or _default("transformer", name))
+            setattr(
+                args,
+                name,
+                _default(args.kind if args.kind != "plm" else "attention", {"layers": "n_layers"}.get(name, name))
+                or _default("transformer", name),
+            )
     if args.kind == "attention":
-        return FactoredAttention(L, q, args.heads, args.head_dim, key=key, softmax=args.attention == "softmax",
-                                 fields=not args.no_fields)
+        return FactoredAttention(
+            L, q, args.heads, args.head_dim, key=key, softmax=args.attention == "softmax", fields=not args.no_fields
+        )
     if args.kind == "transformer":
         return Transformer(L, q, args.layers, key=key, d_model=args.d_model, n_heads=args.heads, d_mlp=args.d_mlp)
     return None  # plm: fit_plm builds its zero initialisation
@@ -152,19 +179,34 @@ def run(args) -> dict:
     elif ckpt.exists():
         say(args, f"note: overwriting the checkpoint in {out} (use --resume to continue it)")
     options = dict(
-        settings, key=k_fit, weights=None if weights is None else np.asarray(weights, np.float32),
-        progress=show_progress(args), checkpoint_path=ckpt, resume=args.resume,
+        settings,
+        key=k_fit,
+        weights=None if weights is None else np.asarray(weights, np.float32),
+        progress=show_progress(args),
+        checkpoint_path=ckpt,
+        resume=args.resume,
         mesh=default_mesh(pl_work(M if settings["batch_size"] is None else settings["batch_size"], L, q)),
         max_memory=args.max_memory,
     )
     start = None if args.kind == "plm" else _build_model(args, L, q, k_init)
-    estimate = fit_estimate(L, q, M, model=start, kind="plm", optimizer=settings["optimizer"],
-                            batch_size=settings["batch_size"], n_devices=getattr(options["mesh"], "size", 1))
-    say(args, f"fit {args.kind}: {M} sequences of length L={L}, q={q} ({data_info['format']}, weights "
-               f"{data_info['weights']}); optimizer {settings['optimizer']}, "
-               + (f"{settings['n_steps']} steps" if settings["n_steps"] else f"{settings['n_epochs']} epochs")
-               + (f", batch {settings['batch_size']}" if settings["batch_size"] else ", full batch")
-               + f"; memory estimate {estimate}")
+    estimate = fit_estimate(
+        L,
+        q,
+        M,
+        model=start,
+        kind="plm",
+        optimizer=settings["optimizer"],
+        batch_size=settings["batch_size"],
+        n_devices=getattr(options["mesh"], "size", 1),
+    )
+    say(
+        args,
+        f"fit {args.kind}: {M} sequences of length L={L}, q={q} ({data_info['format']}, weights "
+        f"{data_info['weights']}); optimizer {settings['optimizer']}, "
+        + (f"{settings['n_steps']} steps" if settings["n_steps"] else f"{settings['n_epochs']} epochs")
+        + (f", batch {settings['batch_size']}" if settings["batch_size"] else ", full batch")
+        + f"; memory estimate {estimate}",
+    )
     resumed = bool(args.resume and ckpt.exists())
     t0 = time.perf_counter()
     if args.kind == "plm":
@@ -175,29 +217,55 @@ def run(args) -> dict:
         model, history = fit(start, seqs, **options)
     seconds = time.perf_counter() - t0
 
-    model_args = {k: getattr(args, k) for k in ("heads", "head_dim", "attention", "no_fields", "layers", "d_model",
-                                                 "d_mlp") if args.kind != "plm"}
+    model_args = {
+        k: getattr(args, k)
+        for k in ("heads", "head_dim", "attention", "no_fields", "layers", "d_model", "d_mlp")
+        if args.kind != "plm"
+    }
     hyper = dict(kind=args.kind, data=str(args.data), seed=args.seed, L=L, q=q, **settings, **model_args)
     save_model(out / "model.eqx", model, **json.loads(json.dumps(hyper, default=str)))
     write_json(out / "history.json", history.to_dict())
     h = history
     last = lambda a: float(a[-1]) if len(a) else float("nan")  # noqa: E731
-    summary = dict(kind=args.kind, M=M, L=L, q=q, data=str(args.data), **data_info, **settings, steps=int(h.step[-1]) if len(h.step) else 0,
-                   train_loss=last(h.train_loss), val_loss=last(h.val_loss), best_step=int(h.best_step),
-                   best_val_loss=float(h.best_val_loss), stopped_early=bool(h.stopped_early), converged=bool(h.converged),
-                   seconds=seconds, resumed=resumed)
+    summary = dict(
+        kind=args.kind,
+        M=M,
+        L=L,
+        q=q,
+        data=str(args.data),
+        **data_info,
+        **settings,
+        steps=int(h.step[-1]) if len(h.step) else 0,
+        train_loss=last(h.train_loss),
+        val_loss=last(h.val_loss),
+        best_step=int(h.best_step),
+        best_val_loss=float(h.best_val_loss),
+        stopped_early=bool(h.stopped_early),
+        converged=bool(h.converged),
+        seconds=seconds,
+        resumed=resumed,
+    )
     histories = {args.kind: history}
     floor = floor_se = None
     if args.true_model is not None:
         summary.update(_compare_with_truth(args, model, seqs, out))
         floor, floor_se = summary.get("floor"), summary.get("floor_stderr")
-    fig = plotting.plot_loss_curves(histories, floor=floor, floor_stderr=floor_se, which=("train", "val"),
-                                    title=f"{args.kind} on {Path(args.data).name} (M = {M}, L = {L}, q = {q})")
+    fig = plotting.plot_loss_curves(
+        histories,
+        floor=floor,
+        floor_stderr=floor_se,
+        which=("train", "val"),
+        title=f"{args.kind} on {Path(args.data).name} (M = {M}, L = {L}, q = {q})",
+    )
     plotting.save_figure(fig, out / "loss_curve.png")
     write_json(out / "fit.json", summary)
-    say(args, markdown_table([summary], ["kind", "M", "L", "q", "steps", "train_loss", "val_loss", "best_step",
-                                          "converged", "seconds"]),
-         f"wrote model.eqx (+ .json), history.json, fit.json, loss_curve.png/.pdf, checkpoint.ckpt to {out}")
+    say(
+        args,
+        markdown_table(
+            [summary], ["kind", "M", "L", "q", "steps", "train_loss", "val_loss", "best_step", "converged", "seconds"]
+        ),
+        f"wrote model.eqx (+ .json), history.json, fit.json, loss_curve.png/.pdf, checkpoint.ckpt to {out}",
+    )
     return summary
 
 
@@ -220,62 +288,135 @@ def _compare_with_truth(args, model, seqs, out: Path) -> dict:
         cmp = compare_factored(model, true)
         result["couplings"] = cmp.metrics()
         plotting.save_figure(plotting.plot_coupling_comparison(cmp), out / "couplings.png")
-        say(args, f"couplings vs {args.true_model}: corr(J, A) {cmp.corr_J:.4f}, corr(U', V') {cmp.corr_U:.4f}, "
-                   f"relative error of the gauge-fixed couplings {cmp.rel_err_couplings:.3f} (couplings.png)")
+        say(
+            args,
+            f"couplings vs {args.true_model}: corr(J, A) {cmp.corr_J:.4f}, corr(U', V') {cmp.corr_U:.4f}, "
+            f"relative error of the gauge-fixed couplings {cmp.rel_err_couplings:.3f} (couplings.png)",
+        )
     say(args, f"floor (conditional entropy of the true model on the data): {floor:.4f} +- {floor_se:.4f}")
     return result
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "fit", help="fit plmDCA, factored attention or a Transformer to sequences",
+        "fit",
+        help="fit plmDCA, factored attention or a Transformer to sequences",
         description="Fit a model by pseudo-likelihood / masked-language modelling to sequences from an NPZ written "
-                    "by 'jaxpotts sample' (key 'sequences', optional 'weights' and 'q') or from an alignment "
-                    "(FASTA/A2M/A3M/Stockholm; DCA sequence weights). Writes model.eqx (+ .json hyper-parameters, "
-                    "load with jaxpotts.serialization.load_model), history.json, fit.json, loss_curve.png/.pdf and "
-                    "checkpoint.ckpt (continue with --resume).")
-    p.add_argument("kind", choices=("plm", "attention", "transformer"),
-                   help="plm: asymmetric plmDCA (dense couplings); attention: factored attention; "
-                        "transformer: the standard Transformer baseline")
+        "by 'jaxpotts sample' (key 'sequences', optional 'weights' and 'q') or from an alignment "
+        "(FASTA/A2M/A3M/Stockholm; DCA sequence weights). Writes model.eqx (+ .json hyper-parameters, "
+        "load with jaxpotts.serialization.load_model), history.json, fit.json, loss_curve.png/.pdf and "
+        "checkpoint.ckpt (continue with --resume).",
+    )
+    p.add_argument(
+        "kind",
+        choices=("plm", "attention", "transformer"),
+        help="plm: asymmetric plmDCA (dense couplings); attention: factored attention; "
+        "transformer: the standard Transformer baseline",
+    )
     p.add_argument("data", type=Path, help="NPZ with 'sequences' or an alignment file")
     g = p.add_argument_group("data")
-    g.add_argument("--q", type=positive_int, default=None, help="number of colours (default: from the file or alphabet)")
-    g.add_argument("--alphabet", default="protein", help="alignment alphabet: protein, rna, binary or the symbols (default: protein)")
-    g.add_argument("--theta", type=fraction, default=0.8, help="identity threshold of the sequence weights (default: 0.8)")
+    g.add_argument(
+        "--q", type=positive_int, default=None, help="number of colours (default: from the file or alphabet)"
+    )
+    g.add_argument(
+        "--alphabet",
+        default="protein",
+        help="alignment alphabet: protein, rna, binary or the symbols (default: protein)",
+    )
+    g.add_argument(
+        "--theta", type=fraction, default=0.8, help="identity threshold of the sequence weights (default: 0.8)"
+    )
     g.add_argument("--no-weights", action="store_true", help="uniform sequence weights")
     g.add_argument("--max-gap-fraction", type=non_negative_float, default=None, help="drop sequences with more gaps")
-    g.add_argument("--max-column-gap-fraction", type=non_negative_float, default=None, help="drop columns with more gaps")
-    g.add_argument("--true-model", type=Path, default=None, metavar="MODEL",
-                   help="the generating model (e.g. model.eqx of 'jaxpotts sample'): draw its entropy floor, and "
-                        "compare couplings for one-head attention")
+    g.add_argument(
+        "--max-column-gap-fraction", type=non_negative_float, default=None, help="drop columns with more gaps"
+    )
+    g.add_argument(
+        "--true-model",
+        type=Path,
+        default=None,
+        metavar="MODEL",
+        help="the generating model (e.g. model.eqx of 'jaxpotts sample'): draw its entropy floor, and "
+        "compare couplings for one-head attention",
+    )
     g = p.add_argument_group("model")
-    g.add_argument("--heads", type=positive_int, default=None, help=f"attention heads (attention: {_default('attention', 'n_heads')}, transformer: {_default('transformer', 'n_heads')})")
-    g.add_argument("--head-dim", type=positive_int, default=None, help=f"query/key dimension of softmax attention (default: {_default('attention', 'head_dim')})")
-    g.add_argument("--attention", choices=("free", "softmax"), default="free",
-                   help="factored attention weights: free L x L matrices (J_ij U(a,b) exactly) or positional softmax")
+    g.add_argument(
+        "--heads",
+        type=positive_int,
+        default=None,
+        help=f"attention heads (attention: {_default('attention', 'n_heads')}, transformer: {_default('transformer', 'n_heads')})",
+    )
+    g.add_argument(
+        "--head-dim",
+        type=positive_int,
+        default=None,
+        help=f"query/key dimension of softmax attention (default: {_default('attention', 'head_dim')})",
+    )
+    g.add_argument(
+        "--attention",
+        choices=("free", "softmax"),
+        default="free",
+        help="factored attention weights: free L x L matrices (J_ij U(a,b) exactly) or positional softmax",
+    )
     g.add_argument("--no-fields", action="store_true", help="factored attention without per-site fields")
-    g.add_argument("--layers", type=positive_int, default=None, help=f"transformer blocks (default: {_default('transformer', 'n_layers')})")
-    g.add_argument("--d-model", type=positive_int, default=None, help=f"transformer width (default: {_default('transformer', 'd_model')})")
+    g.add_argument(
+        "--layers",
+        type=positive_int,
+        default=None,
+        help=f"transformer blocks (default: {_default('transformer', 'n_layers')})",
+    )
+    g.add_argument(
+        "--d-model",
+        type=positive_int,
+        default=None,
+        help=f"transformer width (default: {_default('transformer', 'd_model')})",
+    )
     g.add_argument("--d-mlp", type=positive_int, default=None, help="transformer MLP width (default: 4 d_model)")
     g = p.add_argument_group("training")
     g.add_argument("--optimizer", choices=("adam", "sgd", "lbfgs"), default=None, help=_per_kind("optimizer"))
     g.add_argument("--lr", type=positive_float, default=None, help="learning rate of adam/sgd (default: 0.01)")
     g.add_argument("--steps", type=positive_int, default=None, help="optimiser steps (" + _per_kind("n_steps") + ")")
     g.add_argument("--epochs", type=positive_int, default=None, help="epochs (" + _per_kind("n_epochs") + ")")
-    g.add_argument("--batch-size", type=positive_int, default=None,
-                   help="sequences per step (" + _per_kind("batch_size") + "; none: all)")
-    g.add_argument("--loss", choices=("mlm", "stochastic"), default=None,
-                   help="mlm: every site masked (= PL); stochastic: one random site per sequence (" + _per_kind("loss") + ")")
-    g.add_argument("--l2", type=non_negative_float, default=None,
-                   help="lambda_J, plmDCA's convention, see docs/conventions.md (" + _per_kind("l2") + ")")
-    g.add_argument("--l2-fields", type=non_negative_float, default=None, help="lambda_h (" + _per_kind("l2_fields") + ")")
-    g.add_argument("--val-fraction", type=fraction, default=None,
-                   help="fraction held out for validation; the best validation model is kept ("
-                        + _per_kind("validation_fraction") + ")")
-    g.add_argument("--patience", type=positive_int, default=None, help="stop after this many evaluations without improvement")
-    g.add_argument("--eval-every", type=positive_int, default=None, help="steps between evaluations (default: one epoch)")
-    g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.ckpt (same data, seed and settings; "
-                                                         "--steps/--epochs may grow)")
+    g.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="sequences per step (" + _per_kind("batch_size") + "; none: all)",
+    )
+    g.add_argument(
+        "--loss",
+        choices=("mlm", "stochastic"),
+        default=None,
+        help="mlm: every site masked (= PL); stochastic: one random site per sequence (" + _per_kind("loss") + ")",
+    )
+    g.add_argument(
+        "--l2",
+        type=non_negative_float,
+        default=None,
+        help="lambda_J, plmDCA's convention, see docs/conventions.md (" + _per_kind("l2") + ")",
+    )
+    g.add_argument(
+        "--l2-fields", type=non_negative_float, default=None, help="lambda_h (" + _per_kind("l2_fields") + ")"
+    )
+    g.add_argument(
+        "--val-fraction",
+        type=fraction,
+        default=None,
+        help="fraction held out for validation; the best validation model is kept ("
+        + _per_kind("validation_fraction")
+        + ")",
+    )
+    g.add_argument(
+        "--patience", type=positive_int, default=None, help="stop after this many evaluations without improvement"
+    )
+    g.add_argument(
+        "--eval-every", type=positive_int, default=None, help="steps between evaluations (default: one epoch)"
+    )
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/checkpoint.ckpt (same data, seed and settings; --steps/--epochs may grow)",
+    )
     add_memory_option(p)
     add_common(p, "jaxpotts_fit")
     p.set_defaults(func=run)

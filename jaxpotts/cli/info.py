@@ -40,8 +40,11 @@ def run(args) -> dict:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("info", help="versions, devices and precision",
-                       description="Print versions of jaxpotts and its dependencies, JAX devices and x64.")
+    p = sub.add_parser(
+        "info",
+        help="versions, devices and precision",
+        description="Print versions of jaxpotts and its dependencies, JAX devices and x64.",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_common(p, ".")
     p.set_defaults(func=run)

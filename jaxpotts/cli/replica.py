@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .._report import markdown_table, write_json
 from ._common import (
@@ -100,8 +100,17 @@ def run(args) -> dict:
             tables.append(table)
     full = {k: np.concatenate([t[k] for t in tables]) for k in tables[0]}
     replica.write_table_csv(out / "curve.csv", full)
-    replica.write_table_json(out / "curve.json", full, q=args.q, U=U.tolist(), rho=args.rho, kinds=kinds, lambdas=lams,
-                       alphas=grid, result_messages={str(k): v for k, v in replica.result_messages().items()})
+    replica.write_table_json(
+        out / "curve.json",
+        full,
+        q=args.q,
+        U=U.tolist(),
+        rho=args.rho,
+        kinds=kinds,
+        lambdas=lams,
+        alphas=grid,
+        result_messages={str(k): v for k, v in replica.result_messages().items()},
+    )
     n_bad = int((~full["converged"]).sum())
 
     points = []
@@ -110,12 +119,18 @@ def run(args) -> dict:
         todo = [(kind, lam, a) for kind in kinds for lam in lams for a in sim_alphas]
         with progress_bar(len(todo), "replica simulations", progress, unit="point") as bar:
             for i, (kind, lam, alpha) in enumerate(todo):
-                res = replica.simulate(scenarios[kind], alpha, lam, N=args.N, key=jax.random.fold_in(key, i),
-                                       n_seeds=args.seeds, n_test=args.n_test)
+                res = replica.simulate(
+                    scenarios[kind],
+                    alpha,
+                    lam,
+                    N=args.N,
+                    key=jax.random.fold_in(key, i),
+                    n_seeds=args.seeds,
+                    n_test=args.n_test,
+                )
                 t = curves[panels[kind]]
                 j = int(np.flatnonzero((t["lam"] == lam) & np.isclose(t["alpha"], alpha))[0])
-                row = dict(panel=panels[kind], kind=kind, lam=lam, alpha=alpha,
-                           N=args.N, M=res.M, seeds=args.seeds)
+                row = dict(panel=panels[kind], kind=kind, lam=lam, alpha=alpha, N=args.N, M=res.M, seeds=args.seeds)
                 for name in replica.OBSERVABLES:
                     row[name], row[name + "_se"] = float(res.mean[name]), float(res.stderr[name])
                     if name in t:
@@ -124,44 +139,81 @@ def run(args) -> dict:
                 bar.update(1)
         replica.write_table_csv(out / "simulations.csv", {k: np.array([r[k] for r in points]) for k in points[0]})
         write_json(out / "simulations.json", points)
-    fig = plotting.plot_replica_curves(curves, points, observable=args.observable,
-                                       title=f"replica learning curve ({args.observable.replace('_', ' ')})")
+    fig = plotting.plot_replica_curves(
+        curves,
+        points,
+        observable=args.observable,
+        title=f"replica learning curve ({args.observable.replace('_', ' ')})",
+    )
     plotting.save_figure(fig, out / "replica.png")
-    rows = [{k: full[k][i] for k in ("kind", "lam", "alpha", "m", "Q", "test_loss", "excess_loss", "coupling_error",
-                                     "converged")} for i in range(len(full["alpha"]))]
+    rows = [
+        {
+            k: full[k][i]
+            for k in ("kind", "lam", "alpha", "m", "Q", "test_loss", "excess_loss", "coupling_error", "converged")
+        }
+        for i in range(len(full["alpha"]))
+    ]
     say(args, markdown_table(rows, list(rows[0])))
     if points:
-        say(args, "", "simulations (mean +- stderr over seeds) against theory:",
-             markdown_table(points, ["kind", "lam", "alpha", "N", "excess_loss", "excess_loss_se", "excess_loss_theory"]))
+        say(
+            args,
+            "",
+            "simulations (mean +- stderr over seeds) against theory:",
+            markdown_table(
+                points, ["kind", "lam", "alpha", "N", "excess_loss", "excess_loss_se", "excess_loss_theory"]
+            ),
+        )
     if n_bad:
-        print(f"jaxpotts: warning: {n_bad} of {len(rows)} points did not converge (see the 'result' column of "
-              f"curve.csv)", file=sys.stderr)
+        print(
+            f"jaxpotts: warning: {n_bad} of {len(rows)} points did not converge (see the 'result' column of curve.csv)",
+            file=sys.stderr,
+        )
     say(args, f"wrote curve.csv, curve.json{', simulations.csv/.json' if points else ''}, replica.png/.pdf to {out}")
     return jsonable({"n_points": len(rows), "not_converged": n_bad, "simulations": len(points)})
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "replica", help="replica learning curve of one learned conditional (+ finite-N simulations)",
+        "replica",
+        help="replica learning curve of one learned conditional (+ finite-N simulations)",
         description="Solve the replica-symmetric saddle point (docs/replica.md) on a grid of alpha = M/N for "
-                    "each ridge lambda, with continuation along alpha, in float64. Optionally overlay simulations "
-                    "of the same estimator at finite N (--simulate). Writes curve.csv, curve.json, "
-                    "simulations.csv/.json and replica.png/.pdf.")
+        "each ridge lambda, with continuation along alpha, in float64. Optionally overlay simulations "
+        "of the same estimator at finite N (--simulate). Writes curve.csv, curve.json, "
+        "simulations.csv/.json and replica.png/.pdf.",
+    )
     p.add_argument("--q", type=positive_int, default=3, help="number of colours (default: 3)")
-    p.add_argument("--U", default="identity",
-                   help="colour matrix: 'identity' (Potts), a .npy/.json/.txt/.csv file, or a JSON string such as "
-                        "'[[1,0],[0,1]]'; symmetric with constant row sums (default: identity)")
+    p.add_argument(
+        "--U",
+        default="identity",
+        help="colour matrix: 'identity' (Potts), a .npy/.json/.txt/.csv file, or a JSON string such as "
+        "'[[1,0],[0,1]]'; symmetric with constant row sums (default: identity)",
+    )
     p.add_argument("--rho", type=positive_float, default=9.0, help="teacher strength |J*|^2 (default: 9)")
-    p.add_argument("--kind", nargs="+", choices=("star", "independent"), default=["star"],
-                   help="scenario(s): star-graph Potts model or independent inputs (default: star)")
-    p.add_argument("--alphas", nargs="+", default=["0.2:20:25"], metavar="A",
-                   help="sample ratios M/N: numbers, or START:STOP:NUM log-spaced (default: 0.2:20:25)")
+    p.add_argument(
+        "--kind",
+        nargs="+",
+        choices=("star", "independent"),
+        default=["star"],
+        help="scenario(s): star-graph Potts model or independent inputs (default: star)",
+    )
+    p.add_argument(
+        "--alphas",
+        nargs="+",
+        default=["0.2:20:25"],
+        metavar="A",
+        help="sample ratios M/N: numbers, or START:STOP:NUM log-spaced (default: 0.2:20:25)",
+    )
     p.add_argument("--lambdas", nargs="+", default=["1.0"], metavar="LAM", help="ridge strengths (default: 1)")
-    p.add_argument("--observable", default="excess_loss",
-                   choices=("excess_loss", "test_loss", "train_loss", "coupling_error", "m", "Q"),
-                   help="what the figure shows (default: excess_loss)")
+    p.add_argument(
+        "--observable",
+        default="excess_loss",
+        choices=("excess_loss", "test_loss", "train_loss", "coupling_error", "m", "Q"),
+        help="what the figure shows (default: excess_loss)",
+    )
     g = p.add_argument_group("simulations")
-    g.add_argument("--simulate", nargs="+", default=None, metavar="A", help="alphas at which to simulate (none by default)")
+    g.add_argument(
+        "--simulate", nargs="+", default=None, metavar="A", help="alphas at which to simulate (none by default)"
+    )
     g.add_argument("--N", type=positive_int, default=200, help="input sites of a simulation (default: 200)")
     g.add_argument("--seeds", type=positive_int, default=3, help="teachers / data sets per point (default: 3)")
     g.add_argument("--n-test", type=positive_int, default=10_000, help="test samples per seed (default: 10000)")

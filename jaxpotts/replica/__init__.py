@@ -25,15 +25,15 @@ and the solver API that `curve` and `bayes` build on), `curve` (learning-curve t
 `bayes` (Bayes-optimal error, optimal ridge), `simulate` (finite-N experiments).
 """
 
-from .scenario import KINDS, Scenario, l2_from_lam, lam_from_l2
-from .integrals import GaussHermite, MonteCarlo, default_integrator
 from ._fixed_point import RESULTS
-from .solver import Solution, default_tol, saddle_point_update, solve
 from .bayes import BayesSolution, OptimalLambda, bayes_curve, bayes_optimal, optimal_lambda, optimal_lambda_curve
-from .simulate import OBSERVABLES, SimulationResult, conditional_model, fit_conditional, sample_scenario, simulate
 from .curve import TABLE_COLUMNS, learning_curve, read_csv, result_messages, write_table_csv, write_table_json
 from .curve import write_csv as write_csv  # deprecated (table, path) order, one release
 from .curve import write_json as write_json  # deprecated (table, path) order, one release
+from .integrals import GaussHermite, MonteCarlo, default_integrator
+from .scenario import KINDS, Scenario, l2_from_lam, lam_from_l2
+from .simulate import OBSERVABLES, SimulationResult, conditional_model, fit_conditional, sample_scenario, simulate
+from .solver import Solution, default_tol, saddle_point_update, solve
 
 __all__ = [
     "KINDS",

@@ -32,7 +32,7 @@ from differentiable pieces.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import equinox as eqx
 import jax

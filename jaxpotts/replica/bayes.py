@@ -29,7 +29,7 @@ no grid search.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -137,12 +137,12 @@ def bayes_optimal(
     scenario: Scenario,
     alpha: ScalarLike,
     *,
-    tol: Optional[float] = None,
+    tol: float | None = None,
     max_steps: int = 10_000,
     damping: float = 0.0,
     anderson: int = 2,
-    init: Optional[ScalarLike] = None,
-    integrator: Optional[Integrator] = None,
+    init: ScalarLike | None = None,
+    integrator: Integrator | None = None,
     throw: bool = False,
 ) -> BayesSolution:
     r"""Bayes-optimal state evolution at sample ratio `alpha` (see the module docstring).
@@ -157,7 +157,9 @@ def bayes_optimal(
     tol = check_options(tol, max_steps, damping, dtype)
     p, kind = make_problem(scenario, integrator, alpha, 0.0, dtype)
     x0 = jnp.zeros(1, dtype) if init is None else jnp.reshape(jnp.asarray(init, dtype), (1,))
-    sol = _bayes_jit(kind, p, x0, jnp.asarray(tol, dtype), jnp.asarray(max_steps), jnp.asarray(damping, dtype), int(anderson))
+    sol = _bayes_jit(
+        kind, p, x0, jnp.asarray(tol, dtype), jnp.asarray(max_steps), jnp.asarray(damping, dtype), int(anderson)
+    )
     if throw:
         sol = eqx.tree_at(lambda s: s.q, sol, error_unless_converged(sol.q, sol.result))
     return sol
@@ -172,8 +174,20 @@ def bayes_curve(scenario: Scenario, alphas, **options) -> dict[str, np.ndarray]:
         raise ValueError(f"alphas must be a non-empty 1-d sequence, got shape {alphas.shape}")
     check_point(alphas, 1.0)
     sols = jax.vmap(lambda a: bayes_optimal(scenario, a, **options))(jnp.asarray(alphas, jnp.result_type(float)))
-    out = {name: np.asarray(getattr(sols, name)) for name in (
-        "alpha", "q", "q_hat", "test_loss", "entropy", "excess_loss", "coupling_error", "residual", "n_steps")}
+    out = {
+        name: np.asarray(getattr(sols, name))
+        for name in (
+            "alpha",
+            "q",
+            "q_hat",
+            "test_loss",
+            "entropy",
+            "excess_loss",
+            "coupling_error",
+            "residual",
+            "n_steps",
+        )
+    }
     out["result"] = np.asarray(result_code(sols.result))
     out["converged"] = np.asarray(sols.result == RESULTS.converged)
     return out
@@ -224,7 +238,7 @@ def optimal_lambda(
     bounds: tuple[float, float] = (1e-6, 1e4),
     grad_tol: float = 1e-9,
     max_iter: int = 50,
-    init: Optional[Solution] = None,
+    init: Solution | None = None,
     **solver: Any,
 ) -> OptimalLambda:
     r"""The ridge $\lambda^*(\alpha) = \arg\min_\lambda$ `metric` of the ERM fixed point.
@@ -267,8 +281,16 @@ def optimal_lambda(
     for iteration in range(1, max_iter + 1):
         n_iter = iteration
         v, d1, d2, sol = _metric_derivatives(
-            kind, p, alpha_arr, jnp.asarray(t, dtype), x0, metric, jnp.asarray(tol, dtype), jnp.asarray(max_steps),
-            jnp.asarray(damping, dtype), int(anderson),
+            kind,
+            p,
+            alpha_arr,
+            jnp.asarray(t, dtype),
+            x0,
+            metric,
+            jnp.asarray(tol, dtype),
+            jnp.asarray(max_steps),
+            jnp.asarray(damping, dtype),
+            int(anderson),
         )
         if sol.result != RESULTS.converged:
             raise RuntimeError(f"optimal_lambda: the saddle point at lam = {np.exp(t):.4g} failed: {sol.message}")
@@ -285,13 +307,17 @@ def optimal_lambda(
             break
         t = t_new
     return OptimalLambda(
-        lam=jnp.exp(jnp.asarray(t, dtype)), solution=sol, gradient=jnp.asarray(d1), n_iter=n_iter,
-        converged=converged, at_bound=at_bound,
+        lam=jnp.exp(jnp.asarray(t, dtype)),
+        solution=sol,
+        gradient=jnp.asarray(d1),
+        n_iter=n_iter,
+        converged=converged,
+        at_bound=at_bound,
     )
 
 
 def optimal_lambda_curve(
-    scenario: Scenario, alphas, *, lam0: float = 1.0, progress: Optional[bool] = None, **options
+    scenario: Scenario, alphas, *, lam0: float = 1.0, progress: bool | None = None, **options
 ) -> dict[str, np.ndarray]:
     """`optimal_lambda` along an alpha grid, each warm-started from the previous optimum.
 
@@ -308,10 +334,19 @@ def optimal_lambda_curve(
             s = res.solution
             rows.append(
                 dict(
-                    alpha=float(a), lam=lam, m=float(s.m), Q=float(s.Q), V=float(s.V),
-                    test_loss=float(s.test_loss), entropy=float(s.entropy), excess_loss=float(s.excess_loss),
-                    coupling_error=float(s.coupling_error), train_loss=float(s.train_loss),
-                    gradient=float(res.gradient), n_iter=res.n_iter, converged=res.converged,
+                    alpha=float(a),
+                    lam=lam,
+                    m=float(s.m),
+                    Q=float(s.Q),
+                    V=float(s.V),
+                    test_loss=float(s.test_loss),
+                    entropy=float(s.entropy),
+                    excess_loss=float(s.excess_loss),
+                    coupling_error=float(s.coupling_error),
+                    train_loss=float(s.train_loss),
+                    gradient=float(res.gradient),
+                    n_iter=res.n_iter,
+                    converged=res.converged,
                 )
             )
             bar.update(1)

@@ -11,10 +11,10 @@ store it.
 from __future__ import annotations
 
 import csv
-import warnings
 import io
 import os
-from typing import Optional, Sequence
+import warnings
+from collections.abc import Sequence
 
 import equinox as eqx
 import jax
@@ -59,9 +59,7 @@ def _segment(kind, p_template, alphas, lams, x0, tol, max_steps, damping, anders
     def one_lambda(lam, x_start):
         def step(x, alpha):
             p = eqx.tree_at(lambda t: (t.alpha, t.lam), p_template, (alpha, lam))
-            sol = solve_problem(
-                kind, p, x, tol=tol, max_steps=max_steps, damping=damping, memory=anderson
-            )
+            sol = solve_problem(kind, p, x, tol=tol, max_steps=max_steps, damping=damping, memory=anderson)
             ok = sol.result == RESULTS.converged
             # Continue from the new point only if it converged; otherwise restart the next
             # alpha from the previous good point.
@@ -80,13 +78,13 @@ def learning_curve(
     alphas: Sequence[float],
     lams: Sequence[float],
     *,
-    tol: Optional[float] = None,
+    tol: float | None = None,
     max_steps: int = 10_000,
     damping: float = 0.0,
     anderson: int = 3,
-    integrator: Optional[Integrator] = None,
-    chunk: Optional[int] = None,
-    progress: Optional[bool] = None,
+    integrator: Integrator | None = None,
+    chunk: int | None = None,
+    progress: bool | None = None,
     batching: str = "auto",
 ) -> dict[str, np.ndarray]:
     r"""Saddle points on the grid `alphas` x `lams`, with continuation along alpha.
@@ -148,8 +146,16 @@ def learning_curve(
             if n_real < chunk:  # pad with the last alpha: same compiled shape, converges at once
                 seg = np.concatenate([seg, np.full(chunk - n_real, seg[-1])])
             x, sols = _segment(
-                kind, p, jnp.asarray(seg, dtype), lams_arr, x, jnp.asarray(tol, dtype), jnp.asarray(max_steps),
-                jnp.asarray(damping, dtype), int(anderson), batching,
+                kind,
+                p,
+                jnp.asarray(seg, dtype),
+                lams_arr,
+                x,
+                jnp.asarray(tol, dtype),
+                jnp.asarray(max_steps),
+                jnp.asarray(damping, dtype),
+                int(anderson),
+                batching,
             )
             pieces.append(jax.tree.map(lambda a, n=n_real: np.asarray(a)[:, :n], _as_numpy(sols)))
             bar.update(n_real)
@@ -219,8 +225,12 @@ def write_table_json(path: str | os.PathLike, table: dict[str, np.ndarray], **me
 
 def _deprecated(new):
     def old(table, path, **metadata):
-        warnings.warn(f"replica.{new.__name__.replace('_table', '')}(table, path) is deprecated; use "
-                      f"replica.{new.__name__}(path, table)", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"replica.{new.__name__.replace('_table', '')}(table, path) is deprecated; use "
+            f"replica.{new.__name__}(path, table)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return new(path, table, **metadata)
 
     return old

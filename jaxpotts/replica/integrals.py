@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -68,8 +68,8 @@ class GaussHermite(eqx.Module):
             whose integrand (a Gaussian-smoothed softmax) is smooth, so fewer suffice.
     """
 
-    n: Optional[int] = eqx.field(static=True, default=None)
-    n_inner: Optional[int] = eqx.field(static=True, default=None)
+    n: int | None = eqx.field(static=True, default=None)
+    n_inner: int | None = eqx.field(static=True, default=None)
 
     def points(self, K: int) -> int:
         """Nodes per dimension of the outer (cavity-field) rule for K dimensions."""
@@ -119,7 +119,7 @@ class MonteCarlo(eqx.Module):
         return self._draws(K)[1][:, None, :], np.ones(1)
 
 
-Integrator = Union[GaussHermite, MonteCarlo]
+Integrator = GaussHermite | MonteCarlo
 
 
 def default_integrator(scenario: Scenario) -> Integrator:
@@ -197,9 +197,7 @@ def _star_log_c(B, rho):
     return jax.nn.logsumexp(rho * b2 / 2)
 
 
-def teacher_averages(
-    kind: str, B, rho, nodes: Nodes, r, s2
-) -> tuple[Float[Array, "P q"], Float[Array, "P q K"]]:
+def teacher_averages(kind: str, B, rho, nodes: Nodes, r, s2) -> tuple[Float[Array, "P q"], Float[Array, "P q K"]]:
     r"""$\bar T(y, \xi_p)$ and $\bar G(y, \xi_p)$ at the outer nodes, for $u^* = r\xi + s\eta$."""
     xi = nodes.xi
     if kind == "star":

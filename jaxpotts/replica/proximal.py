@@ -34,7 +34,7 @@ __all__ = ["prox", "channel_functions", "student_loss"]
 _MAX_NEWTON = 100
 
 
-def student_loss(e_y: Float[Array, " q"], z: Float[Array, "... q"]) -> Float[Array, "..."]:
+def student_loss(e_y: Float[Array, " q"], z: Float[Array, "... q"]) -> Float[Array, ...]:
     r"""$\ell(y, z) = -z_y + \log\sum_a e^{z_a}$ with $y$ given one-hot as `e_y`."""
     return jax.nn.logsumexp(z, axis=-1) - jnp.sum(e_y * z, axis=-1)
 
@@ -184,6 +184,7 @@ def _prox_jvp(primals, tangents):
     dB, _, dw, dV, _ = tangents
     u = prox(B, e_y, w, V, u0)
     H, _ = _hessian(B, u, V)
+
     # Differentiate the optimality condition G(u; B, w, V) = B^T (p(Bu) - e_y) + (u - w)/V = 0
     # with respect to the parameters, holding u fixed; then du = -H^{-1} dG.
     def G(B_, w_, V_):

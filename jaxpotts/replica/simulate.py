@@ -31,8 +31,6 @@ The result holds per-seed values, their mean and standard error over seeds.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -75,9 +73,7 @@ def _teacher_logits(U, J_star, s):
     return counts @ U.T
 
 
-def sample_scenario(
-    scenario: Scenario, J_star: Float[Array, " N"], M: int, key: PRNGKeyArray
-) -> Int[Array, "M N+1"]:
+def sample_scenario(scenario: Scenario, J_star: Float[Array, " N"], M: int, key: PRNGKeyArray) -> Int[Array, "M N+1"]:
     r"""M exact samples $(s_0, s_1..s_N)$ of the scenario with teacher couplings `J_star`
     (int32 sequences, site 0 first). See the module docstring for the two samplers."""
     U = jnp.asarray(scenario.U, J_star.dtype)
@@ -190,7 +186,7 @@ def simulate(
     key: PRNGKeyArray,
     n_seeds: int = 4,
     n_test: int = 20_000,
-    gtol: Optional[float] = None,
+    gtol: float | None = None,
     max_iter: int = 2_000,
     normalize_teacher: bool = True,
 ) -> SimulationResult:
@@ -260,6 +256,13 @@ def simulate(
     mean = {k: float(v.mean()) for k, v in per_seed.items()}
     stderr = {k: float(v.std(ddof=1) / np.sqrt(n_seeds)) if n_seeds > 1 else float("nan") for k, v in per_seed.items()}
     return SimulationResult(
-        alpha=float(alpha), lam=float(lam), N=int(N), M=M, n_seeds=int(n_seeds),
-        mean=mean, stderr=stderr, per_seed=per_seed, max_grad_norm=max_grad,
+        alpha=float(alpha),
+        lam=float(lam),
+        N=int(N),
+        M=M,
+        n_seeds=int(n_seeds),
+        mean=mean,
+        stderr=stderr,
+        per_seed=per_seed,
+        max_grad_norm=max_grad,
     )

@@ -27,7 +27,6 @@ True)`` or the ``jax.enable_x64(True)`` context manager for tight tolerances.
 from __future__ import annotations
 
 import warnings
-from typing import Optional, Union
 
 import equinox as eqx
 import jax
@@ -159,7 +158,7 @@ def make_problem(scenario: Scenario, integrator, alpha, lam, dtype) -> tuple[Pro
     return Problem(B, rho, nodes, jnp.asarray(alpha, dtype), jnp.asarray(lam, dtype)), scenario.kind
 
 
-def saddle_point_map(kind: str, x: Float[Array, "3"], p: Problem, f0=None):
+def saddle_point_map(kind: str, x: Float[Array, 3], p: Problem, f0=None):
     """One application of the saddle-point map F(m, Q, V) -> (m, Q, V); also returns the
     channel function f at every node (a warm start for the next application)."""
     (m_hat, Q_hat, V_hat), (_, _, f) = _hats(kind, x, p, f0)
@@ -177,7 +176,7 @@ def _from_hats(p: Problem, m_hat, Q_hat, V_hat):
     return jnp.stack([p.rho * m_hat / denom, (p.rho * m_hat**2 + Q_hat) / denom**2, 1.0 / denom])
 
 
-def initial_point(p: Problem) -> Float[Array, "3"]:
+def initial_point(p: Problem) -> Float[Array, 3]:
     """Default start (m, Q, V) = (0, 0, V0) of the fixed-point iteration (see `solve`)."""
     # Hessian of the loss at zero field is B^T B / q (B^T 1 = 0), so the response of the
     # first step is about 1 / (lam + alpha * mean eigenvalue of B^T B / q).
@@ -187,7 +186,7 @@ def initial_point(p: Problem) -> Float[Array, "3"]:
     return jnp.stack([jnp.zeros_like(V0), jnp.zeros_like(V0), V0])
 
 
-def _init_array(init, dtype) -> Optional[Array]:
+def _init_array(init, dtype) -> Array | None:
     if init is None:
         return None
     if isinstance(init, Solution):
@@ -212,7 +211,14 @@ def solve_problem(kind: str, p: Problem, x0, *, tol, max_steps, damping, memory=
 
     w0, _, _ = integration_points(kind, p.B, p.rho, p.nodes, x0[0], x0[1])
     x, f, n_steps, _, result = fixed_point(
-        F, p, x0, jnp.zeros_like(w0), tol=tol, max_steps=max_steps, damping=damping, memory=memory,
+        F,
+        p,
+        x0,
+        jnp.zeros_like(w0),
+        tol=tol,
+        max_steps=max_steps,
+        damping=damping,
+        memory=memory,
         admissible=admissible,
     )
     return _observables(kind, p, x, n_steps, result, f)
@@ -253,7 +259,7 @@ def saddle_point_update(
     Q: ScalarLike,
     V: ScalarLike,
     *,
-    integrator: Optional[Integrator] = None,
+    integrator: Integrator | None = None,
 ) -> dict[str, Array]:
     r"""One application of the saddle-point equations at $(m, Q, V)$ (no iteration).
 
@@ -293,11 +299,11 @@ def solve(
     alpha: ScalarLike,
     lam: ScalarLike,
     *,
-    tol: Optional[float] = None,
+    tol: float | None = None,
     max_steps: int = 10_000,
     damping: float = 0.0,
-    init: Union[None, Solution, Float[Array, "3"]] = None,
-    integrator: Optional[Integrator] = None,
+    init: None | Solution | Float[Array, 3] = None,
+    integrator: Integrator | None = None,
     anderson: int = 3,
     throw: bool = False,
 ) -> Solution:
@@ -332,7 +338,12 @@ def solve(
     if not (isinstance(anderson, (int, np.integer)) and anderson >= 0):
         raise ValueError(f"anderson must be a non-negative integer (history length), got {anderson!r}")
     sol = _solve_jit(
-        kind, p, _init_array(init, dtype), jnp.asarray(tol, dtype), jnp.asarray(max_steps), jnp.asarray(damping, dtype),
+        kind,
+        p,
+        _init_array(init, dtype),
+        jnp.asarray(tol, dtype),
+        jnp.asarray(max_steps),
+        jnp.asarray(damping, dtype),
         int(anderson),
     )
     if throw:

@@ -177,3 +177,17 @@ def test_fit_plm_and_contacts_read_the_one_plm_table(seqs, monkeypatch):
     for name in ("l2", "l2_fields", "ftol", "tol", "optimizer"):
         assert seen[name] == defaults.PLM.fit[name]
     assert contacts.PLM_DEFAULTS == dict(defaults.PLM.fit)
+
+
+def test_ftol_stops_at_the_first_stalled_window(seqs):
+    """L-BFGS with ftol stops once the objective fell by less than ftol (relative) over the last
+    FTOL_WINDOW steps, and not before: checked on the recorded per-step objectives."""
+    ftol = 1e-3
+    _, full = fit_plm(seqs, q=Q, progress=False, ftol=0.0, tol=0.0, n_steps=200)
+    _, h = fit_plm(seqs, q=Q, progress=False, ftol=ftol, tol=0.0, n_steps=200)
+    assert h.converged and h.step[-1] < full.step[-1]
+    v = np.asarray(h.step_loss, np.float64)  # v[k]: objective before step k = after step k - 1
+    n, w = len(v), engine.FTOL_WINDOW
+    for t in range(w, n - 1):  # after step t vs after step t - w: not stalled yet
+        assert v[t - w + 1] - v[t + 1] > ftol * abs(v[t + 1]), t
+    np.testing.assert_array_equal(v, np.asarray(full.step_loss)[:n])  # the same path until the stop

@@ -87,6 +87,14 @@ SCRIPT = textwrap.dedent(
         assert "mesh" in str(err)
     else:
         raise AssertionError("a mesh without the data axis must be refused")
+
+    # default_mesh: split only when each of the 2 devices gets MIN_WORK_PER_DEVICE of one evaluation
+    from jaxpotts.sharding import MIN_WORK_PER_DEVICE, default_mesh, pl_work
+    assert default_mesh().size == 2
+    assert default_mesh(2 * MIN_WORK_PER_DEVICE).size == 2
+    assert default_mesh(2 * MIN_WORK_PER_DEVICE - 1) is None
+    assert default_mesh(pl_work(3617, 53, 21)) is None          # PF00014: slower when split
+    assert default_mesh(pl_work(10000, 116, 21)).size == 2      # PF00763-sized: faster when split
     print("OK")
     """
 )

@@ -26,6 +26,7 @@ keeps ``value`` (callers detect "no decrease").
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -130,6 +131,73 @@ def _init_state(params, m: int, mesh: Mesh | None) -> LbfgsState:
     )
 
 
+class _Search(NamedTuple):
+    """What the line search reads but never changes: f(x), the slope $g^\top d$, the direction
+    d as a pytree like the parameters, the parameters x, the objective and the constants."""
+
+    value: jax.Array
+    slope: jax.Array
+    d_tree: Any
+    params: Any
+    value_fn: Callable
+    c1: float
+    c2: float
+    max_linesearch_steps: int
+    max_expansions: int
+
+
+def _search_step(k: _Search, c):
+    """One evaluation of the line search (`_line_search`): try `t_try`, then accept, shrink or grow."""
+    n, phase, t_try, t, f_t, g_t, accepted, stop = c
+    f_try, g_try = jax.value_and_grad(k.value_fn)(_axpy(t_try, k.d_tree, k.params))
+    ok = jnp.isfinite(f_try) & (f_try <= k.value + k.c1 * t_try * k.slope)
+    better = jnp.isfinite(f_try) & (f_try < f_t)
+    take = jnp.where(phase == 0, ok, better)
+    t = jnp.where(take, t_try, t)
+    f_t = jnp.where(take, f_try, f_t)
+    g_t = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), g_try, g_t)
+    accepted = accepted | (take & (phase == 0))
+    steep = _vdot(g_t, k.d_tree) < k.c2 * k.slope
+    # Grow after an accepted unshrunk first step, or after a successful growth.
+    grow = take & steep & jnp.where(phase == 0, n == 0, n + 1 < k.max_expansions)
+    # Shrink by safeguarded quadratic interpolation: the minimiser of the quadratic through
+    # f(0), f'(0) and f(t_try), kept within [0.1 t_try, 0.5 t_try].
+    denom = 2.0 * (f_try - k.value - k.slope * t_try)
+    t_q = jnp.where(
+        jnp.isfinite(f_try) & (denom > 0),
+        -k.slope * t_try * t_try / jnp.where(denom > 0, denom, 1.0),
+        0.5 * t_try,
+    )
+    shrink = (phase == 0) & ~ok & (n < k.max_linesearch_steps)
+    t_next = jnp.where(grow, _EXPAND * t, jnp.clip(t_q, 0.1 * t_try, 0.5 * t_try))
+    n_next = jnp.where(grow & (phase == 0), 0, n + 1)  # phase 1 counts its evaluations from 0
+    phase = jnp.where(grow, 1, phase)
+    return n_next, phase, t_next.astype(t_try.dtype), t, f_t, g_t, accepted, ~(grow | shrink)
+
+
+def _line_search(k: _Search, t0: jax.Array, grad):
+    """(t, f(x + t d), grad f(x + t d) as a pytree, accepted) of the backtracking/growing search.
+
+    One loop, one call site of the objective (compiled once, not once per phase). Phase 0
+    backtracks from t0: an Armijo-acceptable step ends it, and an accepted *first* step that is
+    still steep along d (Wolfe's curvature test fails: the step is too short, as before gamma has
+    the problem's scale) moves to phase 1, which grows the step 4x at a time while f keeps
+    decreasing. `grad` (the gradient at x) gives the pytree structure of the gradients."""
+    zero = jnp.zeros((), jnp.int32)
+    start = (
+        zero,
+        zero,
+        t0,
+        jnp.zeros_like(t0),
+        jnp.asarray(jnp.inf, k.slope.dtype) + 0 * k.value,
+        jax.tree_util.tree_map(jnp.zeros_like, grad),
+        jnp.asarray(False),
+        jnp.asarray(False),
+    )
+    _, _, _, t, f_new, g_new, accepted, _ = jax.lax.while_loop(lambda c: ~c[-1], partial(_search_step, k), start)
+    return t, f_new, g_new, accepted
+
+
 def lbfgs(
     memory_size: int = 10,
     *,
@@ -176,54 +244,8 @@ def lbfgs(
         t0 = jnp.where(state.count == 0, jnp.minimum(1.0, 1.0 / jnp.maximum(jnp.sum(jnp.abs(g)), 1e-30)), 1.0)
         t0 = t0.astype(slope.dtype)
         d_tree = to_tree(d)
-
-        def trial(t):
-            return jax.value_and_grad(value_fn)(_axpy(t, d_tree, params))
-
-        # One loop, one call site of `trial` (the objective is compiled once, not once per phase).
-        # Phase 0 backtracks from t0: an Armijo-acceptable step ends it, and an accepted *first*
-        # step that is still steep along d (Wolfe's curvature test fails: the step is too short,
-        # as before gamma has the problem's scale) moves to phase 1, which grows the step 4x at a
-        # time while f keeps decreasing.
-        def body(c):
-            n, phase, t_try, t, f_t, g_t, accepted, stop = c
-            f_try, g_try = trial(t_try)
-            ok = jnp.isfinite(f_try) & (f_try <= value + c1 * t_try * slope)
-            better = jnp.isfinite(f_try) & (f_try < f_t)
-            take = jnp.where(phase == 0, ok, better)
-            t = jnp.where(take, t_try, t)
-            f_t = jnp.where(take, f_try, f_t)
-            g_t = jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), g_try, g_t)
-            accepted = accepted | (take & (phase == 0))
-            steep = _vdot(g_t, d_tree) < c2 * slope
-            # Grow after an accepted unshrunk first step, or after a successful growth.
-            grow = take & steep & jnp.where(phase == 0, n == 0, n + 1 < max_expansions)
-            # Shrink by safeguarded quadratic interpolation: the minimiser of the quadratic through
-            # f(0), f'(0) and f(t_try), kept within [0.1 t_try, 0.5 t_try].
-            denom = 2.0 * (f_try - value - slope * t_try)
-            t_q = jnp.where(
-                jnp.isfinite(f_try) & (denom > 0),
-                -slope * t_try * t_try / jnp.where(denom > 0, denom, 1.0),
-                0.5 * t_try,
-            )
-            shrink = (phase == 0) & ~ok & (n < max_linesearch_steps)
-            t_next = jnp.where(grow, _EXPAND * t, jnp.clip(t_q, 0.1 * t_try, 0.5 * t_try))
-            n_next = jnp.where(grow & (phase == 0), 0, n + 1)  # phase 1 counts its evaluations from 0
-            phase = jnp.where(grow, 1, phase)
-            return n_next, phase, t_next.astype(t_try.dtype), t, f_t, g_t, accepted, ~(grow | shrink)
-
-        zero = jnp.zeros((), jnp.int32)
-        start = (
-            zero,
-            zero,
-            t0,
-            jnp.zeros_like(t0),
-            jnp.asarray(jnp.inf, slope.dtype) + 0 * value,
-            jax.tree_util.tree_map(jnp.zeros_like, grad),
-            jnp.asarray(False),
-            jnp.asarray(False),
-        )
-        _, _, _, t, f_new, g_new, accepted, _ = jax.lax.while_loop(lambda c: ~c[-1], body, start)
+        search = _Search(value, slope, d_tree, params, value_fn, c1, c2, max_linesearch_steps, max_expansions)
+        t, f_new, g_new, accepted = _line_search(search, t0, grad)
         f_new = jnp.where(accepted, f_new, value)
 
         step = t * d

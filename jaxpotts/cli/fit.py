@@ -154,13 +154,6 @@ def _build_model(args, L: int, q: int, key):
 
 def run(args) -> dict:
     import jax
-    import numpy as np
-
-    from .. import plotting
-    from ..memory import fit_estimate
-    from ..serialization import save_model
-    from ..sharding import default_mesh, pl_work
-    from ..training import fit, fit_plm
 
     check_args(args)
     seqs, weights, q, data_info = _load_training_data(args)
@@ -171,6 +164,18 @@ def run(args) -> dict:
     k_init, k_fit = jax.random.split(jax.random.PRNGKey(args.seed))
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
+    ckpt, resumed = _checkpoint(args, out)
+    model, history, seconds = _fit_model(args, seqs, weights, q, settings, data_info, ckpt, k_init, k_fit)
+    _save_model(args, out / "model.eqx", model, settings, L, q)
+    write_json(out / "history.json", history.to_dict())
+    summary = _summary(args, history, seqs.shape, q, data_info, settings, seconds, resumed)
+    _write_report(args, out, model, history, seqs, q, summary)
+    return summary
+
+
+def _checkpoint(args, out: Path) -> tuple[Path, bool]:
+    """(OUT/checkpoint.ckpt, whether the fit resumes it), after saying whether it is resumed,
+    missing or overwritten."""
     ckpt = out / "checkpoint.ckpt"
     if args.resume and not ckpt.exists():
         say(args, f"note: --resume but no checkpoint in {out}; starting from the beginning")
@@ -178,6 +183,19 @@ def run(args) -> dict:
         say(args, f"resuming from {ckpt}")
     elif ckpt.exists():
         say(args, f"note: overwriting the checkpoint in {out} (use --resume to continue it)")
+    return ckpt, bool(args.resume and ckpt.exists())
+
+
+def _fit_model(args, seqs, weights, q: int, settings: dict, data_info: dict, ckpt: Path, k_init, k_fit):
+    """(model, history, seconds): the fit of `args.kind` to the sequences, after announcing it
+    with its memory estimate."""
+    import numpy as np
+
+    from ..memory import fit_estimate
+    from ..sharding import default_mesh, pl_work
+    from ..training import fit, fit_plm
+
+    M, L = seqs.shape
     options = dict(
         settings,
         key=k_fit,
@@ -207,7 +225,6 @@ def run(args) -> dict:
         + (f", batch {settings['batch_size']}" if settings["batch_size"] else ", full batch")
         + f"; memory estimate {estimate}",
     )
-    resumed = bool(args.resume and ckpt.exists())
     t0 = time.perf_counter()
     if args.kind == "plm":
         if settings["loss"] != "mlm":
@@ -215,7 +232,12 @@ def run(args) -> dict:
         model, history = fit_plm(seqs, q=q, **options)  # fit_plm's start: PLM.model
     else:
         model, history = fit(start, seqs, **options)
-    seconds = time.perf_counter() - t0
+    return model, history, time.perf_counter() - t0
+
+
+def _save_model(args, path: Path, model, settings: dict, L: int, q: int) -> None:
+    """model.eqx with the hyper-parameters (data, seed, settings, model options) in its JSON."""
+    from ..serialization import save_model
 
     model_args = {
         k: getattr(args, k)
@@ -223,11 +245,15 @@ def run(args) -> dict:
         if args.kind != "plm"
     }
     hyper = dict(kind=args.kind, data=str(args.data), seed=args.seed, L=L, q=q, **settings, **model_args)
-    save_model(out / "model.eqx", model, **json.loads(json.dumps(hyper, default=str)))
-    write_json(out / "history.json", history.to_dict())
+    save_model(path, model, **json.loads(json.dumps(hyper, default=str)))
+
+
+def _summary(args, history, shape, q: int, data_info: dict, settings: dict, seconds: float, resumed: bool) -> dict:
+    """fit.json's content: the data, the settings and the last and best losses of the history."""
+    M, L = shape
     h = history
     last = lambda a: float(a[-1]) if len(a) else float("nan")  # noqa: E731
-    summary = dict(
+    return dict(
         kind=args.kind,
         M=M,
         L=L,
@@ -245,6 +271,13 @@ def run(args) -> dict:
         seconds=seconds,
         resumed=resumed,
     )
+
+
+def _write_report(args, out: Path, model, history, seqs, q: int, summary: dict) -> None:
+    """The comparison with --true-model (into `summary`), loss_curve.png, fit.json and the table."""
+    from .. import plotting
+
+    M, L = seqs.shape
     histories = {args.kind: history}
     floor = floor_se = None
     if args.true_model is not None:
@@ -266,7 +299,6 @@ def run(args) -> dict:
         ),
         f"wrote model.eqx (+ .json), history.json, fit.json, loss_curve.png/.pdf, checkpoint.ckpt to {out}",
     )
-    return summary
 
 
 def _compare_with_truth(args, model, seqs, out: Path) -> dict:
@@ -314,6 +346,15 @@ def add_parser(sub) -> None:
         "transformer: the standard Transformer baseline",
     )
     p.add_argument("data", type=Path, help="NPZ with 'sequences' or an alignment file")
+    _data_options(p)
+    _model_options(p)
+    _training_options(p)
+    add_memory_option(p)
+    add_common(p, "jaxpotts_fit")
+    p.set_defaults(func=run)
+
+
+def _data_options(p) -> None:
     g = p.add_argument_group("data")
     g.add_argument(
         "--q", type=positive_int, default=None, help="number of colours (default: from the file or alphabet)"
@@ -339,6 +380,9 @@ def add_parser(sub) -> None:
         help="the generating model (e.g. model.eqx of 'jaxpotts sample'): draw its entropy floor, and "
         "compare couplings for one-head attention",
     )
+
+
+def _model_options(p) -> None:
     g = p.add_argument_group("model")
     g.add_argument(
         "--heads",
@@ -372,6 +416,9 @@ def add_parser(sub) -> None:
         help=f"transformer width (default: {_default('transformer', 'd_model')})",
     )
     g.add_argument("--d-mlp", type=positive_int, default=None, help="transformer MLP width (default: 4 d_model)")
+
+
+def _training_options(p) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--optimizer", choices=("adam", "sgd", "lbfgs"), default=None, help=_per_kind("optimizer"))
     g.add_argument("--lr", type=positive_float, default=None, help="learning rate of adam/sgd (default: 0.01)")
@@ -417,9 +464,6 @@ def add_parser(sub) -> None:
         action="store_true",
         help="continue from OUT/checkpoint.ckpt (same data, seed and settings; --steps/--epochs may grow)",
     )
-    add_memory_option(p)
-    add_common(p, "jaxpotts_fit")
-    p.set_defaults(func=run)
 
 
 def check_args(args) -> None:

@@ -21,29 +21,11 @@ from ._common import (
 
 def run(args) -> dict:
     import jax
-    import numpy as np
 
-    from .. import contacts, plotting
-    from ..serialization import save_model
-    from ..statistics import generation_check
+    from .. import contacts
 
-    path: Path = args.alignment
-    if not path.exists():
-        raise UserError(f"alignment file {path} does not exist")
-    if path.is_dir():
-        raise UserError(f"{path} is a folder; give an alignment file (FASTA, A2M/A3M or Stockholm)")
-    if args.distances is not None and not args.distances.exists():
-        raise UserError(f"distance file {args.distances} does not exist")
-    options = {}
-    for name, key in (("l2", "l2"), ("l2_fields", "l2_fields"), ("steps", "n_steps"), ("ftol", "ftol")):
-        if getattr(args, name) is not None:
-            options[key] = getattr(args, name)
-    if args.resume:  # opt-in: checkpoints cost a write of the optimiser state per evaluation
-        options.update(checkpoint_path=args.out / "checkpoint.ckpt", resume=True)
-    if args.method == "attention":
-        options.update({k: v for k, v in (("n_heads", args.heads), ("head_dim", args.head_dim)) if v is not None})
-    elif args.heads is not None or args.head_dim is not None:
-        raise UserError("--heads and --head-dim apply to --method attention")
+    path = _check_inputs(args)
+    options = _fit_options(args)
     # The fit gets the seed's key itself, so `jaxpotts contacts X --seed s` and
     # `jaxpotts.contacts.predict(X, key=PRNGKey(s))` give the same scores; the check another.
     k_fit = jax.random.PRNGKey(args.seed)
@@ -61,12 +43,54 @@ def run(args) -> dict:
     )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    aln, S = res.alignment, res.scores
-    L = S.shape[0]
-    report = {
+    report = _report(args, path, res)
+    D = None
+    if args.distances is not None:
+        D = contacts.read_distances(args.distances, L=report["L"])
+        report["precision"] = res.precision(D, min_sep=args.min_sep)
+        report["contact_definition"] = {"threshold_angstrom": 8.0, "min_separation": args.min_sep}
+    pairs = contacts.ranked_pairs(res.scores, args.min_sep)
+    _write_outputs(args, out, path, res, pairs, D, report, k_gen)
+    say(args, *_summary_lines(args, out, path, res, pairs, D, report))
+    return report
+
+
+def _check_inputs(args) -> Path:
+    """The alignment's path, after checking that it and the distance file exist."""
+    path: Path = args.alignment
+    if not path.exists():
+        raise UserError(f"alignment file {path} does not exist")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give an alignment file (FASTA, A2M/A3M or Stockholm)")
+    if args.distances is not None and not args.distances.exists():
+        raise UserError(f"distance file {args.distances} does not exist")
+    return path
+
+
+def _fit_options(args) -> dict:
+    """The options of `jaxpotts.contacts.pipeline` given on the command line."""
+    options = {}
+    for name, key in (("l2", "l2"), ("l2_fields", "l2_fields"), ("steps", "n_steps"), ("ftol", "ftol")):
+        if getattr(args, name) is not None:
+            options[key] = getattr(args, name)
+    if args.resume:  # opt-in: checkpoints cost a write of the optimiser state per evaluation
+        options.update(checkpoint_path=args.out / "checkpoint.ckpt", resume=True)
+    if args.method == "attention":
+        options.update({k: v for k, v in (("n_heads", args.heads), ("head_dim", args.head_dim)) if v is not None})
+    elif args.heads is not None or args.head_dim is not None:
+        raise UserError("--heads and --head-dim apply to --method attention")
+    return options
+
+
+def _report(args, path: Path, res) -> dict:
+    """contacts.json's content before the precision and generation check."""
+    import jax
+
+    aln = res.alignment
+    return {
         "alignment": str(path),
         "method": args.method,
-        "L": L,
+        "L": res.scores.shape[0],
         "M": int(aln.M),
         "m_eff": res.m_eff,
         "n_sequences_file": int(aln.n_sequences),
@@ -77,12 +101,12 @@ def run(args) -> dict:
         "options": res.options,
         "devices": [str(d) for d in jax.devices()],
     }
-    D = None
-    if args.distances is not None:
-        D = contacts.read_distances(args.distances, L=L)
-        report["precision"] = res.precision(D, min_sep=args.min_sep)
-        report["contact_definition"] = {"threshold_angstrom": 8.0, "min_separation": args.min_sep}
-    pairs = contacts.ranked_pairs(S, args.min_sep)
+
+
+def _write_scores(out: Path, S, columns, pairs, D) -> None:
+    """scores.csv (ranked pairs, 1-based, with distances when known) and scores.npz."""
+    import numpy as np
+
     with atomic_open(out / "scores.csv") as fh:
         fh.write("i,j,score" + (",distance,contact" if D is not None else "") + "\n")
         for i, j in pairs:
@@ -92,7 +116,20 @@ def run(args) -> dict:
                 else (",," if D is not None else "")
             )
             fh.write(f"{i + 1},{j + 1},{S[i, j]:.6g}{extra}\n")
-    atomic_write(out / "scores.npz", lambda fh: np.savez_compressed(fh, scores=S, columns=aln.columns))
+    atomic_write(out / "scores.npz", lambda fh: np.savez_compressed(fh, scores=S, columns=columns))
+
+
+def _write_outputs(args, out: Path, path: Path, res, pairs, D, report: dict, k_gen) -> None:
+    """The scores, the contact map, the generation check (into `report`), the model and contacts.json."""
+    import numpy as np
+
+    from .. import contacts, plotting
+    from ..serialization import save_model
+    from ..statistics import generation_check
+
+    aln, S = res.alignment, res.scores
+    L = S.shape[0]
+    _write_scores(out, S, aln.columns, pairs, D)
     if D is not None:
         fig = contacts.plot_contact_map(
             S,
@@ -111,6 +148,11 @@ def run(args) -> dict:
         save_model(out / "model.eqx", res.model, method=args.method, L=L, q=int(aln.alphabet.q))
     write_json(out / "contacts.json", report)
 
+
+def _summary_lines(args, out: Path, path: Path, res, pairs, D, report: dict) -> list[str]:
+    """What the command prints: the fit, the top 10 pairs, the precision, the generation check."""
+    aln, S = res.alignment, res.scores
+    L = S.shape[0]
     top = [
         {
             "rank": r + 1,
@@ -146,8 +188,7 @@ def run(args) -> dict:
         + (", contact_map.png/pdf" if D is not None else "")
         + (", model.eqx" if args.save_model else ""),
     ]
-    say(args, *lines)
-    return report
+    return lines
 
 
 def add_parser(sub) -> None:

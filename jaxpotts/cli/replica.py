@@ -72,13 +72,8 @@ def colour_matrix(text: str, q: int):
 
 
 def run(args) -> dict:
-    import jax
-    import numpy as np
-
     from .. import plotting, replica
-    from .._progress import progress_bar
     from .._report import jsonable
-    from .._validation import enable_x64
 
     alphas = parse_grid(args.alphas, "--alphas")
     lams = parse_grid(args.lambdas, "--lambdas")
@@ -89,8 +84,31 @@ def run(args) -> dict:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     scenarios = {kind: replica.Scenario(args.q, U, args.rho, kind) for kind in kinds}
-    progress = show_progress(args)
     panels = {kind: f"q={args.q}, U={U_label}, rho={args.rho:g}, {kind}" for kind in kinds}
+    full, curves = _theory(args, out, scenarios, panels, grid, lams, U)
+    n_bad = int((~full["converged"]).sum())
+    points = _simulations(args, out, scenarios, panels, curves, lams, sim_alphas) if sim_alphas else []
+    fig = plotting.plot_replica_curves(
+        curves,
+        points,
+        observable=args.observable,
+        title=f"replica learning curve ({args.observable.replace('_', ' ')})",
+    )
+    plotting.save_figure(fig, out / "replica.png")
+    n_rows = _print_tables(args, full, points, n_bad)
+    say(args, f"wrote curve.csv, curve.json{', simulations.csv/.json' if points else ''}, replica.png/.pdf to {out}")
+    return jsonable({"n_points": n_rows, "not_converged": n_bad, "simulations": len(points)})
+
+
+def _theory(args, out: Path, scenarios: dict, panels: dict, grid: list, lams: list, U) -> tuple[dict, dict]:
+    """(the table of all kinds, {panel: table}): the learning curves in float64, written to
+    curve.csv and curve.json."""
+    import numpy as np
+
+    from .. import replica
+    from .._validation import enable_x64
+
+    progress = show_progress(args)
     tables, curves = [], {}
     with enable_x64():  # the theory in float64
         for kind, sc in scenarios.items():
@@ -106,46 +124,54 @@ def run(args) -> dict:
         q=args.q,
         U=U.tolist(),
         rho=args.rho,
-        kinds=kinds,
+        kinds=list(scenarios),
         lambdas=lams,
         alphas=grid,
         result_messages={str(k): v for k, v in replica.result_messages().items()},
     )
-    n_bad = int((~full["converged"]).sum())
+    return full, curves
+
+
+def _simulations(args, out: Path, scenarios: dict, panels: dict, curves: dict, lams: list, sim_alphas: list) -> list:
+    """Finite-N simulations at every (kind, lambda, alpha), each row with its theory values;
+    written to simulations.csv and simulations.json."""
+    import jax
+    import numpy as np
+
+    from .. import replica
+    from .._progress import progress_bar
 
     points = []
-    if sim_alphas:
-        key = jax.random.PRNGKey(args.seed)
-        todo = [(kind, lam, a) for kind in kinds for lam in lams for a in sim_alphas]
-        with progress_bar(len(todo), "replica simulations", progress, unit="point") as bar:
-            for i, (kind, lam, alpha) in enumerate(todo):
-                res = replica.simulate(
-                    scenarios[kind],
-                    alpha,
-                    lam,
-                    N=args.N,
-                    key=jax.random.fold_in(key, i),
-                    n_seeds=args.seeds,
-                    n_test=args.n_test,
-                )
-                t = curves[panels[kind]]
-                j = int(np.flatnonzero((t["lam"] == lam) & np.isclose(t["alpha"], alpha))[0])
-                row = dict(panel=panels[kind], kind=kind, lam=lam, alpha=alpha, N=args.N, M=res.M, seeds=args.seeds)
-                for name in replica.OBSERVABLES:
-                    row[name], row[name + "_se"] = float(res.mean[name]), float(res.stderr[name])
-                    if name in t:
-                        row[name + "_theory"] = float(t[name][j])
-                points.append(row)
-                bar.update(1)
-        replica.write_table_csv(out / "simulations.csv", {k: np.array([r[k] for r in points]) for k in points[0]})
-        write_json(out / "simulations.json", points)
-    fig = plotting.plot_replica_curves(
-        curves,
-        points,
-        observable=args.observable,
-        title=f"replica learning curve ({args.observable.replace('_', ' ')})",
-    )
-    plotting.save_figure(fig, out / "replica.png")
+    key = jax.random.PRNGKey(args.seed)
+    todo = [(kind, lam, a) for kind in scenarios for lam in lams for a in sim_alphas]
+    with progress_bar(len(todo), "replica simulations", show_progress(args), unit="point") as bar:
+        for i, (kind, lam, alpha) in enumerate(todo):
+            res = replica.simulate(
+                scenarios[kind],
+                alpha,
+                lam,
+                N=args.N,
+                key=jax.random.fold_in(key, i),
+                n_seeds=args.seeds,
+                n_test=args.n_test,
+            )
+            t = curves[panels[kind]]
+            j = int(np.flatnonzero((t["lam"] == lam) & np.isclose(t["alpha"], alpha))[0])
+            row = dict(panel=panels[kind], kind=kind, lam=lam, alpha=alpha, N=args.N, M=res.M, seeds=args.seeds)
+            for name in replica.OBSERVABLES:
+                row[name], row[name + "_se"] = float(res.mean[name]), float(res.stderr[name])
+                if name in t:
+                    row[name + "_theory"] = float(t[name][j])
+            points.append(row)
+            bar.update(1)
+    replica.write_table_csv(out / "simulations.csv", {k: np.array([r[k] for r in points]) for k in points[0]})
+    write_json(out / "simulations.json", points)
+    return points
+
+
+def _print_tables(args, full: dict, points: list, n_bad: int) -> int:
+    """Print the curve and the simulations against theory, warn about unconverged points;
+    return the number of curve points."""
     rows = [
         {
             k: full[k][i]
@@ -168,8 +194,7 @@ def run(args) -> dict:
             f"jaxpotts: warning: {n_bad} of {len(rows)} points did not converge (see the 'result' column of curve.csv)",
             file=sys.stderr,
         )
-    say(args, f"wrote curve.csv, curve.json{', simulations.csv/.json' if points else ''}, replica.png/.pdf to {out}")
-    return jsonable({"n_points": len(rows), "not_converged": n_bad, "simulations": len(points)})
+    return len(rows)
 
 
 def add_parser(sub) -> None:

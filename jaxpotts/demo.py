@@ -88,6 +88,10 @@ SETTINGS = {
 }
 
 
+# The true model's generator (`random_factored_potts`) options, also reported in demo.json.
+_MODEL = dict(graph="erdos_renyi", mean_degree=3.0, colours="random", coupling_scale=0.6, field_scale=0.3)
+
+
 def _sample_step(model, keys, cfg, progress):
     from .sampling import sample
 
@@ -294,6 +298,59 @@ def _training_section(true, train, test, k_fit, cfg: dict, progress, out: Path, 
     return fa, hist, training
 
 
+def _identity_section(fa, train, key, echo) -> list[dict]:
+    """Step 4: MLM = PL on the first 2000 training sequences, with and without weights."""
+    identity = _identity_check(fa, train[:2000], key)
+    echo(
+        "4. L * mlm_loss(fa, s, w) vs pseudo_likelihood(fa.to_potts(), s, w):\n"
+        + markdown_table(
+            identity, ["dtype", "weights", "L_times_mlm", "pseudo_likelihood", "abs_diff", "rel_diff"], floats="{:.10g}"
+        )
+    )
+    return identity
+
+
+def _couplings_section(fa, true, M_train: int, out: Path, echo):
+    """Step 5: the learned couplings against the true ones, up to scale, sign and gauge."""
+    from . import plotting
+    from .evaluation import compare_factored
+
+    cmp = compare_factored(fa, true)
+    plotting.save_figure(
+        plotting.plot_coupling_comparison(
+            cmp, title=f"factored attention trained on M = {M_train}: couplings up to scale and gauge"
+        ),
+        out / "couplings.png",
+    )
+    echo(
+        f"5. couplings up to scale and gauge: corr(J, A) {cmp.corr_J:.4f}, corr(U', V') {cmp.corr_U:.4f}, "
+        f"relative error of the gauge-fixed J_ij(a,b) {cmp.rel_err_couplings:.3f}"
+    )
+    return cmp
+
+
+_POINT_COLUMNS = ["kind", "lam", "alpha", "N", "excess_loss", "excess_loss_se", "excess_loss_theory", "z_excess_loss"]
+
+
+def _replica_section(cfg: dict, key, progress, out: Path, echo):
+    """Step 6: (curves, simulation points, seconds) of the replica theory against simulations."""
+    from . import plotting
+
+    t0 = time.perf_counter()
+    curves, points = _replica_step(cfg, key, progress)
+    plotting.save_figure(
+        plotting.plot_replica_curves(curves, points, title="replica theory (lines) vs simulation (points)"),
+        out / "replica.png",
+    )
+    seconds = time.perf_counter() - t0
+    echo(
+        f"6. replica learning curve (q={cfg['replica_q']}, U=I, rho={cfg['replica_rho']:g}; "
+        f"{len(next(iter(curves.values()))['alpha'])} alphas) vs simulations at N={cfg['sim_N']}:\n"
+        + markdown_table(points, _POINT_COLUMNS)
+    )
+    return curves, points, seconds
+
+
 def run(
     out, *, quick: bool = False, seed: int = 0, progress: bool | None = None, echo: Callable[[str], None] = print
 ) -> dict:
@@ -309,8 +366,6 @@ def run(
     """
     import jax
 
-    from . import plotting
-    from .evaluation import compare_factored
     from .potts import random_factored_potts
 
     out = Path(out)
@@ -320,9 +375,7 @@ def run(
     timings = {}
     k_model, k_gibbs, k_metro, k_fit, k_weights, k_replica = jax.random.split(jax.random.PRNGKey(seed), 6)
     L, q = cfg["L"], cfg["q"]
-    true = random_factored_potts(
-        k_model, L, q, graph="erdos_renyi", colours="random", mean_degree=3.0, coupling_scale=0.6, field_scale=0.3
-    )
+    true = random_factored_potts(k_model, L, q, **_MODEL)
     echo(f"1. model: generalized Potts J_ij U(a,b), L={L}, q={q}, sparse J (mean degree 3), random symmetric U")
 
     t0 = time.perf_counter()
@@ -337,42 +390,9 @@ def run(
     fa, hist, training = _training_section(true, train, test, k_fit, cfg, progress, out, echo)
     timings["training"] = training["seconds"] = time.perf_counter() - t0
 
-    # -- 4. MLM = PL
-    identity = _identity_check(fa, train[:2000], k_weights)
-    echo(
-        "4. L * mlm_loss(fa, s, w) vs pseudo_likelihood(fa.to_potts(), s, w):\n"
-        + markdown_table(
-            identity, ["dtype", "weights", "L_times_mlm", "pseudo_likelihood", "abs_diff", "rel_diff"], floats="{:.10g}"
-        )
-    )
-
-    # -- 5. couplings
-    cmp = compare_factored(fa, true)
-    plotting.save_figure(
-        plotting.plot_coupling_comparison(
-            cmp, title=f"factored attention trained on M = {len(train)}: couplings up to scale and gauge"
-        ),
-        out / "couplings.png",
-    )
-    echo(
-        f"5. couplings up to scale and gauge: corr(J, A) {cmp.corr_J:.4f}, corr(U', V') {cmp.corr_U:.4f}, "
-        f"relative error of the gauge-fixed J_ij(a,b) {cmp.rel_err_couplings:.3f}"
-    )
-
-    # -- 6. replica
-    t0 = time.perf_counter()
-    curves, points = _replica_step(cfg, k_replica, progress)
-    plotting.save_figure(
-        plotting.plot_replica_curves(curves, points, title="replica theory (lines) vs simulation (points)"),
-        out / "replica.png",
-    )
-    timings["replica"] = time.perf_counter() - t0
-    point_cols = ["kind", "lam", "alpha", "N", "excess_loss", "excess_loss_se", "excess_loss_theory", "z_excess_loss"]
-    echo(
-        f"6. replica learning curve (q={cfg['replica_q']}, U=I, rho={cfg['replica_rho']:g}; "
-        f"{len(next(iter(curves.values()))['alpha'])} alphas) vs simulations at N={cfg['sim_N']}:\n"
-        + markdown_table(points, point_cols)
-    )
+    identity = _identity_section(fa, train, k_weights, echo)
+    cmp = _couplings_section(fa, true, len(train), out, echo)
+    curves, points, timings["replica"] = _replica_section(cfg, k_replica, progress, out, echo)
 
     timings["total"] = time.perf_counter() - t_start
     report = {
@@ -380,15 +400,7 @@ def run(
         "quick": bool(quick),
         "seed": seed,
         "backend": jax.default_backend(),
-        "model": {
-            "L": L,
-            "q": q,
-            "graph": "erdos_renyi",
-            "mean_degree": 3.0,
-            "colours": "random",
-            "coupling_scale": 0.6,
-            "field_scale": 0.3,
-        },
+        "model": {"L": L, "q": q, **_MODEL},
         "sampling": {r["method"]: r for r in rows},
         "gibbs_vs_metropolis": {"energy_z": float(z_energy), "max_marginal_diff": max_marginal_diff},
         "training": training,
@@ -403,7 +415,7 @@ def run(
         "seconds": timings,
     }
     write_json(out / "demo.json", report)
-    write_text(out / "report.md", _report_md(report, rows, SAMPLING_COLUMNS, identity, points, point_cols, cfg))
+    write_text(out / "report.md", _report_md(report, rows, SAMPLING_COLUMNS, identity, points, _POINT_COLUMNS, cfg))
     echo(
         f"wrote {out}/report.md, demo.json and figures energy_gibbs, energy_metropolis, losses, couplings, replica "
         f"(.png, .pdf) in {timings['total']:.0f} s"

@@ -81,7 +81,7 @@ __all__ = [
 #:   iterations at which the fit stops (see `plm_settings`).
 #: * ``pseudocount``: of the independent-site model, in effective sequences per state
 #:   (`independent_model`).
-MUTATION_DEFAULTS = dict(theta=0.8, coupling_factor=0.01, fields_absolute=0.01, n_steps=300, ftol=1e-4,
+MUTATION_DEFAULTS = dict(theta=0.8, coupling_factor=0.01, fields_absolute=0.01, n_steps=300, ftol=0.0,
                          pseudocount=0.5)
 
 

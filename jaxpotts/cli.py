@@ -806,6 +806,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for add in SUBCOMMANDS:
         add(sub)
+    from ._cli_mutations import add_scan, add_score  # mutation effects (issue 17)
+
+    add_score(sub)
+    add_scan(sub)
     return parser
 
 

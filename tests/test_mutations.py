@@ -136,7 +136,7 @@ def test_delta_energy_equals_the_energy_difference(kind, x64):
     assert model.fields.dtype == jnp.float64
     rng = np.random.default_rng(0)
     wt = jnp.asarray(rng.integers(0, q, size=L), jnp.int32)
-    for K in (1, 2, 4):
+    for K in (1, 3):  # singles, and mixed orders 1-3
         sites, colours, mask = _random_variants(rng, L, q, 40, K)
         dE = np.asarray(delta_energy(model, wt, sites, colours, mask))
         np.testing.assert_allclose(dE, _direct(model, wt, sites, colours, mask), rtol=0, atol=1e-12)
@@ -239,9 +239,7 @@ def test_pipeline_on_a_small_alignment(aln):
     ind = pipeline(aln, "independent")
     assert ind.history is None and ind.m_eff > 0
     np.testing.assert_allclose(ind.score(["C11D"]), ind.scan()[1, PROTEIN.index["D"]])
-    plm = pipeline(aln, "plm", n_steps=5, progress=False, mesh=None)
-    assert plm.options["l2"] == pytest.approx(0.01 * 20 * 5 / plm.m_eff)
-    assert np.isfinite(plm.score(["A10C:C11D", "H16Y"])).all()
+    # (the plm path is run by tests/test_cli_mutations.py::test_scan_fits_plm_by_default)
     with pytest.raises(ValueError, match="method must be"):
         pipeline(aln, "bmdca")
     with pytest.raises(TypeError, match="unknown option"):

@@ -132,3 +132,13 @@ def test_user_mistakes(args, words, files, monkeypatch, capsys):
     (files / "bad.csv").write_text("mutant,score\nA10S,1\nW11A,2\n")
     assert cli.main([*args, "--out", str(files / "o")]) == 2
     assert words in _one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("command", ["score", "scan"])
+def test_help_lists_the_common_and_model_options(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([command, "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--seed", "--out", "--quiet", "--debug", "--model-file", "--method", "--focus", "--l2"):
+        assert option in text, f"{command} --help does not mention {option}"

@@ -38,6 +38,7 @@ MODULES = (
     ("jaxpotts.evaluation", "Learned against true models"),
     ("jaxpotts.msa", "Alignments, alphabets and sequence weights"),
     ("jaxpotts.contacts", "Contact prediction from couplings"),
+    ("jaxpotts.mutations", "Mutation effects: variant scores, scans, Spearman"),
     ("jaxpotts.statistics", "Alignment statistics and the generation check"),
     ("jaxpotts.replica", "Replica theory of one learned conditional"),
     ("jaxpotts.plotting", "Figures"),

@@ -47,7 +47,7 @@ from jaxtyping import Array, Bool, Float, Int
 from . import defaults
 from ._validation import as_float_array, check_finite
 from .potts import FactoredPotts, PottsModel, double_centre, symmetrize_couplings
-from .sharding import default_mesh, pl_work
+from .sharding import pl_work, resolve_mesh
 
 __all__ = [
     "frobenius_scores",
@@ -457,14 +457,6 @@ class ContactPrediction:
         return precision_at(self.scores, contact_map(D, threshold), fractions, min_sep, known=np.isfinite(D))
 
 
-def _auto_mesh(mesh, work: float):
-    if isinstance(mesh, str):
-        if mesh != "auto":
-            raise ValueError(f"mesh must be 'auto', None or a jax.sharding.Mesh, got {mesh!r}")
-        return default_mesh(work)
-    return mesh
-
-
 def pipeline(
     alignment: str | os.PathLike[str] | Any,
     method: str = "plm",
@@ -532,7 +524,7 @@ def pipeline(
     fit_seqs, fit_weights = msa.merge_duplicates(aln.seqs, weights)
     q = aln.alphabet.q
     rows = fit_seqs.shape[0] if settings.get("batch_size") is None else min(settings["batch_size"], fit_seqs.shape[0])
-    mesh = _auto_mesh(mesh, pl_work(rows, aln.L, q))  # the rows one loss evaluation sees
+    mesh = resolve_mesh(mesh, pl_work(rows, aln.L, q))  # the rows one loss evaluation sees
     if method == "plm":
         model, history = training.fit_plm(
             fit_seqs, q=q, weights=fit_weights, progress=progress, mesh=mesh, max_memory=max_memory, **settings

@@ -32,9 +32,9 @@ import dataclasses
 import gzip
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import partial
-from typing import Iterator, Optional, Union
+from typing import Union
 
 import jax
 import jax.numpy as jnp
@@ -54,6 +54,9 @@ __all__ = [
     "effective_number",
     "merge_duplicates",
     "check_weights",
+    "Focus",
+    "FocusAlignment",
+    "read_focus_alignment",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -86,7 +89,7 @@ class Alphabet:
     """
 
     symbols: str
-    gap: Optional[str] = None
+    gap: str | None = None
     aliases: tuple[tuple[str, str], ...] = ()
     name: str = "custom"
     _lut: np.ndarray = dataclasses.field(init=False, repr=False, compare=False, hash=False)
@@ -136,7 +139,7 @@ class Alphabet:
         return len(self.symbols)
 
     @property
-    def gap_index(self) -> Optional[int]:
+    def gap_index(self) -> int | None:
         """Colour of the gap, or None."""
         return None if self.gap is None else self.symbols.index(self.gap)
 
@@ -276,12 +279,12 @@ _FORMATS = {"fasta": "fasta", "a2m": "fasta", "a3m": "fasta", "stockholm": "stoc
 def read_alignment(
     path: PathLike,
     *,
-    alphabet: Union[Alphabet, str] = PROTEIN,
-    format: Optional[str] = None,
+    alphabet: Alphabet | str = PROTEIN,
+    format: str | None = None,
     strict: bool = False,
     insertions: str = "drop",
-    max_gap_fraction: Optional[float] = None,
-    max_column_gap_fraction: Optional[float] = None,
+    max_gap_fraction: float | None = None,
+    max_column_gap_fraction: float | None = None,
     remove_duplicates: bool = False,
 ) -> Alignment:
     r"""Read an aligned FASTA, A2M/A3M or Stockholm file into integer colours.
@@ -413,12 +416,16 @@ def _read_text(path: PathLike) -> str:
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError as err:
-            raise ValueError(f"{os.fspath(path)}: starts with a UTF-16 byte-order mark but is not valid "
-                             f"UTF-16 ({err.reason} at byte {err.start})") from None
+            raise ValueError(
+                f"{os.fspath(path)}: starts with a UTF-16 byte-order mark but is not valid "
+                f"UTF-16 ({err.reason} at byte {err.start})"
+            ) from None
     nul = data.find(b"\x00")
     if nul >= 0:
-        raise ValueError(f"{os.fspath(path)}: a binary file (NUL byte at offset {nul}), not a text alignment "
-                         "(FASTA, A2M/A3M or Stockholm)")
+        raise ValueError(
+            f"{os.fspath(path)}: a binary file (NUL byte at offset {nul}), not a text alignment "
+            "(FASTA, A2M/A3M or Stockholm)"
+        )
     if data[:3] == b"\xef\xbb\xbf":  # UTF-8 byte-order mark
         data = data[3:]
     try:
@@ -494,8 +501,10 @@ def _parse_stockholm(text: str, path: PathLike) -> tuple[list[str], list[str], _
         if len(words) < 2:
             raise ValueError(f"{os.fspath(path)}: line {lineno}: sequence {words[0]!r} has no residues")
         if block_of.get(words[0]) == block:
-            raise ValueError(f"{os.fspath(path)}: line {lineno}: sequence name {words[0]!r} appears twice in one "
-                             "block; Stockholm names must be unique (a name's lines in later blocks continue it)")
+            raise ValueError(
+                f"{os.fspath(path)}: line {lineno}: sequence name {words[0]!r} appears twice in one "
+                "block; Stockholm names must be unique (a name's lines in later blocks continue it)"
+            )
         block_of[words[0]] = block
         start = line.index(words[0]) + len(words[0])
         parts.setdefault(words[0], []).append(_residues(line, start, lineno))
@@ -517,16 +526,22 @@ def _check_characters(names: list[str], raw: list[str], where: _Where, alphabet:
         bad_digit = bool(digits) and any(d in seq for d in digits)
         if bad_stop or bad_digit:
             for lineno, residues, cols in where[k]:
-                for c, col in zip(residues, cols):
+                for c, col in zip(residues, cols, strict=False):
                     if (c == "*" and bad_stop) or (c in digits and bad_digit):
                         if c == "*":
-                            why = ("'*' (a stop codon) inside the sequence; jaxpotts drops a '*' only as the last "
-                                   "character of a sequence")
+                            why = (
+                                "'*' (a stop codon) inside the sequence; jaxpotts drops a '*' only as the last "
+                                "character of a sequence"
+                            )
                         else:
-                            why = (f"digit {c!r}: not a residue of the {alphabet.name} alphabet (numbered sequence "
-                                   "lines, as in GenBank files, are not an alignment)")
-                        raise ValueError(f"{os.fspath(path)}: line {lineno}, column {col}: {why} "
-                                         f"(sequence {names[k]!r}, number {k + 1})")
+                            why = (
+                                f"digit {c!r}: not a residue of the {alphabet.name} alphabet (numbered sequence "
+                                "lines, as in GenBank files, are not an alignment)"
+                            )
+                        raise ValueError(
+                            f"{os.fspath(path)}: line {lineno}, column {col}: {why} "
+                            f"(sequence {names[k]!r}, number {k + 1})"
+                        )
         out.append(seq)
     return out
 
@@ -561,8 +576,10 @@ def _encode_all(matches: list[str], names: list[str], alphabet: Alphabet, strict
             f"{os.fspath(path)}: unknown letter {letter!r} in {where}: not in the {alphabet.name} alphabet "
             f"{alphabet.symbols!r} or its aliases{why}"
         )
-    letters, counts = np.unique(np.array([matches[a][b] for a, b in zip(*np.nonzero(unknown))]), return_counts=True)
-    summary = ", ".join(f"{str(c)!r} x{int(n)}" for c, n in zip(letters, counts))
+    letters, counts = np.unique(
+        np.array([matches[a][b] for a, b in zip(*np.nonzero(unknown), strict=False)]), return_counts=True
+    )
+    summary = ", ".join(f"{str(c)!r} x{int(n)}" for c, n in zip(letters, counts, strict=False))
     warnings.warn(
         f"{os.fspath(path)}: {int(unknown.sum())} unknown letter(s) read as gaps ({summary}; first in {where}); "
         "read_alignment(..., strict=True) refuses them",
@@ -628,8 +645,8 @@ def sequence_weights(
     seqs,
     threshold: float = 0.8,
     *,
-    chunk_size: Optional[int] = None,
-    q: Optional[int] = None,
+    chunk_size: int | None = None,
+    q: int | None = None,
 ) -> Float[Array, " M"]:
     r"""DCA sequence weights $w_m = 1 / \#\{n : \mathrm{id}(m,n) \ge \theta\}$.
 
@@ -689,12 +706,12 @@ def sequence_weights(
     n_blocks = -(-M // B)
     padded = np.full((n_blocks * B, L), q, dtype=np.int32)  # colour q: all-zero one-hot row
     padded[:M] = X
-    I, J = np.triu_indices(n_blocks)
+    block_i, block_j = np.triu_indices(n_blocks)
     dtype = jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
     counts = _neighbour_counts(
         jnp.asarray(padded.reshape(n_blocks, B, L)),
-        jnp.asarray(I, dtype=jnp.int32),
-        jnp.asarray(J, dtype=jnp.int32),
+        jnp.asarray(block_i, dtype=jnp.int32),
+        jnp.asarray(block_j, dtype=jnp.int32),
         jnp.asarray(cutoff, dtype=jnp.float32),
         q=q,
         dtype=dtype,
@@ -704,8 +721,8 @@ def sequence_weights(
 
 
 @partial(jax.jit, static_argnames=("q", "dtype"))
-def _neighbour_counts(blocks, I, J, cutoff, *, q: int, dtype):
-    """#{n : identity count(m, n) >= cutoff} for every row m, by a scan over block pairs I <= J."""
+def _neighbour_counts(blocks, block_i, block_j, cutoff, *, q: int, dtype):
+    """#{n : identity count(m, n) >= cutoff} for every row m, by a scan over block pairs block_i <= block_j."""
     n_blocks, B, L = blocks.shape
 
     def one_hot(block):
@@ -714,7 +731,10 @@ def _neighbour_counts(blocks, I, J, cutoff, *, q: int, dtype):
     def step(counts, ij):
         i, j = ij
         ident = jax.lax.dot_general(
-            one_hot(blocks[i]), one_hot(blocks[j]), (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32,
+            one_hot(blocks[i]),
+            one_hot(blocks[j]),
+            (((1,), (1,)), ((), ())),
+            preferred_element_type=jnp.float32,
             precision=jax.lax.Precision.HIGHEST,  # exact integer counts on every backend (docs/accelerators.md)
         )
         close = ident >= cutoff
@@ -722,7 +742,7 @@ def _neighbour_counts(blocks, I, J, cutoff, *, q: int, dtype):
         counts = counts.at[j].add(jnp.where(i != j, jnp.sum(close, axis=0, dtype=jnp.int32), 0))
         return counts, None
 
-    counts, _ = jax.lax.scan(step, jnp.zeros((n_blocks, B), jnp.int32), (I, J))
+    counts, _ = jax.lax.scan(step, jnp.zeros((n_blocks, B), jnp.int32), (block_i, block_j))
     return counts
 
 
@@ -732,3 +752,273 @@ def effective_number(weights: Float[Array, " M"]) -> Scalar:
     if w.ndim != 1:
         raise ValueError(f"weights must have shape (M,), got shape {tuple(w.shape)}")
     return jnp.sum(w)
+
+
+# ----------------------------------------------------------------------------- focus sequence
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Focus:
+    r"""The focus (reference, wild-type) sequence of an alignment and its residue numbering.
+
+    Residue numbers come from the focus name ``NAME/start-end`` (UniProt/Pfam/EVcouplings
+    convention): the k-th residue of the focus row (k = 0, 1, ...; every letter counts, upper or
+    lower case, match state or insertion; gaps '-' and '.' do not) has number ``start + k``.
+    Without a ``/start-end`` suffix the first residue is number 1.
+
+    Attributes:
+        name: the focus sequence's name as in the file (e.g. ``"DYR_ECOLI/1-159"``).
+        row: its index in ``Alignment.seqs``.
+        start: residue number of its first residue.
+        end: residue number of its last residue (``start + len(residues_all) - 1``).
+        letters: the focus letters over the L model sites (upper case, as in the file; the
+            alignment's gap symbol where a site is a focus gap, only with ``keep_focus_gaps``).
+        residues: residue number of each of the L sites, -1 where the focus has a gap.
+        full_sequence: all residues of the focus, upper-cased, numbered ``start..end``
+            (insertions included; they have no site).
+    """
+
+    name: str
+    row: int
+    start: int
+    end: int
+    letters: str
+    residues: Int[np.ndarray, " L"]
+    full_sequence: str
+
+    @property
+    def L(self) -> int:
+        return len(self.letters)
+
+    def site(self, residue: int) -> int:
+        """Model site (0-based) of a residue number; a clear error if it has none."""
+        return int(self.sites(np.array([residue]))[0])
+
+    def sites(self, residues) -> Int[np.ndarray, " n"]:
+        r"""Model sites (0-based) of residue numbers, vectorised.
+
+        Raises ValueError naming the first residue number that is outside ``start..end`` or
+        that is not a model site (a focus insertion, lower case in A2M, or a column removed by
+        a column filter).
+        """
+        r = np.asarray(residues)
+        if r.size and not np.issubdtype(r.dtype, np.integer):
+            raise TypeError(f"residue numbers must be integers, got dtype {r.dtype}")
+        r = r.astype(np.int64).reshape(-1)
+        lookup = np.full(self.end - self.start + 1, -1, dtype=np.int64)
+        has = self.residues >= 0
+        lookup[self.residues[has] - self.start] = np.flatnonzero(has)
+        outside = (r < self.start) | (r > self.end)
+        if outside.any():
+            bad = int(r[np.flatnonzero(outside)[0]])
+            raise ValueError(
+                f"residue {bad} is outside the focus {self.name!r}, whose residues are numbered "
+                f"{self.start}..{self.end}"
+            )
+        out = lookup[r - self.start]
+        if (out < 0).any():
+            bad = int(r[np.flatnonzero(out < 0)[0]])
+            raise ValueError(
+                f"residue {bad} of the focus {self.name!r} is not a model site (an insertion, lower "
+                "case in A2M, or a column removed by a filter)"
+            )
+        return out
+
+    def residue(self, site: int) -> int:
+        """Residue number of a model site (-1 for a focus gap kept with ``keep_focus_gaps``)."""
+        if isinstance(site, bool) or not isinstance(site, (int, np.integer)) or not 0 <= site < self.L:
+            raise ValueError(f"site must be an integer in 0..{self.L - 1}, got {site!r}")
+        return int(self.residues[site])
+
+    def wild_type_letter(self, residue: int) -> str:
+        """The focus letter (upper case) at a residue number, whether or not it is a model site."""
+        if (
+            isinstance(residue, bool)
+            or not isinstance(residue, (int, np.integer))
+            or not self.start <= residue <= self.end
+        ):
+            raise ValueError(f"residue {residue!r} is outside the focus {self.name!r} ({self.start}..{self.end})")
+        return self.full_sequence[int(residue) - self.start]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FocusAlignment(Alignment):
+    r"""An `Alignment` over the match columns of a focus sequence, with its numbering.
+
+    Everything `Alignment` has (``seqs, alphabet = aln`` still unpacks), plus `focus`.
+    ``columns[i]`` is still the file's match column of site i; ``focus.residues[i]`` is the
+    focus residue number of site i; ``seqs[focus.row]`` is the wild type.
+    """
+
+    focus: Focus = None  # type: ignore[assignment]
+
+    @property
+    def wild_type(self) -> Int[np.ndarray, " L"]:
+        """The focus sequence's colours over the L sites (the wild type), int32."""
+        return self.seqs[self.focus.row]
+
+    def __repr__(self) -> str:
+        return (
+            f"FocusAlignment(M={self.M}, L={self.L}, focus={self.focus.name!r} residues "
+            f"{self.focus.start}-{self.focus.end}, from {self.n_sequences} sequences x {self.n_columns} match columns)"
+        )
+
+
+def _parse_range(name: str) -> tuple[int, int] | None:
+    """(start, end) of ``NAME/start-end``, or None."""
+    if "/" not in name:
+        return None
+    tail = name.rsplit("/", 1)[1]
+    parts = tail.split("-")
+    if len(parts) == 2 and all(p.isdigit() for p in parts):
+        return int(parts[0]), int(parts[1])
+    return None
+
+
+def _focus_columns(raw: str, alphabet: Alphabet, insertions: str) -> tuple[list[int], list[str], str]:
+    """Walk the focus row: for each match column its residue index (0-based among all focus
+    residues; -1 for a gap) and its letter; plus the string of all residues (upper case).
+
+    Mirrors `_match_states`: with ``insertions="drop"`` lower-case letters (that are not
+    themselves symbols/aliases) and '.' are insertions (no column); otherwise every character
+    is a column. Gaps are the alphabet's gap symbol, '-' and '.'.
+    """
+    known = set(alphabet.index)
+    gap_chars = {"-", "."} | ({alphabet.gap} if alphabet.gap is not None else set())
+    residue_of_column: list[int] = []
+    letters: list[str] = []
+    residues: list[str] = []
+    for c in raw:
+        is_gap = c in gap_chars and not (c in known and alphabet.index[c] != alphabet.gap_index)
+        insert = insertions == "drop" and (c == "." or (c.islower() and c not in known))
+        if is_gap:
+            if not insert:
+                residue_of_column.append(-1)
+                letters.append(alphabet.gap if alphabet.gap is not None else c)
+            continue
+        residues.append(c.upper())
+        if not insert:
+            residue_of_column.append(len(residues) - 1)
+            letters.append(c.upper())
+    return residue_of_column, letters, "".join(residues)
+
+
+def read_focus_alignment(
+    path: PathLike,
+    focus: None | int | str = None,
+    *,
+    keep_focus_gaps: bool = False,
+    start: int | None = None,
+    **options,
+) -> FocusAlignment:
+    r"""Read an alignment and keep the match columns of its focus sequence (EVcouplings' convention).
+
+    The focus is the reference (wild-type) sequence whose mutations are scored; in plmc/EVcouplings
+    A2M files it is the first sequence, named ``NAME/start-end``. Columns where the focus has a
+    gap are dropped (they are not positions of the protein; plmc's ``-f`` and EVcouplings do the
+    same), so site i of the result is the focus residue ``focus.residues[i]``:
+
+    $$\text{sites} = \{\,c \in \text{match columns} : \text{focus}_c \ne \text{gap}\,\}, \qquad
+      \text{residue}(c) = \text{start} + \#\{\text{focus residues before column } c\}.$$
+
+    Insertions (lower case, '.') are dropped as in `read_alignment`, but focus residues in
+    insertions still count in the numbering. Letters read as a gap by the alphabet (X, B, Z in
+    `PROTEIN`) are residues of the focus, not gaps.
+
+    Args:
+        path: the alignment file (any format `read_alignment` reads).
+        focus: None (default): the first sequence of the file; an int: the index (0-based) of a
+            sequence in the file; a str: a sequence name, either complete (``"DYR_ECOLI/1-159"``)
+            or the part before '/' (``"DYR_ECOLI"``, as plmc's ``-f``).
+        keep_focus_gaps: keep the columns where the focus has a gap (their residue number is
+            -1 and they cannot be mutated). Off by default: such columns are insertions relative
+            to the focus, and keeping them shifts nothing but adds sites no mutation refers to.
+        start: residue number of the focus's first residue, overriding ``NAME/start-end``
+            (default: from the name, else 1).
+        **options: passed to `read_alignment` (``alphabet``, ``insertions``, filters ...).
+
+    Returns:
+        A `FocusAlignment` (an `Alignment` with a `Focus`).
+
+    Raises:
+        ValueError: no such focus sequence, the focus removed by a filter, a range
+            ``start-end`` that disagrees with the number of focus residues, or no site left.
+    """
+    aln = read_alignment(path, **options)
+    alphabet = aln.alphabet
+    insertions = options.get("insertions", "drop")
+    text = _read_text(path)
+    kind = _sniff(text, path)
+    names, raw = _parse_stockholm(text, path) if kind == "stockholm" else _parse_fasta(text, path)
+
+    # Which sequence of the file is the focus.
+    if focus is None:
+        index = 0
+    elif isinstance(focus, (int, np.integer)) and not isinstance(focus, bool):
+        if not 0 <= focus < len(names):
+            raise ValueError(f"focus index {focus} is out of range: the file has {len(names)} sequences")
+        index = int(focus)
+    elif isinstance(focus, str):
+        hits = [k for k, n in enumerate(names) if n == focus]
+        if not hits:
+            hits = [k for k, n in enumerate(names) if n.split("/", 1)[0] == focus]
+        if not hits:
+            raise ValueError(f"{os.fspath(path)}: no sequence named {focus!r} (first names: {', '.join(names[:3])})")
+        index = hits[0]
+    else:
+        raise TypeError(f"focus must be None, a sequence index or a name, got {type(focus).__name__}")
+    name = names[index]
+    found = np.flatnonzero(aln.rows == index)
+    if found.size == 0:
+        raise ValueError(
+            f"the focus sequence {name!r} was removed by the sequence filters (max_gap_fraction or "
+            "remove_duplicates); relax them or choose another focus"
+        )
+    row = int(found[0])
+
+    residue_of_column, letters, full = _focus_columns(raw[index], alphabet, insertions)
+    if len(residue_of_column) != aln.n_columns:  # cannot happen unless the two walks disagree
+        raise AssertionError(f"focus walk found {len(residue_of_column)} match columns, the alignment {aln.n_columns}")
+    if not full:
+        raise ValueError(f"the focus sequence {name!r} has no residues")
+    rng = _parse_range(name)
+    if start is None:
+        if rng is not None:
+            first, last = rng
+            if last - first + 1 != len(full):
+                raise ValueError(
+                    f"the focus name {name!r} says residues {first}-{last} ({last - first + 1} residues) but the "
+                    f"sequence has {len(full)}; pass start= to number it yourself"
+                )
+            start = first
+        else:
+            start = 1
+    elif isinstance(start, bool) or not isinstance(start, (int, np.integer)):
+        raise TypeError(f"start must be an integer, got {start!r}")
+    start = int(start)
+
+    col_res = np.asarray(residue_of_column, dtype=np.int64)[aln.columns]
+    col_letters = [letters[c] for c in aln.columns]
+    keep = np.ones(aln.L, bool) if keep_focus_gaps else col_res >= 0
+    if not keep.any():
+        raise ValueError(f"no column is left: the focus {name!r} has a gap in every kept match column")
+    residues = np.where(col_res[keep] >= 0, col_res[keep] + start, -1).astype(np.int64)
+    focus_info = Focus(
+        name=name,
+        row=row,
+        start=start,
+        end=start + len(full) - 1,
+        letters="".join(c for c, k in zip(col_letters, keep, strict=False) if k),
+        residues=residues,
+        full_sequence=full,
+    )
+    return FocusAlignment(
+        seqs=np.ascontiguousarray(aln.seqs[:, keep]),
+        alphabet=alphabet,
+        names=aln.names,
+        columns=aln.columns[keep],
+        rows=aln.rows,
+        n_columns=aln.n_columns,
+        n_sequences=aln.n_sequences,
+        focus=focus_info,
+    )

@@ -27,6 +27,7 @@ __all__ = [
     "use_cpu_cores",
     "data_mesh",
     "default_mesh",
+    "resolve_mesh",
     "pl_work",
     "pad_rows",
     "sum_over_rows",
@@ -88,6 +89,15 @@ def default_mesh(work: float | None = None) -> Mesh | None:
     if n < 2 or (work is not None and work < MIN_WORK_PER_DEVICE * n):
         return None
     return data_mesh()
+
+
+def resolve_mesh(mesh, work: float):
+    """A fit's ``mesh`` argument: "auto" -> `default_mesh(work)`, None or a `Mesh` as given."""
+    if isinstance(mesh, str):
+        if mesh != "auto":
+            raise ValueError(f"mesh must be 'auto', None or a jax.sharding.Mesh, got {mesh!r}")
+        return default_mesh(work)
+    return mesh
 
 
 def _put(tree, target, keep: Callable[[jax.Array], bool]):

@@ -27,13 +27,13 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import contacts, demo, fit, info, replica, sample
+from . import contacts, demo, fit, info, mutations, replica, sample
 from ._common import Parser, UserError
 
 __all__ = ["main", "build_parser", "UserError", "SUBCOMMANDS"]
 
 
-SUBCOMMANDS = (demo, sample, fit, contacts, replica, info)
+SUBCOMMANDS = (demo, sample, fit, contacts, mutations, replica, info)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -487,6 +487,7 @@ def plm_settings(L: int, q: int, n_eff: float, **overrides: Any) -> dict:
         l2_fields=d["fields_absolute"] / n_eff,
         n_steps=d["n_steps"],
         ftol=d["ftol"],
+        tol=d["tol"],
     )
     out.update(overrides)
     return out

@@ -39,7 +39,7 @@ def _model_options(parser) -> None:
                    help="lambda_J, per-N_eff convention (default plm: 0.01 (q-1)(L-1) / N_eff, EVmutation's rule)")
     g.add_argument("--l2-fields", type=_non_negative_float, default=None, help="lambda_h (default plm: 0.01 / N_eff)")
     g.add_argument("--steps", type=_positive_int, default=None,
-                   help="most optimiser steps (default plm: 300 L-BFGS iterations)")
+                   help="most optimiser steps (default plm: 1000 L-BFGS iterations, stopping at convergence)")
     g.add_argument("--pseudocount", type=_non_negative_float, default=None,
                    help="independent: effective sequences added per state (default 0.5)")
     g.add_argument("--save-model", action="store_true", help="also write the fitted model (model.eqx + JSON)")

@@ -43,7 +43,7 @@ def configurations(L: int, q: int, m_eff: float) -> dict:
             "plm",
             {},
             f"plmDCA, MUTATION_DEFAULTS: l2 = 0.01 (q-1)(L-1)/N_eff = {rule:.4f}, "
-            "l2_fields = 0.01/N_eff, <= 300 L-BFGS iterations",
+            "l2_fields = 0.01/N_eff, L-BFGS to convergence (<= 1000 iterations)",
         ),
         "plm-rule-x0.5": ("plm", {"l2": rule / 2}, f"as default, l2 = {rule / 2:.4f} (half the rule)"),
         "plm-rule-x2": ("plm", {"l2": rule * 2}, f"as default, l2 = {rule * 2:.4f} (twice the rule)"),

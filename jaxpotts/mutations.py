@@ -77,14 +77,17 @@ __all__ = [
 #:   and shrinks with the data, N_eff: 0.020 on DHFR (L = 159, q = 21, N_eff = 1570), twice
 #:   plmDCA's contact default 0.01.
 #: * ``fields_absolute``: lambda_h = 0.01 in plmc's absolute objective, ``l2_fields = 0.01 / N_eff``.
-#: * ``n_steps`` / ``ftol``: at most 300 L-BFGS iterations, no objective-change stop (ftol 0;
-#:   L-BFGS's gradient tolerance still applies). Fields of rare residues converge last and carry
-#:   single-mutant scores: on DHFR a stop at a 1e-4 objective change (70 iterations) gives
-#:   Spearman 0.398, the full fit 0.437 (EVmutation on the same alignment: 0.435).
+#: * ``n_steps`` / ``ftol``: run L-BFGS to its gradient tolerance (at most 1000 iterations), no
+#:   objective-change stop (ftol 0). Fields of rare residues converge last and carry single-
+#:   mutant scores: on DHFR a stop at a 1e-4 objective change (70 iterations) gives Spearman
+#:   0.398; the converged fit (366-435 iterations) 0.428-0.430 on 1 or 2 devices, while a cap
+#:   at 300 iterations gave 0.437 or 0.427 depending on the device split (an unconverged point
+#:   depends on rounding; the optimum does not).
 #:
-#: The rule is EVmutation's, carried over, not tuned on DHFR; there half / twice its lambda_J
-#: give 0.443 / 0.425, and plmDCA's field penalty l2_fields = 0.01 gives 0.389
-#: (benchmarks/README.md, docs/mutations.md).
+#: The rule is EVmutation's, carried over, not tuned on DHFR. There it reaches 0.429 converged,
+#: below EVmutation's 0.435 on the same alignment (plmc, capped at 200 iterations, gaps as
+#: missing data); half / twice its lambda_J give 0.443 / 0.425, plmDCA's field penalty
+#: l2_fields = 0.01 gives 0.389 (benchmarks/README.md, docs/mutations.md).
 #: * ``pseudocount``: of the independent-site model, in effective sequences per state
 #:   (`independent_model`).
 MUTATION_DEFAULTS = {**defaults.MUTATIONS.model, **defaults.MUTATIONS.fit}  # jaxpotts.defaults.MUTATIONS

@@ -57,7 +57,10 @@ def _model_options(parser) -> None:
     )
     g.add_argument("--l2-fields", type=non_negative_float, default=None, help="lambda_h (default plm: 0.01 / N_eff)")
     g.add_argument(
-        "--steps", type=positive_int, default=None, help="most optimiser steps (default plm: 300 L-BFGS iterations)"
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="most optimiser steps (default plm: 1000 L-BFGS iterations, stopping at convergence)",
     )
     g.add_argument(
         "--pseudocount",

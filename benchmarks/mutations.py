@@ -6,7 +6,7 @@
 
 Data: ``shared/data/dms/DYR_ECOLI_Thompson_2019`` (plmc's DHFR.a2m, focus DYR_ECOLI/1-159, 12
 focus-gap columns dropped: L = 159; 2363 single mutants of Thompson et al. 2019, ProteinGym's
-``score``). Each configuration runs `jaxpotts.mutations.pipeline` in this process (read, weight
+``score``). Each configuration runs `jaxpotts.mutations.fit_model` in this process (read, weight
 at 0.8 identity, fit, symmetrise) and scores every mutant; rho is Spearman's correlation between
 ``-dE`` and the measured score. References on the same alignment (shared/data/dms/.../README.md):
 EVmutation (plmc + EVcouplings, lambda_J = 0.2 (L - 1) = 31.6, 200 iterations) 0.435, site-
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     from jaxpotts import __version__
     from jaxpotts._report import markdown_table, write_json
     from jaxpotts.msa import read_focus_alignment, sequence_weights
-    from jaxpotts.mutations import encode_mutants, pipeline, spearman
+    from jaxpotts.mutations import encode_mutants, fit_model, spearman
 
     if not (DMS / "DHFR.a2m").exists():
         print(f"data not found: {DMS}", file=sys.stderr)
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
     }
     for name in names:
         method, options, description = configs[name]
-        res = pipeline(aln, method, progress=False, **options)
+        res = fit_model(aln, method, progress=False, **options)
         t0 = time.perf_counter()
         dE = res.score(arrays)
         score_s = time.perf_counter() - t0

@@ -949,7 +949,7 @@ def read_focus_alignment(
     insertions = options.get("insertions", "drop")
     text = _read_text(path)
     kind = _sniff(text, path)
-    names, raw = _parse_stockholm(text, path) if kind == "stockholm" else _parse_fasta(text, path)
+    names, raw, _ = _parse_stockholm(text, path) if kind == "stockholm" else _parse_fasta(text, path)
 
     # Which sequence of the file is the focus.
     if focus is None:

@@ -62,7 +62,7 @@ __all__ = [
     "spearman",
     "plm_settings",
     "MutationModel",
-    "pipeline",
+    "fit_model",
 ]
 
 
@@ -498,7 +498,7 @@ def plm_settings(L: int, q: int, n_eff: float, **overrides: Any) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class MutationModel:
-    """What `pipeline` produced: a joint model of a focus alignment, ready to score.
+    """What `fit_model` produced: a joint model of a focus alignment, ready to score.
 
     Attributes:
         potts: the joint model scored (`joint_model` of the fit).
@@ -532,7 +532,7 @@ class MutationModel:
 _METHODS = ("independent", "plm", "attention")
 
 
-def pipeline(
+def fit_model(
     alignment: Any,
     method: str = "plm",
     *,

@@ -16,10 +16,10 @@ from jaxpotts.mutations import (
     Mutation,
     delta_energy,
     encode_mutants,
+    fit_model,
     independent_model,
     joint_model,
     parse_mutant,
-    pipeline,
     plm_settings,
     plot_scan,
     score_mutants,
@@ -249,14 +249,14 @@ def test_plm_settings_follow_the_evmutation_rule():
 
 
 def test_pipeline_on_a_small_alignment(aln):
-    ind = pipeline(aln, "independent")
+    ind = fit_model(aln, "independent")
     assert ind.history is None and ind.m_eff > 0
     np.testing.assert_allclose(ind.score(["C11D"]), ind.scan()[1, PROTEIN.index["D"]])
     # (the plm path is run by tests/test_cli_mutations.py::test_scan_fits_plm_by_default)
     with pytest.raises(ValueError, match="method must be"):
-        pipeline(aln, "bmdca")
+        fit_model(aln, "bmdca")
     with pytest.raises(TypeError, match="unknown option"):
-        pipeline(aln, "independent", l2=1.0)
+        fit_model(aln, "independent", l2=1.0)
 
 
 # ----------------------------------------------------------------------------- Spearman
@@ -294,7 +294,7 @@ def test_dhfr_mutants_match_the_focus_and_the_independent_model_ranks_them():
     mutants, y = _dms()
     arr = encode_mutants(mutants, aln)  # every wild-type letter agrees with the focus
     assert len(arr) == 2363
-    res = pipeline(aln, "independent")
+    res = fit_model(aln, "independent")
     rho = spearman(-res.score(arr), y)
     assert 0.35 < rho < 0.40  # README: 0.370 for the site-independent model on this alignment
 
@@ -305,7 +305,7 @@ def test_dhfr_plmdca_with_the_default_beats_the_independent_model():
     """Converged default: 0.428-0.430 measured (target: EVmutation's 0.435, not reached; see
     benchmarks/README.md); well above the site-independent model's 0.377."""
     mutants, y = _dms()
-    res = pipeline(DMS / "DHFR.a2m", "plm", progress=False)
+    res = fit_model(DMS / "DHFR.a2m", "plm", progress=False)
     rho = spearman(-res.score(mutants), y)
     assert res.history.converged
     assert 0.42 <= rho <= 0.45, rho

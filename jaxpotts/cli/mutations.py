@@ -3,7 +3,7 @@
     jaxpotts score ALIGNMENT MUTANTS.csv     dE of the listed variants (+ Spearman against a measured column)
     jaxpotts scan ALIGNMENT                  dE of every single mutant of the focus (CSV, NPZ, heatmap)
 
-Both fit a model of the focus alignment with `jaxpotts.mutations.pipeline` (plmDCA with
+Both fit a model of the focus alignment with `jaxpotts.mutations.fit_model` (plmDCA with
 `MUTATION_DEFAULTS` by default) or load one saved by `jaxpotts fit` / `save_model`
 (``--model-file``).
 """
@@ -127,7 +127,7 @@ def _prepare(args):
         raise UserError("--pseudocount applies to --method independent")
     if args.method == "independent" and any(k in options for k in ("l2", "l2_fields", "n_steps")):
         raise UserError("--l2, --l2-fields and --steps apply to plm and attention fits")
-    res = mutations.pipeline(
+    res = mutations.fit_model(
         aln, args.method, key=jax.random.PRNGKey(args.seed), theta=args.theta, progress=show_progress(args), **options
     )
     h = res.history

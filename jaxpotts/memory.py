@@ -37,6 +37,13 @@ device that runs chains; chain states $n_c L$ int32; the local fields kept per c
 $n_c L q$ floats, twice; recorded samples $n_c\, n_s\, L$ int32 and energies $n_c\, n_s$ floats,
 twice each (the blocks and their concatenation); plus $R$.
 
+Validation estimate (`jaxpotts.generative.validate`, beyond its sampler run): the two-site
+statistics of one set as float32 $(Lq)^2$ arrays: the accumulated $f_{ij}$, $C_{ij}$, its
+transposed copy and its float64 $i < j$ extractions, about 8 such arrays, plus the kept
+training covariance and flattened statistics of three sets (about 4 more) and the float64
+PCA matrix (2 more in float32 units); the three-site entries (sites, colours and the three
+sets' values, about 16 numbers per entry) and the 4M-value gather chunk; plus $R$.
+
 The constants were set from measured peak resident memory (ru_maxrss) of CPU runs, e.g. the
 plmDCA fit with L = 1000, q = 4, M = 500 in ``tests/test_inputs.py`` (see docs/inputs.md for
 the numbers); they are upper estimates of the arrays, not of the allocator's behaviour, and
@@ -59,6 +66,7 @@ __all__ = [
     "MemoryLimitError",
     "fit_estimate",
     "sample_estimate",
+    "validation_estimate",
     "available_memory",
     "check_memory",
     "parse_size",
@@ -273,6 +281,20 @@ def sample_estimate(
         "chains": n_chains * L * 4 + 2 * n_chains * L * q * f,
         "recorded samples": 2 * n_chains * n_samples * L * 4,
         "energies": 2 * n_chains * n_samples * f,
+        "runtime": RUNTIME_BYTES,
+    }
+    return MemoryEstimate({k: int(v) for k, v in parts.items()})
+
+
+def validation_estimate(L: int, q: int, n_triplets: int) -> MemoryEstimate:
+    r"""Peak memory of `jaxpotts.generative.validate`'s statistics (module docstring)."""
+    for name, v in (("L", L), ("q", q), ("n_triplets", n_triplets)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    K = L * q
+    parts = {
+        "two-site statistics": 14 * K * K * 4,
+        "three-site entries": 16 * n_triplets * 4 + 3 * 4 * 2**22,
         "runtime": RUNTIME_BYTES,
     }
     return MemoryEstimate({k: int(v) for k, v in parts.items()})

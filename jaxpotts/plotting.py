@@ -13,6 +13,7 @@ that draw one panel accept `ax=` to compose larger figures.
 `plot_replica_curves`          replica learning curves with simulation points and error bars
 `plot_replica_deviation`       simulation - theory against the system size N
 `plot_optimal_vs_bayes`        ERM at the optimal ridge against the Bayes-optimal error
+`plot_validation`              a model as a generator: statistics, PCA, Hamming, energies
 =============================  ==========================================================
 
 The contact-map figure lives with the contact scores: `jaxpotts.contacts.plot_contact_map`.
@@ -37,6 +38,7 @@ __all__ = [
     "plot_replica_curves",
     "plot_replica_deviation",
     "plot_optimal_vs_bayes",
+    "plot_validation",
 ]
 
 _MARKERS = ("o", "s", "^", "D", "v", "P")
@@ -112,6 +114,90 @@ def plot_energy_diagnostics(energies, *, title: str = "", max_chains: int = 8, m
     ax_acf.set_xlabel("lag (recorded samples)")
     ax_acf.set_ylabel("autocorrelation")
     ax_acf.set_title(f"energy autocorrelation, tau = {tau:.2f}")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+# ----------------------------------------------------------------------------- validation
+
+_MAX_SCATTER = 50_000  # points per scatter panel (a fixed random subset beyond that)
+
+
+def _scatter_statistic(ax, report, stat: str, label: str) -> None:
+    x, y = np.asarray(report.arrays[f"{stat}_train"]), np.asarray(report.arrays[f"{stat}_model"])
+    if x.size > _MAX_SCATTER:
+        keep = np.random.default_rng(0).choice(x.size, _MAX_SCATTER, replace=False)
+        x, y = x[keep], y[keep]
+    ax.scatter(x, y, s=3, alpha=0.3, linewidths=0, rasterized=True)
+    lim = [min(x.min(), y.min()), max(x.max(), y.max())]
+    ax.plot(lim, lim, color="0.4", lw=0.8)
+    ax.set_xlabel(f"natural (training) {label}")
+    ax.set_ylabel(f"generated {label}")
+    agree = report.summary["agreement"][stat]
+    title = f"r = {agree['model_vs_train']['pearson']:.3f}, slope = {agree['model_vs_train']['slope']:.2f}"
+    if "model_vs_test" in agree:
+        title += (
+            f"\nheld-out: r = {agree['model_vs_test']['pearson']:.3f} (train vs held-out "
+            f"{agree['train_vs_test']['pearson']:.3f})"
+        )
+    ax.set_title(title, fontsize=9)
+
+
+def _histograms(ax, report, prefix: str, label: str, integer: bool) -> None:
+    names = {"train": "natural (training)", "test": "natural (held-out)", "model": "generated"}
+    values = {k: np.asarray(report.arrays[f"{prefix}_{k}"]) for k in names if f"{prefix}_{k}" in report.arrays}
+    lo = min(v.min() for v in values.values())
+    hi = max(v.max() for v in values.values())
+    bins = np.arange(lo - 0.5, hi + 1.5) if integer and hi - lo < 200 else np.linspace(lo, hi, 50)
+    for i, (k, v) in enumerate(values.items()):
+        ax.hist(v, bins=bins, density=True, histtype="step", lw=1.2, color=_colour(i), label=names[k])
+    ax.set_xlabel(label)
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+
+
+def plot_validation(report, *, title: str = ""):
+    r"""The validation figure of `jaxpotts.generative.validate`, two rows of three panels:
+    generated against natural (training) $f_i(a)$, $C_{ij}(a,b)$ ($i<j$) and the subset of
+    $C_{ijk}(a,b,c)$ with the identity line, Pearson r and slope (and the held-out r with its
+    train-vs-held-out floor); the sequences on the first two principal axes of the natural
+    one-hot sequences; the Hamming distance to the nearest training sequence; and the model
+    energies of the natural and generated sequences. Scatter panels show at most 50,000 points
+    (a fixed random subset).
+
+    Args:
+        report: a `jaxpotts.generative.ValidationReport`.
+    """
+    fig = _figure((15, 9))
+    axes = fig.subplots(2, 3)
+    for ax, (stat, label) in zip(
+        axes[0], (("site", "$f_i(a)$"), ("connected", "$C_{ij}(a,b)$"), ("three_site", "$C_{ijk}(a,b,c)$")), strict=True
+    ):
+        _scatter_statistic(ax, report, stat, label)
+    ax = axes[1, 0]
+    for i, (k, name) in enumerate(
+        (("train", "natural (training)"), ("test", "natural (held-out)"), ("model", "generated"))
+    ):
+        y = report.arrays.get(f"pca_{k}")
+        if y is None:
+            continue
+        if y.shape[0] > _MAX_SCATTER:
+            y = y[np.random.default_rng(1).choice(y.shape[0], _MAX_SCATTER, replace=False)]
+        ax.scatter(y[:, 0], y[:, 1], s=3, alpha=0.25, linewidths=0, color=_colour(i), label=name, rasterized=True)
+    frac = report.summary["pca"]["explained_fraction"]
+    ax.set_xlabel(f"PC 1 ({100 * frac[0]:.1f}% of the natural variance)")
+    ax.set_ylabel(f"PC 2 ({100 * frac[1]:.1f}%)")
+    ax.legend(fontsize=8, markerscale=3)
+    ax.set_title("principal components of the natural sequences", fontsize=9)
+    _histograms(axes[1, 1], report, "hamming", "Hamming distance to the nearest training sequence", True)
+    axes[1, 1].set_title("novelty (training: nearest other training sequence)", fontsize=9)
+    _histograms(axes[1, 2], report, "energy", "model energy E(s)", False)
+    sampler = report.summary.get("sampler")
+    if sampler is not None:
+        axes[1, 2].set_title(
+            f"energies; chains: tau = {sampler['tau']:.2f} samples, split R-hat = {sampler['rhat']:.3f}", fontsize=9
+        )
     if title:
         fig.suptitle(title)
     return fig

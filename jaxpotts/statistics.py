@@ -37,6 +37,9 @@ __all__ = [
     "site_frequencies",
     "pair_frequencies",
     "connected_correlations",
+    "three_site_correlations",
+    "summary_statistics",
+    "agreement",
     "compare_statistics",
     "generation_check",
 ]
@@ -81,6 +84,10 @@ def _moments(seqs: Int[Array, "M L"], w: Float[Array, " M"], *, q: int):
 def site_frequencies(seqs: Int[Array, "M L"], q: int, weights: Float[Array, " M"] | None = None) -> Float[Array, "L q"]:
     r"""Weighted one-site frequencies $f_i(a)$ (rows sum to one)."""
     s, w = _prepare(seqs, q, weights)
+    return _site_frequencies(s, w, int(q))
+
+
+def _site_frequencies(s, w, q: int):
     return einsum("m,mia->ia", w, jax.nn.one_hot(s, q, dtype=w.dtype)) / jnp.sum(w)
 
 
@@ -101,12 +108,105 @@ def connected_correlations(
     return f2 - f1[:, None, :, None] * f1[None, :, None, :]
 
 
-def _agreement(x: np.ndarray, y: np.ndarray) -> dict:
-    """Pearson r and least-squares slope through the origin of y against x."""
+# Entries x sequences gathered per step of the three-site scan: bounds its memory (~50 MB).
+_THREE_SITE_BLOCK = 1 << 22
+
+
+@partial(jax.jit, static_argnames=("chunk",))
+def _centred_third_moments(seqs, w, f1, sites, colours, *, chunk: int):
+    M, L = seqs.shape
+    n = -(-M // chunk)
+    pad = n * chunk - M
+    s = jnp.concatenate([seqs, jnp.zeros((pad, L), seqs.dtype)]).reshape(n, chunk, L)
+    ww = jnp.concatenate([w, jnp.zeros((pad,), w.dtype)]).reshape(n, chunk)
+    mean = f1[sites, colours]  # (E, 3)
+
+    def step(acc, xs):
+        sb, wb = xs
+        d = (sb[:, sites] == colours[None]).astype(w.dtype) - mean[None]  # (chunk, E, 3)
+        return acc + matmul(wb[None, :], jnp.prod(d, axis=-1))[0], None
+
+    acc, _ = jax.lax.scan(step, jnp.zeros((sites.shape[0],), w.dtype), (s, ww))
+    return acc / jnp.sum(w)
+
+
+def _check_entries(sites, colours, L: int, q: int) -> tuple[jax.Array, jax.Array]:
+    sites, colours = np.asarray(sites), np.asarray(colours)
+    for name, x, top in (("sites", sites, L), ("colours", colours, q)):
+        if x.ndim != 2 or x.shape[1] != 3 or not np.issubdtype(x.dtype, np.integer):
+            raise ValueError(f"{name} must be an integer array of shape (E, 3), got {x.dtype} {x.shape}")
+        if x.size and (x.min() < 0 or x.max() >= top):
+            raise ValueError(f"{name} must lie in 0..{top - 1}, found {x.min()}..{x.max()}")
+    if sites.shape != colours.shape:
+        raise ValueError(f"sites {sites.shape} and colours {colours.shape} must have the same shape")
+    if np.any((sites[:, 0] == sites[:, 1]) | (sites[:, 0] == sites[:, 2]) | (sites[:, 1] == sites[:, 2])):
+        raise ValueError("the three sites of each entry must be distinct")
+    return jnp.asarray(sites, jnp.int32), jnp.asarray(colours, jnp.int32)
+
+
+def three_site_correlations(
+    seqs: Int[Array, "M L"],
+    q: int,
+    sites: Int[Array, "E 3"],
+    colours: Int[Array, "E 3"],
+    weights: Float[Array, " M"] | None = None,
+) -> Float[Array, " E"]:
+    r"""Connected three-site correlations $C_{ijk}(a,b,c)$ of the listed entries.
+
+    For entry e with sites $(i, j, k)$ = ``sites[e]`` (distinct) and colours $(a, b, c)$ =
+    ``colours[e]``, the weighted third central moment of the one-hot variables
+    $x^m_{ia} = [s^m_i = a]$:
+
+    $$C_{ijk}(a,b,c) = \frac1W \sum_m w_m (x^m_{ia} - f_i(a))(x^m_{jb} - f_j(b))(x^m_{kc} - f_k(c))
+      = f_{ijk}(a,b,c) - f_{ij}(a,b) f_k(c) - f_{ik}(a,c) f_j(b) - f_{jk}(b,c) f_i(a)
+        + 2 f_i(a) f_j(b) f_k(c).$$
+
+    All $L^3 q^3$ entries are too many to compute, so the caller picks a subset (e.g.
+    `jaxpotts.generative.random_triplets`). One jitted `lax.scan` over chunks of sequences
+    gathers the E entries: O(M E) time, O(E) memory plus a chunk of about 4M gathered values.
+    """
+    s, w = _prepare(seqs, q, weights)
+    sites, colours = _check_entries(sites, colours, s.shape[1], int(q))
+    return _third(s, w, _site_frequencies(s, w, int(q)), sites, colours)
+
+
+def _third(s, w, f1, sites, colours):
+    chunk = int(min(_CHUNK, max(1, _THREE_SITE_BLOCK // max(3 * sites.shape[0], 1))))
+    return _centred_third_moments(s, w, f1, sites, colours, chunk=chunk)
+
+
+def agreement(x: Float[Array, ...], y: Float[Array, ...]) -> dict:
+    r"""Pearson r and least-squares slope through the origin of y against x (both flattened).
+
+    $r = \mathrm{cov}(x, y) / (\sigma_x \sigma_y)$ and $\mathrm{slope} = \sum_k x_k y_k / \sum_k x_k^2$,
+    in float64; NaN when undefined (a constant x or y, or x = 0)."""
     x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
     r = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else float("nan")
     slope = float(x @ y / (x @ x)) if x @ x > 0 else float("nan")
     return {"pearson": r, "slope": slope}
+
+
+def summary_statistics(
+    seqs: Int[Array, "M L"],
+    q: int,
+    weights: Float[Array, " M"] | None = None,
+    *,
+    triplets: tuple[Int[Array, "E 3"], Int[Array, "E 3"]] | None = None,
+) -> dict:
+    r"""The statistics the generation checks compare, from one pass over the sequences.
+
+    Returns numpy arrays: ``site`` $f_i(a)$ (L, q); ``connected`` $C_{ij}(a,b)$ (L, L, q, q), whose
+    diagonal blocks $C_{ii}(a,b) = f_i(a)\delta_{ab} - f_i(a) f_i(b)$ make it the covariance
+    matrix of the one-hot sequences once reshaped to (Lq, Lq); and with ``triplets = (sites,
+    colours)`` also ``three_site``, `three_site_correlations` of those entries (E,).
+    """
+    s, w = _prepare(seqs, q, weights)
+    f1, f2 = _moments(s, w, q=int(q))
+    out = {"site": np.asarray(f1), "connected": np.asarray(f2 - f1[:, None, :, None] * f1[None, :, None, :])}
+    if triplets is not None:
+        sites, colours = _check_entries(*triplets, s.shape[1], int(q))
+        out["three_site"] = np.asarray(_third(s, w, f1, sites, colours))
+    return out
 
 
 def compare_statistics(
@@ -122,30 +222,28 @@ def compare_statistics(
     Returns a dict with ``site`` (Pearson r and slope of sample against data $f_i(a)$, all i, a)
     and ``connected`` (the same for $C_{ij}(a,b)$ over all $i < j$ and colour pairs), plus the
     numbers of samples and data sequences. The slope is that of the samples' statistic against
-    the data's, through the origin. With ``arrays=True`` also ``arrays``: the compared values
+    the data's, through the origin (`agreement`). With ``arrays=True`` also ``arrays``: the compared values
     (``site_data``, ``site_model`` of shape (L, q); ``connected_data``, ``connected_model`` of
     shape (L (L - 1) / 2, q, q), pairs i < j in `numpy.triu_indices` order), e.g. for a scatter plot.
     """
     s_data, w = _prepare(seqs, q, weights)
-    s_model, w_model = _prepare(samples, q, None)
+    s_model, _ = _prepare(samples, q, None)
     if s_model.shape[1] != s_data.shape[1]:
         raise ValueError(f"samples have L = {s_model.shape[1]} sites but the data have L = {s_data.shape[1]}")
-    f1d, f2d = _moments(s_data, w, q=int(q))
-    f1m, f2m = _moments(s_model, w_model, q=int(q))
-    L = s_data.shape[1]
-    iu, ju = np.triu_indices(L, 1)
-    cd = np.asarray(f2d - f1d[:, None, :, None] * f1d[None, :, None, :])[iu, ju]
-    cm = np.asarray(f2m - f1m[:, None, :, None] * f1m[None, :, None, :])[iu, ju]
+    data = summary_statistics(s_data, q, w)
+    model = summary_statistics(s_model, q)
+    iu, ju = np.triu_indices(s_data.shape[1], 1)
+    cd, cm = data["connected"][iu, ju], model["connected"][iu, ju]
     out = {
-        "site": _agreement(f1d, f1m),
-        "connected": _agreement(cd, cm),
+        "site": agreement(data["site"], model["site"]),
+        "connected": agreement(cd, cm),
         "n_samples": int(s_model.shape[0]),
         "n_sequences": int(s_data.shape[0]),
     }
     if arrays:
         out["arrays"] = {
-            "site_data": np.asarray(f1d),
-            "site_model": np.asarray(f1m),
+            "site_data": data["site"],
+            "site_model": model["site"],
             "connected_data": cd,
             "connected_model": cm,
         }

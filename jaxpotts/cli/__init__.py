@@ -4,6 +4,7 @@
     jaxpotts sample [--model-file MODEL]          MCMC samples of a random or a saved model
     jaxpotts fit {plm,attention,transformer} DATA fit a model to sampled sequences or an alignment
     jaxpotts contacts ALIGNMENT                   residue contacts of a protein family (plmDCA / attention)
+    jaxpotts validate ALIGNMENT MODEL             how well a saved model generates its family
     jaxpotts replica                              a replica learning curve (+ simulation points)
     jaxpotts info                                 versions, devices, precision
 
@@ -27,13 +28,13 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import contacts, demo, fit, info, mutations, replica, sample
+from . import contacts, demo, fit, info, mutations, replica, sample, validate
 from ._common import Parser, UserError
 
 __all__ = ["main", "build_parser", "UserError", "SUBCOMMANDS"]
 
 
-SUBCOMMANDS = (demo, sample, fit, contacts, mutations, replica, info)
+SUBCOMMANDS = (demo, sample, fit, contacts, mutations, replica, validate, info)
 
 
 def build_parser() -> argparse.ArgumentParser:

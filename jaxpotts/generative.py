@@ -59,7 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ._precision import matmul
+from ._precision import einsum, matmul
 
 __all__ = [
     "SAMPLER_DEFAULTS",
@@ -299,7 +299,7 @@ def principal_components(
 @jax.jit
 def _project(seqs, mean, axes):
     L = seqs.shape[1]
-    offset = jnp.einsum("ia,iak->k", mean, axes, precision=jax.lax.Precision.HIGHEST)
+    offset = einsum("ia,iak->k", mean, axes)
     return jax.lax.map(lambda s: axes[jnp.arange(L), s].sum(0) - offset, seqs, batch_size=1024)
 
 

@@ -176,8 +176,11 @@ def plot_validation(report, *, title: str = ""):
     ):
         _scatter_statistic(ax, report, stat, label)
     ax = axes[1, 0]
-    for i, (k, name) in enumerate(
-        (("train", "natural (training)"), ("test", "natural (held-out)"), ("model", "generated"))
+    # generated first, so that the natural sequences stay visible on top
+    for i, k, name in (
+        (2, "model", "generated"),
+        (0, "train", "natural (training)"),
+        (1, "test", "natural (held-out)"),
     ):
         y = report.arrays.get(f"pca_{k}")
         if y is None:

@@ -13,8 +13,9 @@ EXAMPLES = {
     "replica_vs_simulation.py": ["replica_vs_simulation", "replica_deviation_vs_N"],
     "protein_contacts.py": ["contacts_PF00014"],
     "sample_protein_model.py": ["statistics_PF00014"],
+    "validate_model.py": ["validation_PF00014/validation"],
 }
-PROTEIN = {"protein_contacts.py", "sample_protein_model.py"}
+PROTEIN = {"protein_contacts.py", "sample_protein_model.py", "validate_model.py"}
 needs_pfam = pytest.mark.skipif(
     not (REPO.parent / "shared" / "data" / "pfam" / "PF00014.fasta").exists(), reason="shared/data/pfam not present"
 )
@@ -48,6 +49,11 @@ def _check_outputs(script, out, figures):
         for method in ("plm", "attention"):
             assert set(res[method]["precision"]) == {"L/5", "L/2", "L"} and res[method]["L"] == 53
         assert "| PF00014 |" in (out / "precision.md").read_text()
+    elif script == "validate_model.py":
+        summary = json.loads((out / "validation_PF00014" / "validation.json").read_text())
+        agree = summary["agreement"]
+        assert agree["site"]["model_vs_train"]["pearson"] > 0.5 and summary["sizes"]["test"] == 60
+        assert set(agree["three_site"]) == {"model_vs_train", "model_vs_test", "train_vs_test"}
     elif script == "sample_protein_model.py":
         gen = json.loads((out / "generation.json").read_text())["PF00014"]
         assert -1 <= gen["connected"]["pearson"] <= 1 and gen["site"]["pearson"] > 0.5

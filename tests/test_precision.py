@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import jaxpotts
-from jaxpotts import _dense_pl, contacts, exact, losses, msa, optim, sampling, statistics
+from jaxpotts import _dense_pl, contacts, exact, generative, losses, msa, optim, sampling, statistics
 from jaxpotts.attention import FactoredAttention, Transformer
 from jaxpotts.potts import random_dense_potts, random_factored_potts
 
@@ -124,6 +124,19 @@ def _cases():
         ("site_frequencies", lambda s, w: statistics.site_frequencies(s, q, w), (seqs, w), True),
         ("pair_frequencies", lambda s, w: statistics.pair_frequencies(s, q, w), (seqs, w), True),
         ("connected_correlations", lambda s, w: statistics.connected_correlations(s, q, w), (seqs, w), True),
+        (
+            "three_site_correlations",
+            lambda s, w: statistics.three_site_correlations(s, q, np.array([[0, 1, 2]]), np.array([[0, 1, 2]]), w),
+            (seqs, w),
+            True,
+        ),
+        (
+            "generative nearest Hamming",
+            lambda a, b: generative._nearest_identity(a, b, jnp.full((4,), -1), 4, q=q, chunk=4),
+            (jnp.zeros((4, L), jnp.int32), jnp.zeros((4, L), jnp.int32)),
+            True,
+        ),
+        ("generative project", generative._project, (seqs, jnp.ones((L, q)), jnp.ones((L, q, 2))), True),
         (
             "msa sequence weights",
             lambda b: msa._neighbour_counts(

@@ -151,13 +151,19 @@ class ValidationReport:
 # ----------------------------------------------------------------------------- building blocks
 
 
+def _host_rng(key: PRNGKeyArray, *index: int) -> np.random.Generator:
+    """A numpy generator seeded by the bits of a JAX key (host-side draws compile nothing)."""
+    words = np.asarray(jax.random.key_data(key), np.uint32).ravel().tolist()
+    return np.random.default_rng(words + list(index))
+
+
 def split_sequences(
     key: PRNGKeyArray, M: int, test_fraction: float
 ) -> tuple[Int[np.ndarray, " M_train"], Int[np.ndarray, " M_test"]]:
     r"""Random train / held-out split of M sequences: ``round(test_fraction * M)`` held out.
 
-    The indices come from one `jax.random.permutation` of M, so the same key gives the same
-    split. Returns the sorted training and held-out indices. Raises ValueError when either part
+    The indices come from one permutation of M drawn by a generator seeded with the key's
+    bits, so the same key gives the same split. Returns the sorted training and held-out indices. Raises ValueError when either part
     would be empty.
     """
     if isinstance(M, bool) or not isinstance(M, (int, np.integer)) or M < 1:
@@ -169,7 +175,7 @@ def split_sequences(
         raise ValueError(f"empty test set: test_fraction = {test_fraction} of {M} sequences holds out none")
     if n_test == M:
         raise ValueError(f"empty training set: test_fraction = {test_fraction} of {M} sequences holds out all")
-    perm = np.asarray(jax.random.permutation(key, M))
+    perm = _host_rng(key).permutation(M)
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
@@ -188,8 +194,8 @@ def random_triplets(
     # Three distinct sites, uniformly: r0 in 0..L-1, r1 in 0..L-2 and r2 in 0..L-3, each shifted
     # past the sites already taken (in increasing order), which maps the draws one-to-one onto
     # ordered triples of distinct sites.
-    k_sites, k_colours = jax.random.split(key)
-    r = np.asarray(jax.random.randint(k_sites, (n, 3), 0, jnp.array([L, L - 1, L - 2])))
+    rng = _host_rng(key)
+    r = rng.integers(0, [L, L - 1, L - 2], size=(n, 3))
     i = r[:, 0]
     j = r[:, 1] + (r[:, 1] >= i)
     lo, hi = np.minimum(i, j), np.maximum(i, j)
@@ -198,7 +204,7 @@ def random_triplets(
     sites = np.sort(np.stack([i, j, k], axis=1), axis=1)
     # Colours by inverse CDF of f_i at each site.
     cdf = np.cumsum(f / f.sum(1, keepdims=True), axis=1)[sites]  # (n, 3, q)
-    u = np.asarray(jax.random.uniform(k_colours, (n, 3)), np.float64)
+    u = rng.random((n, 3))
     colours = np.minimum((cdf < u[..., None]).sum(-1), f.shape[1] - 1)
     return sites.astype(np.int32), colours.astype(np.int32)
 
@@ -430,12 +436,12 @@ def _hamming(sets: dict, q: int, n: int, key) -> tuple[dict, dict]:
     """Nearest-training-sequence distances of up to n random sequences of each set."""
     train = sets["train"][0]
     summary, arrays = {}, {}
-    for k, name in zip(jax.random.split(key, 3), ("model", "test", "train"), strict=True):
+    for i, name in enumerate(("model", "test", "train")):
         if sets.get(name) is None:
             summary[name] = None
             continue
         seqs = sets[name][0]
-        rows = np.sort(np.asarray(jax.random.permutation(k, seqs.shape[0]))[:n])
+        rows = np.sort(_host_rng(key, i).permutation(seqs.shape[0])[:n])
         if name == "train" and seqs.shape[0] < 2:
             summary[name] = None
             continue
@@ -497,7 +503,7 @@ def validate(
     """
     from .memory import check_memory, validation_estimate
     from .potts import joint_model
-    from .statistics import agreement, site_frequencies
+    from .statistics import agreement
 
     model = joint_model(model)
     L, q = model.L, model.q
@@ -514,7 +520,9 @@ def validate(
     generated, sampler_summary, trace = _generate(model, k_sample, generated, sampler, max_memory)
     sets["model"] = (generated, None)
     train_seqs, train_weights = sets["train"]
-    triplets = random_triplets(k_triplets, site_frequencies(train_seqs, q, train_weights), n_triplets)
+    # f_i(a) on the host (a bincount): only to draw the colours of the three-site entries
+    counts = np.bincount((train_seqs + q * np.arange(L)).ravel(), weights=np.repeat(train_weights, L), minlength=L * q)
+    triplets = random_triplets(k_triplets, counts.reshape(L, q), n_triplets)
     flat, train_stats = _compared_statistics(sets, q, triplets)
     summary = {"agreement": {}}
     for stat in ("site", "connected", "three_site"):

@@ -55,8 +55,8 @@ def _prepare(seqs, q: int, weights) -> tuple[jax.Array, jax.Array]:
         raise ValueError(f"seqs must have shape (M, L) with M >= 1, got {tuple(arr.shape)}")
     arr = check_sequences(arr, arr.shape[1], int(q), "seqs")
     w = check_weights(weights, arr.shape[0])
-    if w is None:
-        w = jnp.ones((arr.shape[0],), jnp.result_type(float))
+    if w is None:  # from the host: an eager jnp.ones would compile once per number of sequences
+        w = jnp.asarray(np.ones((arr.shape[0],), jnp.result_type(float)))
     return arr, w
 
 
@@ -170,9 +170,13 @@ def three_site_correlations(
     return _third(s, w, _site_frequencies(s, w, int(q)), sites, colours)
 
 
+def _third_chunk(n_entries: int) -> int:
+    """Sequences per step of the three-site scan: about `_THREE_SITE_BLOCK` gathered values."""
+    return int(min(_CHUNK, max(1, _THREE_SITE_BLOCK // max(3 * n_entries, 1))))
+
+
 def _third(s, w, f1, sites, colours):
-    chunk = int(min(_CHUNK, max(1, _THREE_SITE_BLOCK // max(3 * sites.shape[0], 1))))
-    return _centred_third_moments(s, w, f1, sites, colours, chunk=chunk)
+    return _centred_third_moments(s, w, f1, sites, colours, chunk=_third_chunk(sites.shape[0]))
 
 
 def agreement(x: Float[Array, ...], y: Float[Array, ...]) -> dict:
@@ -201,12 +205,25 @@ def summary_statistics(
     colours)`` also ``three_site``, `three_site_correlations` of those entries (E,).
     """
     s, w = _prepare(seqs, q, weights)
-    f1, f2 = _moments(s, w, q=int(q))
-    out = {"site": np.asarray(f1), "connected": np.asarray(f2 - f1[:, None, :, None] * f1[None, :, None, :])}
+    sites = colours = None
+    chunk = 1
     if triplets is not None:
         sites, colours = _check_entries(*triplets, s.shape[1], int(q))
-        out["three_site"] = np.asarray(_third(s, w, f1, sites, colours))
+        chunk = _third_chunk(sites.shape[0])
+    f1, C, three = _summary(s, w, sites, colours, q=int(q), chunk=chunk)
+    out = {"site": np.asarray(f1), "connected": np.asarray(C)}
+    if triplets is not None:
+        out["three_site"] = np.asarray(three)
     return out
+
+
+@partial(jax.jit, static_argnames=("q", "chunk"))
+def _summary(s, w, sites, colours, *, q: int, chunk: int):
+    """One compiled program for all statistics of one set (no eager ops, one compilation)."""
+    f1, f2 = _moments(s, w, q=q)
+    C = f2 - f1[:, None, :, None] * f1[None, :, None, :]
+    three = None if sites is None else _centred_third_moments(s, w, f1, sites, colours, chunk=chunk)
+    return f1, C, three
 
 
 def compare_statistics(

@@ -408,7 +408,8 @@ def _generate(model, key, generated, sampler: dict | None, max_memory) -> tuple[
         return _as_sequences(generated, model.L, model.q, "generated"), None, None
     summary = {**generated.summary(), **info}
     summary["equilibrated"] = bool(math.isfinite(summary["rhat"]) and summary["rhat"] < RHAT_EQUILIBRATED)
-    return np.asarray(generated.sequences).reshape(-1, model.L), summary, np.asarray(generated.energies)
+    seqs = _as_sequences(generated.sequences, model.L, model.q, "generated")
+    return seqs, summary, np.asarray(generated.energies)
 
 
 def _compared_statistics(sets: dict, q: int, triplets) -> tuple[dict, dict]:

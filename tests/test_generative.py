@@ -144,6 +144,7 @@ def test_split_is_deterministic_per_key_and_refuses_empty_parts():
         (dict(test_fraction=0.01), "empty test set"),
         (dict(test_fraction=0.2, test_seqs=_random_seqs(1, 5, 5, 3)), "not both"),
         (dict(weights=np.ones(3)), "weights must have shape"),
+        (dict(max_memory="1M"), "validation statistics .* needs about"),
     ],
 )
 def test_bad_inputs_give_clear_errors(change, words):

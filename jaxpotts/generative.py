@@ -63,6 +63,7 @@ from ._precision import einsum, matmul
 
 __all__ = [
     "SAMPLER_DEFAULTS",
+    "RHAT_EQUILIBRATED",
     "ValidationReport",
     "split_sequences",
     "random_triplets",
@@ -124,15 +125,18 @@ class ValidationReport:
             f"sequences: {sizes['train']} training (M_eff {sizes['train_m_eff']:.1f}), {sizes['test']} held-out, "
             f"{sizes['model']} generated; L = {sizes['L']}, q = {sizes['q']}; {sizes['triplets']} three-site entries"
         )
+        names = {"model": "generated", "test": "held-out", "train": "training (leave-one-out)"}
         h = s["hamming"]
         lines.append(
             "nearest training sequence, mean Hamming distance / L: "
-            + ", ".join(f"{k} {v['mean_fraction']:.3f}" for k, v in h.items() if v is not None)
+            + ", ".join(f"{names[k]} {v['mean_fraction']:.3f}" for k, v in h.items() if v is not None)
         )
         e = s["energy"]
         lines.append(
-            "energy mean (std): "
-            + ", ".join(f"{k} {v['mean']:.2f} ({v['std']:.2f})" for k, v in e.items() if v is not None)
+            "model energy, mean (std): "
+            + ", ".join(
+                f"{names[k].split()[0]} {v['mean']:.2f} ({v['std']:.2f})" for k, v in e.items() if v is not None
+            )
         )
         pca = s["pca"]
         lines.append(
@@ -141,7 +145,7 @@ class ValidationReport:
         if s["sampler"] is not None:
             m = s["sampler"]
             lines.append(
-                f"chains: {m['n_chains']} x {m['n_samples']} samples after {m['n_burnin']} sweeps; energy tau = "
+                f"chains: {m['n_chains']} x {m['n_samples']} samples after {m.get('n_burnin', '?')} sweeps; energy tau = "
                 f"{m['tau']:.2f} samples, split R-hat = {m['rhat']:.3f}, ESS = {m['ess']:.0f}: "
                 + ("equilibrated" if m["equilibrated"] else "NOT equilibrated (R-hat >= 1.1 or undefined)")
             )

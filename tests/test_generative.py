@@ -202,6 +202,15 @@ def test_validate_cli_on_a_tiny_alignment_and_saved_model(tmp_path, monkeypatch)
     assert_figure(tmp_path / "out" / "validation.png")
 
 
+def test_validate_help_lists_its_and_the_common_options(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["validate", "--help"])
+    text = capsys.readouterr().out
+    assert exc.value.code == 0
+    for option in ("--test-fraction", "--test-alignment", "--chains", "--sweeps", "--seed", "--out", "--max-memory"):
+        assert option in text
+
+
 def test_validate_cli_refuses_a_model_of_another_length_in_one_line(tmp_path, capsys):
     _write_alignment(tmp_path / "aln.fasta", _random_seqs(0, 10, 5, 21))
     save_model(tmp_path / "model.eqx", potts.random_dense_potts(jax.random.PRNGKey(0), 4, 21))

@@ -60,6 +60,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._precision import einsum, matmul
+from ._random import host_rng
 
 __all__ = [
     "SAMPLER_DEFAULTS",
@@ -155,12 +156,6 @@ class ValidationReport:
 # ----------------------------------------------------------------------------- building blocks
 
 
-def _host_rng(key: PRNGKeyArray, *index: int) -> np.random.Generator:
-    """A numpy generator seeded by the bits of a JAX key (host-side draws compile nothing)."""
-    words = np.asarray(jax.random.key_data(key), np.uint32).ravel().tolist()
-    return np.random.default_rng(words + list(index))
-
-
 def split_sequences(
     key: PRNGKeyArray, M: int, test_fraction: float
 ) -> tuple[Int[np.ndarray, " M_train"], Int[np.ndarray, " M_test"]]:
@@ -179,7 +174,7 @@ def split_sequences(
         raise ValueError(f"empty test set: test_fraction = {test_fraction} of {M} sequences holds out none")
     if n_test == M:
         raise ValueError(f"empty training set: test_fraction = {test_fraction} of {M} sequences holds out all")
-    perm = _host_rng(key).permutation(M)
+    perm = host_rng(key).permutation(M)
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
@@ -198,7 +193,7 @@ def random_triplets(
     # Three distinct sites, uniformly: r0 in 0..L-1, r1 in 0..L-2 and r2 in 0..L-3, each shifted
     # past the sites already taken (in increasing order), which maps the draws one-to-one onto
     # ordered triples of distinct sites.
-    rng = _host_rng(key)
+    rng = host_rng(key)
     r = rng.integers(0, [L, L - 1, L - 2], size=(n, 3))
     i = r[:, 0]
     j = r[:, 1] + (r[:, 1] >= i)
@@ -446,7 +441,7 @@ def _hamming(sets: dict, q: int, n: int, key) -> tuple[dict, dict]:
             summary[name] = None
             continue
         seqs = sets[name][0]
-        rows = np.sort(_host_rng(key, i).permutation(seqs.shape[0])[:n])
+        rows = np.sort(host_rng(key, i).permutation(seqs.shape[0])[:n])
         if name == "train" and seqs.shape[0] < 2:
             summary[name] = None
             continue

@@ -47,6 +47,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, Scalar
 
 from . import defaults, engine, losses
 from ._progress import progress_bar
+from ._random import host_rng
 from ._validation import check_sequences
 from .engine import FitConfig, FitState
 from .memory import check_memory, fit_estimate
@@ -188,12 +189,6 @@ def _chunked(data, size: int = _EVAL_BATCH) -> list | None:
 # ----------------------------------------------------------------------------- data
 
 
-def _rng(key, *index: int) -> np.random.Generator:
-    """A numpy generator seeded by a JAX key and integers (host-side shuffles cost no compilation)."""
-    words = np.asarray(jax.random.key_data(key), np.uint32).ravel().tolist()
-    return np.random.default_rng(words + list(index))
-
-
 def _check_held_out(data, name: str, L: int, q: int, dtype):
     """A held-out `(seqs, weights_or_None)` pair as numpy arrays (weights filled with ones)."""
     if data is None:
@@ -242,7 +237,7 @@ def _prepare_data(L, q, dtype, seqs, weights, validation_data, test_data, fracti
                 f"validation_fraction={fraction} leaves {n_val} of {M} sequences for validation; "
                 "need at least one for validation and one for training"
             )
-        perm = _rng(key).permutation(M)
+        perm = host_rng(key).permutation(M)
         held, kept = np.sort(perm[:n_val]), np.sort(perm[n_val:])
         s, w, val = s[kept], w[kept], (s[held], w[held])
     if not w.sum() > 0:
@@ -265,7 +260,7 @@ class _Batches:
         if epoch not in self._orders:
             if len(self._orders) > 4:
                 self._orders.clear()
-            perm = _rng(self.key, epoch).permutation(self.seqs.shape[0])
+            perm = host_rng(self.key, epoch).permutation(self.seqs.shape[0])
             self._orders[epoch] = np.concatenate([perm, perm[: self.n_pad]])
         return self._orders[epoch]
 

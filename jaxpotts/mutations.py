@@ -491,6 +491,7 @@ def plm_settings(L: int, q: int, n_eff: float, **overrides: Any) -> dict:
         n_steps=d["n_steps"],
         ftol=d["ftol"],
         tol=d["tol"],
+        gaps=d["gaps"],
     )
     out.update(overrides)
     return out
@@ -581,6 +582,12 @@ def fit_model(
     m_eff = float(weights.sum())
     t_weights = time.perf_counter()
     q, L = aln.alphabet.q, aln.L
+    if options.get("gaps", MUTATION_DEFAULTS["gaps"] if method == "plm" else "state") == "missing":
+        if aln.alphabet.gap_index != 0:
+            raise ValueError(
+                f"gaps='missing' treats colour 0 as the gap, but the {aln.alphabet.name} alphabet's gap is "
+                f"{aln.alphabet.gap!r} (colour {aln.alphabet.gap_index}); use gaps='state'"
+            )
     history = None
     if method == "independent":
         unknown = set(options) - {"pseudocount"}

@@ -165,3 +165,14 @@ def test_clear_errors():
     tr = Transformer(3, 3, 1, n_heads=1, d_model=4, key=jax.random.PRNGKey(0))
     with pytest.raises(TypeError, match="Potts couplings"):
         losses.pseudo_likelihood(tr, seqs, gaps="missing")
+
+
+def test_mutation_recipe_takes_the_option(tmp_path):
+    from jaxpotts import mutations
+
+    assert mutations.plm_settings(10, 21, 100.0)["gaps"] == mutations.MUTATION_DEFAULTS["gaps"] == "state"
+    assert mutations.plm_settings(10, 21, 100.0, gaps="missing")["gaps"] == "missing"
+    path = tmp_path / "x.fasta"
+    path.write_text(">F/1-4\nACGU\n>s\nA-GU\n>t\nAC-U\n")
+    with pytest.raises(ValueError, match="treats colour 0 as the gap"):
+        mutations.fit_model(path, alphabet="AC-GU", gaps="missing", progress=False)

@@ -126,7 +126,7 @@ MUTATIONS = Method(
     "0.01 on an objective summed over sequences, divided by N_eff for the per-N_eff convention. No objective-change "
     "stop, L-BFGS to its gradient tolerance: fields of rare residues converge last and carry single-mutant scores "
     "(DHFR: a 1e-4 stop gives Spearman 0.398, the converged fit 0.428-0.430, EVmutation 0.435). Half / twice "
-    "lambda_J: 0.443 / 0.425. Gaps as a state: plmc's -g (gaps='missing', EVmutation's setting) gives 0.421 "
+    "lambda_J: 0.443 / 0.425. Gaps stay a state: plmc's -g (gaps='missing', EVmutation's setting) gives 0.421-0.424 "
     "under the same rule.",
 )
 

@@ -91,7 +91,7 @@ __all__ = [
 #: * ``gaps``: "state", the gap a 21st colour of the pseudo-likelihood. "missing" is plmc's
 #:   ``-g``, used by the EVmutation reference run (gapped sites and neighbours drop out,
 #:   conditionals over the 20 amino acids; `jaxpotts.losses`); under the same lambda rule it
-#:   gives 0.421 on DHFR, below the gap-as-state fit, so it is an option, not the default.
+#:   gives 0.421-0.424 on DHFR, below the gap-as-state fit, so it is an option, not the default.
 #: * ``pseudocount``: of the independent-site model, in effective sequences per state
 #:   (`independent_model`).
 MUTATION_DEFAULTS = {**defaults.MUTATIONS.model, **defaults.MUTATIONS.fit}  # jaxpotts.defaults.MUTATIONS

@@ -45,6 +45,12 @@ def configurations(L: int, q: int, m_eff: float) -> dict:
             f"plmDCA, MUTATION_DEFAULTS: l2 = 0.01 (q-1)(L-1)/N_eff = {rule:.4f}, "
             "l2_fields = 0.01/N_eff, L-BFGS to convergence (<= 1000 iterations)",
         ),
+        "plm-gaps-missing": (
+            "plm",
+            {"gaps": "missing"},
+            "as default, gaps as missing data (plmc -g, EVmutation's setting): gapped sites and neighbours "
+            "drop out, conditionals over the 20 amino acids",
+        ),
         "plm-rule-x0.5": ("plm", {"l2": rule / 2}, f"as default, l2 = {rule / 2:.4f} (half the rule)"),
         "plm-rule-x2": ("plm", {"l2": rule * 2}, f"as default, l2 = {rule * 2:.4f} (twice the rule)"),
         "plm-fields-0.01": ("plm", {"l2_fields": 0.01}, "as default, l2_fields = 0.01 (plmDCA's field penalty)"),

@@ -89,12 +89,17 @@ class Optimization:
         learning_rate: for "adam"/"sgd" (default 1e-2); not for "lbfgs" or an optax object.
         batch_size: sequences per step (None: all, full batch).
         loss: "mlm" (every site masked in turn) or "stochastic" (one random site per sequence).
+        gaps: "state" (the gap is a colour like any other) or "missing" (gaps as missing data,
+            plmc's ``-g``: gapped sites and neighbours drop out, conditionals over the q - 1
+            other colours; `jaxpotts.losses`). "missing" needs loss="mlm" and a model with
+            Potts couplings.
     """
 
     optimizer: str | optax.GradientTransformation = "adam"
     learning_rate: float | None = None
     batch_size: int | None = None
     loss: str = "mlm"
+    gaps: str = "state"
 
     def __post_init__(self):
         if isinstance(self.optimizer, str):
@@ -119,6 +124,9 @@ class Optimization:
         object.__setattr__(self, "batch_size", check_count(self.batch_size, "batch_size", optional=True))
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        losses.gap_colour(self.gaps)
+        if self.gaps == "missing" and self.loss != "mlm":
+            raise ValueError("gaps='missing' is defined for loss='mlm' (every site in turn), got loss='stochastic'")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,6 +199,7 @@ _FLAT = {
     "learning_rate": ("optimization", "learning_rate"),
     "batch_size": ("optimization", "batch_size"),
     "loss": ("optimization", "loss"),
+    "gaps": ("optimization", "gaps"),
     "l2": ("regularization", "l2"),
     "l2_fields": ("regularization", "l2_fields"),
     "n_steps": ("stopping", "n_steps"),
@@ -365,6 +374,7 @@ class Problem(eqx.Module):
     static: Any
     optimizer: Any = eqx.field(static=True)
     loss: str = eqx.field(static=True)
+    gaps: str = eqx.field(static=True)
     linesearch: bool = eqx.field(static=True)
     full_batch: bool = eqx.field(static=True)
     L: int = eqx.field(static=True)
@@ -426,6 +436,7 @@ def init(
         static=static,
         optimizer=opt,
         loss=opt_cfg.loss,
+        gaps=opt_cfg.gaps,
         linesearch=linesearch,
         full_batch=full_batch,
         L=int(model.L),
@@ -468,7 +479,10 @@ def check_mesh(mesh) -> None:
 
 def _data_term(model, problem: Problem, seqs, weights, key) -> Scalar:
     if problem.loss == "mlm":
-        total = losses.weighted_pseudo_likelihood_sum(model, seqs, weights, mesh=problem.mesh) / problem.L
+        total = (
+            losses.weighted_pseudo_likelihood_sum(model, seqs, weights, mesh=problem.mesh, gaps=problem.gaps)
+            / problem.L
+        )
     else:
         sites = jax.random.randint(key, (seqs.shape[0],), 0, problem.L)
         params, static = eqx.partition(model, eqx.is_array)

@@ -14,6 +14,20 @@ The *stochastic* MLM loss masks one uniformly random site $i_m$ per sequence (th
 Transformers are trained); since $\mathbb E_{i_m}[-\log p(s^m_{i_m}\mid s^m_{-i_m})] =
 \frac1L\sum_i -\log p(s^m_i \mid s^m_{-i})$ it is an unbiased estimate of the MLM loss.
 
+**Gaps as missing data** (``gaps="missing"``; plmc's ``-g``, used by EVmutation): with the
+gap colour $g$ (colour 0, the gap of every alphabet of `jaxpotts.msa`), the gap is no state of
+the model. Only non-gap sites contribute, their conditionals run over the q - 1 non-gap colours
+and gapped neighbours add no coupling:
+
+$$\mathrm{PL}_g(\theta) = \frac{1}{\sum_m w_m}\sum_m w_m \sum_{i:\, s^m_i \ne g}
+-\log \frac{e^{\phi^m_i(s^m_i)}}{\sum_{a \ne g} e^{\phi^m_i(a)}}, \qquad
+\phi^m_i(a) = h_i(a) + \sum_{j \ne i:\, s^m_j \ne g} J_{ij}(a, s^m_j).$$
+
+It does not depend on $h_i(g)$, $J_{ij}(g,\cdot)$, $J_{ij}(\cdot,g)$ (their gradient is zero;
+a fit started with them at zero keeps them there, and then the penalty below is plmc's over the
+q - 1 states). It needs a model with Potts couplings (it is evaluated through the dense kernel
+`jaxpotts._dense_pl`). ``gaps="state"`` (the default) is the plain PL above, the gap a q-th state.
+
 **Regularisation convention** (the one place it is defined; docs/conventions.md): the
 penalised objective is
 
@@ -60,7 +74,13 @@ __all__ = [
     "l2_penalty",
     "weighted_mean",
     "check_weights",
+    "GAPS",
+    "gap_colour",
 ]
+
+#: How gaps enter the pseudo-likelihood: "state" (a colour like any other) or "missing" (missing
+#: data, plmc's ``-g``; module docstring).
+GAPS = ("state", "missing")
 
 
 def check_weights(weights: Any, M: int) -> jax.Array | None:
@@ -83,6 +103,14 @@ def check_weights(weights: Any, M: int) -> jax.Array | None:
         if not value.sum() > 0:
             raise ValueError("weights sum to zero: at least one sequence needs a positive weight")
     return w
+
+
+def gap_colour(gaps: str) -> int | None:
+    """The colour treated as missing data: None for ``gaps="state"``, 0 (the gap colour of the
+    alphabets of `jaxpotts.msa`) for ``gaps="missing"``."""
+    if gaps not in GAPS:
+        raise ValueError(f"gaps must be one of {GAPS}, got {gaps!r}")
+    return 0 if gaps == "missing" else None
 
 
 def weighted_mean(values: Float[Array, " M"], weights: Float[Array, " M"] | None) -> Scalar:
@@ -152,27 +180,44 @@ def _dense_parts(model: Any, via_couplings: bool = False) -> tuple[jax.Array, ja
     return None
 
 
+def _missing_gap(model: Any, gaps: str) -> int | None:
+    """The gap colour for ``gaps="missing"`` (None for "state"), checking the model can take it."""
+    gap = gap_colour(gaps)
+    if gap is not None and _dense_parts(model, via_couplings=True) is None:
+        raise TypeError(
+            f"gaps='missing' needs a model with Potts couplings (PottsModel or a model with couplings()); "
+            f"{type(model).__name__} has none"
+        )
+    return gap
+
+
 @eqx.filter_jit
-def _sequence_pseudo_likelihoods(model: Any, seqs: Int[Array, "M L"]) -> Float[Array, " M"]:
-    parts = _dense_parts(model)
+def _sequence_pseudo_likelihoods(model: Any, seqs: Int[Array, "M L"], gap: int | None = None) -> Float[Array, " M"]:
+    parts = _dense_parts(model, via_couplings=gap is not None)
     if parts is not None:
-        return _dense_pl.sequence_nll(*parts, seqs)
+        return _dense_pl.sequence_nll(*parts, seqs, gap)
     return jnp.sum(jax.vmap(lambda s: _sequence_site_nll(model, s))(seqs), axis=-1)
 
 
-def sequence_pseudo_likelihoods(model: Any, seqs: Int[Array, "M L"]) -> Float[Array, " M"]:
-    r"""Negative log pseudo-likelihood of each sequence, $\sum_i -\log p(s^m_i \mid s^m_{-i})$."""
+def sequence_pseudo_likelihoods(model: Any, seqs: Int[Array, "M L"], gaps: str = "state") -> Float[Array, " M"]:
+    r"""Negative log pseudo-likelihood of each sequence, $\sum_i -\log p(s^m_i \mid s^m_{-i})$
+    (``gaps="missing"``: over non-gap sites, gaps as missing data; module docstring)."""
     seqs, _ = _prepare(model, seqs, None)
-    return _sequence_pseudo_likelihoods(model, seqs)
+    return _sequence_pseudo_likelihoods(model, seqs, _missing_gap(model, gaps))
 
 
 @eqx.filter_jit
 def _weighted_sum(
-    model: Any, seqs: Int[Array, "M L"], weights: Float[Array, " M"], mesh: Any, via_couplings: bool = False
+    model: Any,
+    seqs: Int[Array, "M L"],
+    weights: Float[Array, " M"],
+    mesh: Any,
+    via_couplings: bool = False,
+    gap: int | None = None,
 ) -> Scalar:
-    parts = _dense_parts(model, via_couplings)
+    parts = _dense_parts(model, via_couplings or gap is not None)
     if parts is not None:
-        return _dense_pl.weighted_nll_sum(*parts, seqs, weights, mesh)
+        return _dense_pl.weighted_nll_sum(*parts, seqs, weights, mesh, gap)
     params, static = eqx.partition(model, eqx.is_array)
 
     def shard_sum(params, s, w):
@@ -189,6 +234,7 @@ def weighted_pseudo_likelihood_sum(
     *,
     mesh: Any = None,
     via_couplings: bool | None = None,
+    gaps: str = "state",
 ) -> Scalar:
     r"""$\sum_m w_m \sum_i -\log p(s^m_i \mid s^m_{-i})$, unnormalised (the data term of fits).
 
@@ -199,33 +245,42 @@ def weighted_pseudo_likelihood_sum(
     exactly the same function of the parameters (docs/mlm_equals_pl.md), at a cost independent
     of the number of heads; None (default) does so for attention layers with 3 heads or more.
     With `mesh` (`jaxpotts.sharding.data_mesh()`) the sequences are split over its devices.
+    ``gaps="missing"`` treats gaps as missing data (module docstring; always through the
+    couplings).
     """
     seqs, weights = _prepare(model, seqs, weights)
+    gap = _missing_gap(model, gaps)
     if weights is None:
         weights = jnp.ones(seqs.shape[:1], jnp.result_type(float))
     if via_couplings is None:
         via_couplings = int(getattr(model, "n_heads", 0) or 0) >= _COUPLING_ROUTE_HEADS
-    return _weighted_sum(model, seqs, weights, mesh, bool(via_couplings))
+    return _weighted_sum(model, seqs, weights, mesh, bool(via_couplings), gap)
 
 
-def pseudo_likelihood(model: Any, seqs: Int[Array, "M L"], weights: Float[Array, " M"] | None = None) -> Scalar:
+def pseudo_likelihood(
+    model: Any, seqs: Int[Array, "M L"], weights: Float[Array, " M"] | None = None, gaps: str = "state"
+) -> Scalar:
     r"""Negative log pseudo-likelihood, summed over sites, weighted mean over sequences:
-    $\sum_m w_m \sum_i -\log p(s^m_i \mid s^m_{-i}) / \sum_m w_m$.
+    $\sum_m w_m \sum_i -\log p(s^m_i \mid s^m_{-i}) / \sum_m w_m$ (``gaps="missing"``:
+    $\mathrm{PL}_g$ of the module docstring, gaps as missing data).
 
     Works for joint and non-symmetric (conditional) Potts models and for any model whose
     `__call__(s[L])` returns the L conditional logits.
     """
     seqs, weights = _prepare(model, seqs, weights)
+    gap = _missing_gap(model, gaps)
     if weights is None:
-        return jnp.mean(_sequence_pseudo_likelihoods(model, seqs))
-    return _weighted_sum(model, seqs, weights, None) / jnp.sum(weights)
+        return jnp.mean(_sequence_pseudo_likelihoods(model, seqs, gap))
+    return _weighted_sum(model, seqs, weights, None, False, gap) / jnp.sum(weights)
 
 
-def mlm_loss(model: Any, seqs: Int[Array, "M L"], weights: Float[Array, " M"] | None = None) -> Scalar:
+def mlm_loss(
+    model: Any, seqs: Int[Array, "M L"], weights: Float[Array, " M"] | None = None, gaps: str = "state"
+) -> Scalar:
     r"""Masked-language-modelling loss with every site masked in turn: mean over sites of
     $-\log p(s_i \mid s_{-i})$, weighted mean over sequences. Equals `pseudo_likelihood / L`."""
     L, _ = _model_size(model)
-    return pseudo_likelihood(model, seqs, weights) / L
+    return pseudo_likelihood(model, seqs, weights, gaps) / L
 
 
 def site_logits(model: Any, s: Int[Array, " L"], i: Int[Array, ""]) -> Float[Array, " q"]:

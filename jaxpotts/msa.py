@@ -333,6 +333,31 @@ def read_alignment(
             unknown letter when strict (naming letter, sequence and column), an unrecognised
             format, or filters that leave nothing.
     """
+    return _read_with_rows(
+        path,
+        alphabet=alphabet,
+        format=format,
+        strict=strict,
+        insertions=insertions,
+        max_gap_fraction=max_gap_fraction,
+        max_column_gap_fraction=max_column_gap_fraction,
+        remove_duplicates=remove_duplicates,
+    )[0]
+
+
+def _read_with_rows(
+    path: PathLike,
+    *,
+    alphabet: Alphabet | str = PROTEIN,
+    format: str | None = None,
+    strict: bool = False,
+    insertions: str = "drop",
+    max_gap_fraction: float | None = None,
+    max_column_gap_fraction: float | None = None,
+    remove_duplicates: bool = False,
+) -> tuple[Alignment, list[str], list[str]]:
+    """`read_alignment`, also returning every sequence name of the file and its raw rows (a
+    terminal '*' dropped), from the one parse: `read_focus_alignment` walks the focus's row."""
     alphabet = _as_alphabet(alphabet)
     if insertions not in ("drop", "keep"):
         raise ValueError(f"insertions must be 'drop' or 'keep', got {insertions!r}")
@@ -390,7 +415,7 @@ def read_alignment(
         first = _first_occurrences(seqs)
         seqs, rows = seqs[first], rows[first]
 
-    return Alignment(
+    aln = Alignment(
         seqs=np.ascontiguousarray(seqs, dtype=np.int32),
         alphabet=alphabet,
         names=tuple(names[r] for r in rows),
@@ -399,6 +424,7 @@ def read_alignment(
         n_columns=L_file,
         n_sequences=M_file,
     )
+    return aln, names, raw
 
 
 def _read_text(path: PathLike) -> str:
@@ -583,7 +609,7 @@ def _encode_all(matches: list[str], names: list[str], alphabet: Alphabet, strict
     warnings.warn(
         f"{os.fspath(path)}: {int(unknown.sum())} unknown letter(s) read as gaps ({summary}; first in {where}); "
         "read_alignment(..., strict=True) refuses them",
-        stacklevel=3,
+        stacklevel=4,
     )
     colours[unknown] = alphabet.gap_index
     return colours
@@ -944,12 +970,9 @@ def read_focus_alignment(
         ValueError: no such focus sequence, the focus removed by a filter, a range
             ``start-end`` that disagrees with the number of focus residues, or no site left.
     """
-    aln = read_alignment(path, **options)
+    aln, names, raw = _read_with_rows(path, **options)  # one parse: the focus row comes with it
     alphabet = aln.alphabet
     insertions = options.get("insertions", "drop")
-    text = _read_text(path)
-    kind = _sniff(text, path)
-    names, raw, _ = _parse_stockholm(text, path) if kind == "stockholm" else _parse_fasta(text, path)
 
     # Which sequence of the file is the focus.
     if focus is None:

@@ -88,6 +88,10 @@ __all__ = [
 #: below EVmutation's 0.435 on the same alignment (plmc, capped at 200 iterations, gaps as
 #: missing data); half / twice its lambda_J give 0.443 / 0.425, plmDCA's field penalty
 #: l2_fields = 0.01 gives 0.389 (benchmarks/README.md, docs/mutations.md).
+#: * ``gaps``: "state", the gap a 21st colour of the pseudo-likelihood. "missing" is plmc's
+#:   ``-g``, used by the EVmutation reference run (gapped sites and neighbours drop out,
+#:   conditionals over the 20 amino acids; `jaxpotts.losses`); under the same lambda rule it
+#:   gives 0.421-0.424 on DHFR, below the gap-as-state fit, so it is an option, not the default.
 #: * ``pseudocount``: of the independent-site model, in effective sequences per state
 #:   (`independent_model`).
 MUTATION_DEFAULTS = {**defaults.MUTATIONS.model, **defaults.MUTATIONS.fit}  # jaxpotts.defaults.MUTATIONS
@@ -475,12 +479,13 @@ def plm_settings(L: int, q: int, n_eff: float, **overrides: Any) -> dict:
 
     $$\lambda_J = c\,(q-1)(L-1) / N_\mathrm{eff}, \qquad \lambda_h = c_h / N_\mathrm{eff},$$
 
-    ``c = MUTATION_DEFAULTS["coupling_factor"]`` (0.01) and ``c_h = ["fields_absolute"]`` (0.01):
+    ``c = MUTATION_DEFAULTS["coupling_factor"]`` (0.01, q counting the gap also with
+    ``gaps="missing"``) and ``c_h = ["fields_absolute"]`` (0.01):
     plmc/EVcouplings minimise $\sum_m w_m \mathrm{PL}_m + c(q-1)(L-1)\sum_{i<j}\|e_{ij}\|^2 + c_h\|h\|^2$,
     and jaxpotts divides the data term by $N_\mathrm{eff} = \sum_m w_m$. Each conditional has
     $(q-1)(L-1)$ free coupling parameters, and the penalty grows with them; it shrinks as the
     data grow, as a Gaussian prior's weight does against a likelihood. Keys in `overrides`
-    (``l2``, ``l2_fields``, ``n_steps``, ``ftol``, any `fit_plm` option) win.
+    (``l2``, ``l2_fields``, ``n_steps``, ``ftol``, ``gaps``, any `fit_plm` option) win.
     """
     if not (n_eff > 0 and math.isfinite(n_eff)):
         raise ValueError(f"n_eff must be a finite number > 0, got {n_eff!r}")
@@ -491,6 +496,7 @@ def plm_settings(L: int, q: int, n_eff: float, **overrides: Any) -> dict:
         n_steps=d["n_steps"],
         ftol=d["ftol"],
         tol=d["tol"],
+        gaps=d["gaps"],
     )
     out.update(overrides)
     return out
@@ -561,8 +567,9 @@ def fit_model(
         focus, alphabet: passed to `read_focus_alignment` (ignored for a FocusAlignment).
         key: PRNG key of the attention layer's initialisation (default PRNGKey(0)).
         progress: progress bar of the fit. mesh: as in `jaxpotts.contacts.pipeline`.
-        **options: override settings (``l2``, ``l2_fields``, ``n_steps``, ``ftol``, ``pseudocount``,
-            attention options, other `jaxpotts.training.fit` options).
+        **options: override settings (``l2``, ``l2_fields``, ``n_steps``, ``ftol``, ``gaps``
+            ("missing": plmc's ``-g``, needs the gap at colour 0), ``pseudocount``, attention
+            options, other `jaxpotts.training.fit` options).
     """
     from . import msa, training
     from .sharding import pl_work, resolve_mesh
@@ -577,6 +584,12 @@ def fit_model(
         else msa.read_focus_alignment(alignment, focus, alphabet=alphabet)
     )
     t_read = time.perf_counter()
+    if options.get("gaps", MUTATION_DEFAULTS["gaps"] if method == "plm" else "state") == "missing":
+        if aln.alphabet.gap_index != 0:
+            raise ValueError(
+                f"gaps='missing' treats colour 0 as the gap, but the {aln.alphabet.name} alphabet's gap is "
+                f"{aln.alphabet.gap!r} (colour {aln.alphabet.gap_index}); use gaps='state'"
+            )
     weights = np.asarray(msa.sequence_weights(aln, theta), np.float64)
     m_eff = float(weights.sum())
     t_weights = time.perf_counter()

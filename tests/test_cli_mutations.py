@@ -132,10 +132,11 @@ def _one_error_line(err: str) -> str:
         (["score", "aln.a2m", "bad.csv", "--method", "independent"], "wild-type letter 'W' at residue 11"),
         (
             ["score", "aln.a2m", "muts.csv", "--method", "independent", "--l2", "1"],
-            "--l2, --l2-fields and --steps apply",
+            "--l2, --l2-fields, --steps and --gaps apply",
         ),
         (["score", "aln.a2m", "muts.csv", "--pseudocount", "1"], "--pseudocount applies to --method independent"),
         (["scan", "aln.a2m", "--focus", "nobody"], "no sequence named 'nobody'"),
+        (["scan", "aln.a2m", "--gaps", "missing", "--include-gap"], "no gap state to score"),
     ],
 )
 def test_user_mistakes(args, words, files, monkeypatch, capsys):

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jaxpotts import msa
 from jaxpotts.msa import FocusAlignment, read_alignment, read_focus_alignment, sequence_weights
 
 DMS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dms" / "DYR_ECOLI_Thompson_2019"
@@ -107,3 +108,17 @@ def test_dhfr_focus_is_the_dms_wild_type():
     np.testing.assert_array_equal(aln.focus.residues, np.arange(1, 160))
     wt = "".join((DMS / "DYR_ECOLI_Thompson_plusLon_2019.fasta").read_text().splitlines()[1:]).strip()
     assert len(wt) == 159 and aln.focus.letters == wt == aln.alphabet.decode(aln.wild_type)
+
+
+def test_focus_alignment_reads_and_parses_the_file_once(tmp_path, monkeypatch):
+    """The focus's row (for its numbering and gap columns) comes from the same parse as the
+    alignment: the file is read once and gives the same result as a separate read."""
+    path = write(tmp_path, A2M)
+    calls = []
+    real = msa._read_text
+    monkeypatch.setattr(msa, "_read_text", lambda p: calls.append(p) or real(p))
+    aln = msa.read_focus_alignment(path)
+    assert len(calls) == 1
+    plain = read_alignment(path)
+    np.testing.assert_array_equal(aln.seqs, plain.seqs[:, aln.columns])
+    assert aln.focus.letters == "ACDEGH" and list(aln.focus.residues) == [10, 11, 12, 13, 15, 16]

@@ -63,12 +63,29 @@ def _model_options(parser) -> None:
         help="most optimiser steps (default plm: 1000 L-BFGS iterations, stopping at convergence)",
     )
     g.add_argument(
+        "--gaps",
+        choices=("state", "missing"),
+        default=None,
+        help="plm/attention: gaps as a 21st state or as missing data (plmc -g; "
+        "default plm: MUTATION_DEFAULTS['gaps'], attention: state)",
+    )
+    g.add_argument(
         "--pseudocount",
         type=non_negative_float,
         default=None,
         help="independent: effective sequences added per state (default 0.5)",
     )
     g.add_argument("--save-model", action="store_true", help="also write the fitted model (model.eqx + JSON)")
+
+
+# Fit options of the command line: option name -> (argparse attribute, flag).
+_FIT_FLAGS = {
+    "l2": ("l2", "--l2"),
+    "l2_fields": ("l2_fields", "--l2-fields"),
+    "n_steps": ("steps", "--steps"),
+    "pseudocount": ("pseudocount", "--pseudocount"),
+    "gaps": ("gaps", "--gaps"),
+}
 
 
 def _prepare(args):
@@ -84,20 +101,10 @@ def _prepare(args):
     if path.is_dir():
         raise UserError(f"{path} is a folder; give an alignment file (FASTA, A2M/A3M or Stockholm)")
     aln = msa.read_focus_alignment(path, args.focus, alphabet=args.alphabet)
-    options = {
-        k: v
-        for k, v in (
-            ("l2", args.l2),
-            ("l2_fields", args.l2_fields),
-            ("n_steps", args.steps),
-            ("pseudocount", args.pseudocount),
-        )
-        if v is not None
-    }
+    options = {k: getattr(args, attr) for k, (attr, _) in _FIT_FLAGS.items() if getattr(args, attr) is not None}
     if args.model_file is not None:
         if options:
-            flag = {"l2": "--l2", "l2_fields": "--l2-fields", "n_steps": "--steps", "pseudocount": "--pseudocount"}
-            raise UserError(f"{flag[next(iter(options))]} sets up a fit, but --model-file gives the model")
+            raise UserError(f"{_FIT_FLAGS[next(iter(options))][1]} sets up a fit, but --model-file gives the model")
         potts, note = load_saved_model(args.model_file)
         if note:
             say(args, f"note: {note}")
@@ -125,8 +132,8 @@ def _prepare(args):
         )
     if args.method != "independent" and args.pseudocount is not None:
         raise UserError("--pseudocount applies to --method independent")
-    if args.method == "independent" and any(k in options for k in ("l2", "l2_fields", "n_steps")):
-        raise UserError("--l2, --l2-fields and --steps apply to plm and attention fits")
+    if args.method == "independent" and any(k in options for k in ("l2", "l2_fields", "n_steps", "gaps")):
+        raise UserError("--l2, --l2-fields, --steps and --gaps apply to plm and attention fits")
     res = mutations.fit_model(
         aln, args.method, key=jax.random.PRNGKey(args.seed), theta=args.theta, progress=show_progress(args), **options
     )
@@ -330,6 +337,12 @@ def scan_command(args) -> dict:
     from .. import mutations
     from ..plotting import save_figure
 
+    default_gaps = mutations.MUTATION_DEFAULTS["gaps"] if args.method == "plm" else "state"
+    if args.include_gap and args.model_file is None and (args.gaps or default_gaps) == "missing":
+        raise UserError(
+            "--include-gap: this fit treats gaps as missing data (gaps='missing'), so the model has no gap "
+            "state to score; add --gaps state"
+        )
     prep = _prepare(args)
     aln = prep["alignment"]
     t0 = time.perf_counter()

@@ -460,6 +460,7 @@ def _coupling_rows(couplings: Float[Array, "L L q q"]) -> Float[Array, "L q L q"
     return jnp.transpose(couplings, (0, 2, 1, 3))
 
 
+# `sample` makes the dense block sweeps' layout once, not in every jitted block of sweeps.
 _coupling_rows_jit = jax.jit(_coupling_rows)
 
 
@@ -873,13 +874,11 @@ def sample(
     # (a fit's parameters can be) would cost a collective in every site update, 50x slower.
     model = to_one_device(model) if sharding is None else replicate(model, sharding.mesh)
     beta_arr = jnp.asarray(beta, model.fields.dtype)
-    # The dense block sweeps' coupling layout, made once here rather than in every block.
     rows = _coupling_rows_jit(model.couplings) if _uses_dense_blocks(model, schedule, kernel) else None
     # A few dozen chunks: enough for a live display, few enough that dispatch costs nothing.
     burn_chunk = max(1, -(-n_burnin // 20))
     record_block = max(1, -(-n_samples // 20))
     opts = dict(plan=_Plan(method, schedule, record_block, block, kernel))
-    updates_per_sweep = n_chains * model.L
 
     total = n_burnin + n_samples * thin
     counts = np.zeros(2, np.int64)
@@ -904,7 +903,7 @@ def sample(
 
     sequences = jnp.concatenate(seq_blocks, axis=1)
     energies = jnp.concatenate(energy_blocks, axis=1)
-    n_updates = n_samples * thin * updates_per_sweep
+    n_updates = n_samples * thin * n_chains * model.L
     tau, ess, rhat = _energy_diagnostics(np.asarray(energies))
     return SampleResult(
         sequences=sequences,

@@ -3,6 +3,12 @@
     python benchmarks/sampling.py                 # the table of benchmarks/README.md
     python benchmarks/sampling.py --quick         # small smoke run
     pip install torch==2.13.0 adabmDCA            # to include the peer (torch on CPU)
+    python benchmarks/sampling.py --peer-python .peer/bin/python   # peer from another venv
+
+The peer runs in a subprocess of the interpreter given by `--peer-python` (default: the
+environment variable JAXPOTTS_PEER_PYTHON, else this interpreter), so adabmDCA and torch can
+live in a venv of their own: `python3 -m venv .peer && .peer/bin/pip install torch==2.13.0
+adabmDCA`.
 
 Prints a table and writes JSON (default benchmarks/results/sampling.json). Times are of whole
 `jaxpotts.sample` calls (initial states, sweeps, one recorded sample with its energy) and of
@@ -23,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -69,12 +76,11 @@ print(best)
 """
 
 
-def time_adabmdca(model, method, n_chains, n_sweeps, repeats, threads):
+def time_adabmdca(model, method, n_chains, n_sweeps, repeats, threads, python):
     """Best time of adabmDCA's TorchScript sampler with `threads` torch threads, in its own
     process: XLA's CPU thread pool in this process would otherwise compete with torch's
     threads and slow the peer down."""
     import subprocess
-    import sys
     import tempfile
 
     dense = to_dense(model)
@@ -88,7 +94,7 @@ def time_adabmdca(model, method, n_chains, n_sweeps, repeats, threads):
             couplings=np.ascontiguousarray(np.asarray(dense.couplings, np.float32).transpose(0, 2, 1, 3)),
         )
         out = subprocess.run(
-            [sys.executable, "-c", _PEER_SCRIPT, str(path), method, str(n_sweeps), str(repeats), str(threads)],
+            [python, "-c", _PEER_SCRIPT, str(path), method, str(n_sweeps), str(repeats), str(threads)],
             check=True,
             capture_output=True,
             text=True,
@@ -96,14 +102,16 @@ def time_adabmdca(model, method, n_chains, n_sweeps, repeats, threads):
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def peer_available() -> str | None:
-    try:
-        import adabmDCA  # noqa: F401
-        import torch
+def peer_available(python: str) -> str | None:
+    """torch's version if `python` can import adabmDCA and torch, else None."""
+    import subprocess
 
-        return torch.__version__
-    except ImportError:
+    probe = "import adabmDCA, torch; print(torch.__version__)"
+    try:
+        out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=300)
+    except OSError:
         return None
+    return out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else None
 
 
 def main(argv=None):
@@ -116,7 +124,7 @@ def main(argv=None):
         "--sweeps",
         type=int,
         default=None,
-        help="sweeps per timed jaxpotts run (default 80 (64/L)^2, at least 8; the peer runs 1/4)",
+        help="sweeps per timed jaxpotts run (default 80 (64/L)^2, at least 24; the peer runs 1/4)",
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
@@ -131,20 +139,28 @@ def main(argv=None):
         help="CPU backend only: JAX devices (jax_num_cpu_devices) to split the chains over",
     )
     parser.add_argument("--no-peer", action="store_true", help="skip adabmDCA even if installed")
+    parser.add_argument(
+        "--peer-python",
+        default=os.environ.get("JAXPOTTS_PEER_PYTHON", sys.executable),
+        help="interpreter with adabmDCA and torch (default: $JAXPOTTS_PEER_PYTHON, else this one)",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "sampling.json")
     args = parser.parse_args(argv)
+    load_start = os.getloadavg()
     # Before JAX starts its backends; no effect on GPU/TPU backends.
     jax.config.update("jax_num_cpu_devices", args.devices)
 
     sizes = [int(x) for x in (args.sizes or ("16" if args.quick else "64,200")).split(",")]
     n_chains = args.chains or (100 if args.quick else 1000)
     q = args.q
-    peer = None if args.no_peer else peer_available()
+    peer = None if args.no_peer else peer_available(args.peer_python)
     thread_counts = [int(t) for t in args.threads.split(",")]
     rows = []
     for L in sizes:
         # About 1-2 s of dense jaxpotts work at each size (more for slower backends is fine).
-        n_sweeps = args.sweeps or (3 if args.quick else max(8, int(round(80 * (64 / L) ** 2))))
+        # At least 24: a dense `sample` call makes a transposed copy of the couplings (about one
+        # sweep's time) and the energies of the recorded sample before it returns.
+        n_sweeps = args.sweeps or (3 if args.quick else max(24, int(round(80 * (64 / L) ** 2))))
         factored = random_factored_potts(jax.random.PRNGKey(L), L, q, coupling_scale=0.5, field_scale=0.3)
         dense = to_dense(factored)
         for method in ("gibbs", "metropolis"):
@@ -166,7 +182,8 @@ def main(argv=None):
             if peer:
                 peer_sweeps = max(2, n_sweeps // 4)
                 by_threads = {
-                    t: time_adabmdca(dense, method, n_chains, peer_sweeps, args.repeats, t) for t in thread_counts
+                    t: time_adabmdca(dense, method, n_chains, peer_sweeps, args.repeats, t, args.peer_python)
+                    for t in thread_counts
                 }
                 threads = min(by_threads, key=by_threads.get)
                 rows.append(
@@ -221,6 +238,7 @@ def main(argv=None):
         jax_devices=jax.local_device_count(),
         torch=peer,
         x64=bool(jax.config.jax_enable_x64),
+        load_average_start=load_start,
         load_average=os.getloadavg(),
         date=time.strftime("%Y-%m-%d %H:%M:%S %z"),
     )
@@ -228,7 +246,8 @@ def main(argv=None):
         f"device: {meta['backend']} ({meta['device_kind']}) x {meta['jax_devices']}, {meta['cpu_count']} CPUs, "
         f"jax {meta['jax']}"
         + (f", torch {peer}" if peer else ", adabmDCA not installed")
-        + f"; load average {' '.join(f'{x:.2f}' for x in meta['load_average'])}"
+        + f"; load average {' '.join(f'{x:.2f}' for x in load_start)} at the start,"
+        + f" {' '.join(f'{x:.2f}' for x in meta['load_average'])} at the end"
     )
     print(f"{'impl':9} {'kind':9} {'method':11} {'L':>4} {'q':>3} {'chains':>6} {'sweeps/s':>9} {'site-updates/s':>15}")
     for r in rows:

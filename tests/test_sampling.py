@@ -26,11 +26,14 @@ from jaxpotts.potts import (
 from jaxpotts.sampling import (
     Kernel,
     _chain_energies,
+    _coupling_rows,
+    _dense_block_sweep,
     _factored_sequential_sweep,
     _kernel_sweep,
     _sequential_sweep,
     _site_field,
     _site_field_difference,
+    _sweep_uniforms,
     gibbs_kernel,
     metropolis_kernel,
     sample,
@@ -280,6 +283,29 @@ def test_blocked_factored_sweep_equals_kernel_sweep(x64, L, block, method):
     np.testing.assert_array_equal(count_a, count_b)
 
 
+@pytest.mark.parametrize("L, block", [(5, 8), (9, 4), (16, 8), (37, 8)])
+@pytest.mark.parametrize("method", ["gibbs", "metropolis"])
+def test_dense_block_sweep_equals_kernel_sweep(x64, L, block, method):
+    # Block-wise fields from the transposed coupling rows against the one-chain kernel's field
+    # (a plain sum of J_kj(., s_j)), same random numbers: identical chains and counts in
+    # float64. L = 5 < block (one block of all sites), 9 = 2 x 4 + 1 and 37 = 4 x 8 + 5 (the
+    # last block overlaps the one before and must skip its sites), 16 = 2 x 8.
+    model = random_dense_potts(jax.random.PRNGKey(L), L, 4, coupling_scale=1.0)
+    states = jax.random.randint(jax.random.PRNGKey(1), (20, L), 0, 4, dtype=jnp.int32)
+    u = jax.random.uniform(jax.random.PRNGKey(3), (L, 20, 2), minval=1e-12)
+    a, count_a = _dense_block_sweep(model, _coupling_rows(model.couplings), 1.0, method, u, states.T, block)
+    b, count_b = _kernel_sweep(model, 1.0, method, u, states, jnp.arange(L), None)
+    np.testing.assert_array_equal(a.T, b)
+    np.testing.assert_array_equal(count_a, count_b)
+    assert np.mean(np.asarray(a.T) != np.asarray(states)) > 0.3  # the sweep did something
+    # Through `sweep` (which takes this path for dense sequential sweeps) and `sample`.
+    s1, c1 = sweep(model, jax.random.PRNGKey(5), states, method=method, kernel="xla")
+    _, u1 = _sweep_uniforms(model, jax.random.PRNGKey(5), 20, method)
+    s2, c2 = _kernel_sweep(model, 1.0, method, u1, states, jnp.arange(L), None)
+    np.testing.assert_array_equal(s1, s2)
+    np.testing.assert_array_equal(c1, np.sum(c2, axis=0))
+
+
 @pytest.mark.parametrize("kind", ["dense", "factored"])
 @pytest.mark.parametrize("method", ["gibbs", "metropolis"])
 def test_transposed_sequential_sweep_equals_kernel_sweep(kind, method):
@@ -294,10 +320,13 @@ def test_transposed_sequential_sweep_equals_kernel_sweep(kind, method):
     np.testing.assert_array_equal(count_a, count_b)
 
 
-def test_factored_sample_carries_block_layout_like_single_sweeps():
-    # sample() keeps the block sweep's layout between sweeps; iterating `sweep` with the
-    # same per-sweep keys rebuilds it every time. Both must give the same chains.
-    model = random_factored_potts(jax.random.PRNGKey(0), 13, 4, coupling_scale=1.0)
+@pytest.mark.parametrize("kind", ["dense", "factored"])
+def test_sample_carries_block_layout_like_single_sweeps(kind):
+    # sample() keeps the block sweeps' layouts (factored: the U columns; dense: the transposed
+    # couplings and states) between sweeps; iterating `sweep` with the same per-sweep keys
+    # rebuilds them every time. Both must give the same chains.
+    make = random_dense_potts if kind == "dense" else random_factored_potts
+    model = make(jax.random.PRNGKey(0), 13, 4, coupling_scale=1.0)
     key = jax.random.PRNGKey(3)
     for method in ("gibbs", "metropolis"):
         r = sample(model, key, n_chains=6, n_samples=1, n_burnin=4, method=method, progress=False)

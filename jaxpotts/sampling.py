@@ -49,6 +49,7 @@ __all__ = [
     "gibbs_kernel",
     "metropolis_kernel",
     "sweep",
+    "sweeps",
     "sample",
 ]
 
@@ -559,6 +560,35 @@ def sweep(
     block = _factored_block(method, kernel.factored_block)
     kernel = _resolve_kernel(kernel.name, schedule, dtype=model.fields.dtype)
     states, counts = _chain_sweep(model, key, states, method, beta, schedule, block, kernel)
+    return states, jnp.sum(counts, axis=0)
+
+
+def sweeps(
+    model: AnyPotts,
+    key: PRNGKeyArray,
+    states: Int[Array, "n_chains L"],
+    n_sweeps: int | Int[Array, ""],
+    *,
+    method: str = "gibbs",
+    beta: ScalarLike = 1.0,
+    schedule: str = "sequential",
+    kernel: str | Kernel = "auto",
+) -> tuple[Int[Array, "n_chains L"], Int[Array, 2]]:
+    """`n_sweeps` sweeps of all chains at a fixed model, sweep i with the key
+    ``jax.random.fold_in(key, i)``; returns the states and the summed counts (accepted,
+    changed). Equals `n_sweeps` calls of `sweep` with those keys, but the implementation's
+    layout (the dense block sweeps' transposed couplings, the factored blocks' fields, the fused
+    kernel's padded operands) is made once per call, not once per sweep: the loop of
+    persistent-chain methods (Boltzmann learning) should call this. Traceable inside `jit`;
+    `n_sweeps` may be a traced integer."""
+    _check_method_schedule(method, schedule)
+    kernel = _as_kernel(kernel)
+    block = _factored_block(method, kernel.factored_block)
+    name = _resolve_kernel(kernel.name, schedule, dtype=model.fields.dtype)
+    rows = _coupling_rows(model.couplings) if _uses_dense_blocks(model, schedule, name) else None
+    plan = _Plan(method, schedule, 0, block, name)
+    counts = _no_counts(states)
+    states, counts = _run_sweeps(model, rows, beta, key, plan, 0, n_sweeps, states, counts)
     return states, jnp.sum(counts, axis=0)
 
 

@@ -38,6 +38,7 @@ from jaxpotts.sampling import (
     metropolis_kernel,
     sample,
     sweep,
+    sweeps,
 )
 
 ALPHA = 1e-3  # false-failure rate of each chi-square test below
@@ -464,3 +465,24 @@ def test_factored_block_argument_gives_the_same_chains(x64, block):
         np.testing.assert_array_equal(r.sequences, ref.sequences)
     with pytest.raises(ValueError, match="factored_block"):
         sample(model, jax.random.PRNGKey(1), kernel=Kernel(factored_block=-1), **kw)
+
+
+@pytest.mark.parametrize("kind", ["dense", "factored"])
+@pytest.mark.parametrize("method", ["gibbs", "metropolis"])
+def test_sweeps_equals_repeated_sweep_calls(kind, method):
+    # `sweeps` carries each implementation's layout between its sweeps; the chains must be those
+    # of n separate `sweep` calls with the keys fold_in(key, i), also with a traced count in jit.
+    L, q, n = 11, 4, 5
+    model = (random_dense_potts if kind == "dense" else random_factored_potts)(jax.random.PRNGKey(L), L, q)
+    states = jax.random.randint(jax.random.PRNGKey(1), (16, L), 0, q, dtype=jnp.int32)
+    key = jax.random.PRNGKey(7)
+    ref, total = states, np.zeros(2, np.int64)
+    for i in range(n):
+        ref, c = sweep(model, jax.random.fold_in(key, i), ref, method=method, kernel="xla")
+        total += np.asarray(c)
+    got, counts = sweeps(model, key, states, n, method=method, kernel="xla")
+    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(counts, total)
+    jitted = jax.jit(lambda m, s, k: sweeps(m, key, s, k, method=method, kernel="xla"))
+    np.testing.assert_array_equal(jitted(model, states, jnp.asarray(n))[0], ref)
+    assert np.mean(np.asarray(got) != np.asarray(states)) > 0.3

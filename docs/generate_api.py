@@ -40,6 +40,7 @@ MODULES = (
     ("jaxpotts.contacts", "Contact prediction from couplings"),
     ("jaxpotts.mutations", "Mutation effects: variant scores, scans, Spearman"),
     ("jaxpotts.statistics", "Alignment statistics and the generation check"),
+    ("jaxpotts.boltzmann", "Boltzmann-machine learning (bmDCA)"),
     ("jaxpotts.replica", "Replica theory of one learned conditional"),
     ("jaxpotts.plotting", "Figures"),
     ("jaxpotts.demo", "The demo"),

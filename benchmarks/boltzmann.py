@@ -56,7 +56,7 @@ def run_family(name: str, budget: float, quick: bool, seed: int) -> dict:
                 resume=True, max_seconds=budget, progress=False, **extra,
             )  # fmt: skip
             wall += time.perf_counter() - t0
-            stage = dict(target=target, reached=res.reached, seconds=wall, **res.summary())
+            stage = dict(target=target, wall_seconds=wall, **res.summary())
             stage.pop("settings")
             row["stages"].append(stage)
             print(f"{name} target {target}: reached {res.reached} after {wall:.0f} s, step {stage['steps']}, "
@@ -87,7 +87,7 @@ def main() -> None:
     )
     print("|---|---|---|" + "---|" * len(TARGETS) + "---|---|")
     for r in rows:
-        times = {s["target"]: s["seconds"] for s in r["stages"] if s["reached"]}
+        times = {s["target"]: s["wall_seconds"] for s in r["stages"] if s["reached"]}
         cells = [f"{times[t]:.0f} s" if t in times else "not reached" for t in TARGETS]
         print(f"| {r['family']} | {r['L']} | {r['M_eff']:.0f} | " + " | ".join(cells)
               + f" | {r['pearson']:.3f} | {r['site_pearson']:.3f} |")  # fmt: skip

@@ -366,6 +366,8 @@ def _settings(overrides: dict) -> dict:
     Regularization(l2=s["l2"], l2_fields=s["l2_fields"])
     for name in ("n_chains", "sweeps", "n_steps", "chunk", "check_sweeps"):
         s[name] = check_count(s[name], name)
+    if not 0.0 <= s["pseudocount"] < 1.0:
+        raise ValueError(f"pseudocount must be in [0, 1), got {s['pseudocount']!r}")
     if not 0.0 < s["target"] <= 1.0:
         raise ValueError(f"target must be a Pearson correlation in (0, 1], got {s['target']!r}")
     for name in ("field_lr_factor", "decay"):

@@ -36,7 +36,7 @@ PFAM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pfam"
 TARGETS = (0.80, 0.90, 0.95)
 
 
-def run_family(name: str, budget: float, quick: bool, seed: int) -> dict:
+def run_family(name: str, budget: float, quick: bool, seed: int, options: dict) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         aln = read_alignment(PFAM / f"{name}.fasta")
@@ -44,7 +44,7 @@ def run_family(name: str, budget: float, quick: bool, seed: int) -> dict:
     if quick:
         seqs = seqs[np.random.default_rng(0).choice(len(seqs), 300, replace=False), :20]
     w = np.asarray(sequence_weights(seqs, 0.8, q=q))
-    extra = dict(n_chains=200, n_steps=200, chunk=20, check_sweeps=40) if quick else {}
+    extra = {**(dict(n_chains=200, n_steps=200, chunk=20, check_sweeps=40) if quick else {}), **options}
     row = dict(family=name, M=int(seqs.shape[0]), L=int(seqs.shape[1]), M_eff=float(w.sum()), stages=[])
     wall = 0.0
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,11 +75,22 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=900.0, help="seconds of training per family (default 900)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 300 sequences, 20 columns, 60 s")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="recipe overrides, e.g. optimizer=sgd learning_rate=1",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "boltzmann.json")
     args = parser.parse_args()
     budget = 60.0 if args.quick else args.budget
     load_before = os.getloadavg()
-    rows = [run_family(f, budget, args.quick, args.seed) for f in args.families]
+    options = {k: (v if k in ("optimizer", "start") else float(v)) for k, v in (s.split("=", 1) for s in args.set)}
+    options = {
+        k: int(v) if isinstance(v, float) and v.is_integer() and k != "learning_rate" else v for k, v in options.items()
+    }
+    rows = [run_family(f, budget, args.quick, args.seed, options) for f in args.families]
     print(
         "\n| family | L | M_eff | "
         + " | ".join(f"time to {t}" for t in TARGETS)
@@ -93,6 +104,7 @@ def main() -> None:
               + f" | {r['pearson']:.3f} | {r['site_pearson']:.3f} |")  # fmt: skip
     out = dict(
         rows=rows,
+        overrides=options,
         budget_seconds=budget,
         quick=args.quick,
         load_average_before=load_before,

@@ -218,7 +218,9 @@ def test_default_recipe_reaches_the_target_on_pf00014():
 
     aln = read_alignment(PFAM / "PF00014.fasta")
     w = np.asarray(sequence_weights(aln.seqs, 0.8, q=aln.alphabet.q))
-    res = fit_boltzmann(aln.seqs, q=aln.alphabet.q, key=jax.random.PRNGKey(0), weights=w, progress=False)
+    res = fit_boltzmann(
+        aln.seqs, q=aln.alphabet.q, key=jax.random.PRNGKey(0), weights=w, progress=False, max_seconds=900
+    )
     assert res.reached and res.pearson >= 0.95 and res.equilibration["equilibrated"]
 
 

@@ -136,6 +136,7 @@ def test_learning_from_exact_statistics_matches_the_moments(truth, exact_data):
         learning_rate=0.02,
         decay=200.0,
         pseudocount=0.0,
+        l2=0.0,
         n_steps=400,
         chunk=100,
         target=1.0,

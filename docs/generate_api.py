@@ -41,6 +41,7 @@ MODULES = (
     ("jaxpotts.mutations", "Mutation effects: variant scores, scans, Spearman"),
     ("jaxpotts.statistics", "Alignment statistics and the generation check"),
     ("jaxpotts.generative", "Validation of a model as a generator of its family"),
+    ("jaxpotts.boltzmann", "Boltzmann-machine learning (bmDCA)"),
     ("jaxpotts.replica", "Replica theory of one learned conditional"),
     ("jaxpotts.plotting", "Figures"),
     ("jaxpotts.demo", "The demo"),

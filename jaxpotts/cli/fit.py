@@ -1,4 +1,4 @@
-"""`jaxpotts fit {plm,attention,transformer} DATA`: fit a model to sampled sequences or an alignment."""
+"""`jaxpotts fit {plm,attention,transformer,bm} DATA`: fit a model to sampled sequences or an alignment."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .. import defaults
 from .._report import markdown_table, write_json
+from . import _fit_bm
 from ._common import (
     UserError,
     add_common,
@@ -85,7 +86,12 @@ def _load_training_data(args):
 
 
 #: The defaults table entry of each `jaxpotts fit` kind.
-TABLE = {"plm": defaults.PLM, "attention": defaults.ATTENTION, "transformer": defaults.TRANSFORMER}
+TABLE = {
+    "plm": defaults.PLM,
+    "attention": defaults.ATTENTION,
+    "transformer": defaults.TRANSFORMER,
+    "bm": defaults.BOLTZMANN,
+}
 
 # CLI option -> fit option of the defaults table.
 _OPTIONS = {
@@ -160,6 +166,8 @@ def run(args) -> dict:
     M, L = seqs.shape
     if M < 2:
         raise UserError(f"need at least 2 sequences to fit, got {M}")
+    if args.kind == "bm":
+        return _fit_bm.run(args, seqs, weights, q, data_info)
     settings = _fit_defaults(args)
     k_init, k_fit = jax.random.split(jax.random.PRNGKey(args.seed))
     out: Path = args.out
@@ -332,7 +340,7 @@ def _compare_with_truth(args, model, seqs, out: Path) -> dict:
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "fit",
-        help="fit plmDCA, factored attention or a Transformer to sequences",
+        help="fit plmDCA, factored attention, a Transformer or bmDCA (Boltzmann learning) to sequences",
         description="Fit a model by pseudo-likelihood / masked-language modelling to sequences from an NPZ written "
         "by 'jaxpotts sample' (key 'sequences', optional 'weights' and 'q') or from an alignment "
         "(FASTA/A2M/A3M/Stockholm; DCA sequence weights). Writes model.eqx (+ .json hyper-parameters, "
@@ -341,14 +349,15 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "kind",
-        choices=("plm", "attention", "transformer"),
+        choices=tuple(TABLE),
         help="plm: asymmetric plmDCA (dense couplings); attention: factored attention; "
-        "transformer: the standard Transformer baseline",
+        "transformer: the standard Transformer baseline; bm: bmDCA, Boltzmann-machine learning",
     )
     p.add_argument("data", type=Path, help="NPZ with 'sequences' or an alignment file")
     _data_options(p)
     _model_options(p)
     _training_options(p)
+    _fit_bm.add_options(p)
     add_memory_option(p)
     add_common(p, "jaxpotts_fit")
     p.set_defaults(func=run)

@@ -73,6 +73,7 @@ __all__ = [
     "ATTENTION_DEFAULTS",
     "pipeline",
     "predict",
+    "fit_memory",
     "site_numbers",
     "write_ec",
     "read_ec",
@@ -618,6 +619,58 @@ class ContactPrediction:
         )
 
 
+def _fit_setup(aln: Any, method: str, mesh: Any, options: dict, weights: Any = None):
+    """The fit's settings, its (distinct) sequences and weights and its mesh, as `pipeline` uses them."""
+    from . import msa
+
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    table = defaults.PLM if method == "plm" else defaults.ATTENTION_CONTACTS
+    settings = table.settings(**options)
+    settings.pop("init", None)  # plmDCA's start: fit_plm's own default
+    # Copies of a sequence are one term of the (weighted) pseudo-likelihood: fit each once.
+    fit_seqs, fit_weights = msa.merge_duplicates(aln.seqs, weights)
+    rows = fit_seqs.shape[0] if settings.get("batch_size") is None else min(settings["batch_size"], fit_seqs.shape[0])
+    mesh = resolve_mesh(mesh, pl_work(rows, aln.L, aln.alphabet.q))  # the rows one loss evaluation sees
+    return settings, fit_seqs, fit_weights, mesh
+
+
+def fit_memory(alignment: Any, method: str = "plm", *, mesh: Any = "auto", **options: Any) -> Any:
+    r"""The peak-memory estimate (`jaxpotts.memory.fit_estimate`) of the fit `pipeline` would run.
+
+    The same settings, distinct sequences and device mesh as `pipeline(alignment, method,
+    mesh=mesh, **options)`; `pipeline` refuses a fit whose estimate exceeds the budget
+    (``max_memory``, default the available memory). For plmDCA the parameters dominate:
+    $n = L^2 q^2 + Lq$ floats, kept in about 12 copies plus the L-BFGS memory (2 x 21 vectors,
+    split over the devices); the pseudo-likelihood itself is evaluated in blocks of at most
+    256 sequences, so M costs only the sequences ($3 M L$ int32).
+
+    Args:
+        alignment: an already read `jaxpotts.msa.Alignment`.
+        method, mesh, **options: as for `pipeline`.
+
+    Returns:
+        A `jaxpotts.memory.MemoryEstimate` (``str()`` gives the total and the largest parts).
+    """
+    from .memory import fit_estimate
+    from .msa import Alignment
+
+    if not isinstance(alignment, Alignment):
+        raise TypeError(f"fit_memory takes a jaxpotts.msa.Alignment, got {type(alignment).__name__}")
+    settings, fit_seqs, _, mesh = _fit_setup(alignment, method, mesh, options)
+    shape = {} if method == "plm" else {"n_heads": settings["n_heads"]}
+    return fit_estimate(
+        alignment.L,
+        alignment.alphabet.q,
+        fit_seqs.shape[0],
+        kind="plm" if method == "plm" else "attention",
+        optimizer=settings["optimizer"],
+        batch_size=settings.get("batch_size"),
+        n_devices=getattr(mesh, "size", 1),
+        **shape,
+    )
+
+
 def pipeline(
     alignment: str | os.PathLike[str] | Any,
     method: str = "plm",
@@ -680,14 +733,8 @@ def pipeline(
     m_eff = float(weights.sum())
     t_weights = time.perf_counter()
 
-    table = defaults.PLM if method == "plm" else defaults.ATTENTION_CONTACTS
-    settings = table.settings(**options)
-    settings.pop("init", None)  # plmDCA's start: fit_plm's own default
-    # Copies of a sequence are one term of the (weighted) pseudo-likelihood: fit each once.
-    fit_seqs, fit_weights = msa.merge_duplicates(aln.seqs, weights)
+    settings, fit_seqs, fit_weights, mesh = _fit_setup(aln, method, mesh, options, weights)
     q = aln.alphabet.q
-    rows = fit_seqs.shape[0] if settings.get("batch_size") is None else min(settings["batch_size"], fit_seqs.shape[0])
-    mesh = resolve_mesh(mesh, pl_work(rows, aln.L, q))  # the rows one loss evaluation sees
     if method == "plm":
         model, history = training.fit_plm(
             fit_seqs, q=q, weights=fit_weights, progress=progress, mesh=mesh, max_memory=max_memory, **settings

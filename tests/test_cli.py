@@ -437,7 +437,8 @@ def test_contacts_on_a_pf00014_subsample(tmp_path, cache):
     assert report["L"] == 53 and report["M"] == 300 and 0 < report["m_eff"] < 300
     assert set(report["precision"]) == {"L/5", "L/2", "L"} and report["precision"]["L/5"] >= 0.6
     assert -1 <= report["generation"]["connected"]["pearson"] <= 1
-    assert "PPV@L/5" in proc.stdout
+    assert "PPV@L/5" in proc.stdout and "memory estimate of the plm fit" in proc.stdout
+    assert report["memory_estimate_bytes"] > 12 * 53**2 * 21**2 * 4
     rows = (out / "scores.csv").read_text().splitlines()
     assert rows[0] == "i,j,score,distance,contact" and len(rows) == 1 + 48 * 49 // 2  # pairs with j - i >= 5
     i, j = map(int, rows[1].split(",")[:2])

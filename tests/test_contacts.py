@@ -313,6 +313,26 @@ def test_pipeline_errors(tmp_path):
         contacts.pipeline(path, "plm", mesh="all")
 
 
+def test_fit_memory_is_what_the_pipeline_checks(tmp_path):
+    """The estimate counts L^2 q^2 + L q parameters 12 times and the distinct sequences; the
+    pipeline refuses a budget one byte below it and accepts one byte above."""
+    from jaxpotts import msa
+    from jaxpotts.memory import MemoryLimitError
+
+    path = tmp_path / "a.fasta"
+    path.write_text(">a\nACDEFGH\n>b\nACDEFGH\n>c\nACDKFGH\n>d\nWCDEFGY\n")
+    aln = msa.read_alignment(path)
+    est = contacts.fit_memory(aln, mesh=None)
+    L, q = 7, 21
+    assert est.parts["parameters and gradients"] == 12 * (L * q + L * L * q * q) * 4
+    assert est.parts["sequences"] == 3 * 3 * L * 4  # 3 distinct sequences of 4
+    with pytest.raises(MemoryLimitError):
+        contacts.pipeline(aln, mesh=None, n_steps=1, progress=False, max_memory=est.total - 1)
+    contacts.pipeline(aln, mesh=None, n_steps=1, progress=False, max_memory=est.total + 1)
+    with pytest.raises(TypeError, match="Alignment"):
+        contacts.fit_memory(path)
+
+
 # ----------------------------------------------------------------------------- files users exchange
 
 

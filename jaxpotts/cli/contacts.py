@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 
 from .._files import atomic_open, atomic_write
 from .._report import markdown_table, write_json
+from ..memory import available_memory, format_bytes
 from ._common import (
     UserError,
     add_common,
@@ -30,8 +33,18 @@ def run(args) -> dict:
     # `jaxpotts.contacts.predict(X, key=PRNGKey(s))` give the same scores; the check another.
     k_fit = jax.random.PRNGKey(args.seed)
     k_gen = jax.random.fold_in(k_fit, 1)
+    t0 = time.perf_counter()
+    aln = _read(args, path)
+    t_read = time.perf_counter() - t0
+    estimate = contacts.fit_memory(aln, args.method, **options)
+    budget, source = available_memory() if args.max_memory is None else (args.max_memory, "--max-memory")
+    say(
+        args,
+        f"{path.name}: L = {aln.L}, M = {aln.M}; memory estimate of the {args.method} fit: {estimate}"
+        + (f", budget {format_bytes(budget)} ({source})" if budget is not None and math.isfinite(budget) else ""),
+    )
     res = contacts.pipeline(
-        _read(args, path),
+        aln,
         args.method,
         key=k_fit,
         theta=args.theta,
@@ -41,9 +54,11 @@ def run(args) -> dict:
         max_memory=args.max_memory,
         **options,
     )
+    res.seconds.update(read=t_read, total=res.seconds["total"] + t_read)  # read here, not by the pipeline
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     report = _report(args, path, res)
+    report["memory_estimate_bytes"] = estimate.total
     D = None
     if args.distances is not None:  # indexed by the file's match columns; D: over the sites
         D = res.site_distances(contacts.read_distances(args.distances, L=res.alignment.n_columns))
@@ -56,11 +71,11 @@ def run(args) -> dict:
 
 
 def _read(args, path: Path):
-    """The alignment: the path itself (the pipeline reads it), or with --focus its focus columns."""
-    if args.focus is None:
-        return path
-    from ..msa import read_focus_alignment
+    """The alignment (with --focus: its focus columns, `read_focus_alignment`)."""
+    from ..msa import read_alignment, read_focus_alignment
 
+    if args.focus is None:
+        return read_alignment(path, alphabet=args.alphabet, max_gap_fraction=args.max_gap_fraction)
     return read_focus_alignment(
         path, args.focus or None, alphabet=args.alphabet, max_gap_fraction=args.max_gap_fraction
     )

@@ -35,9 +35,10 @@ $\lambda_J = \lambda / M_\mathrm{eff}$):
   ``-le 16``) as run by EVcouplings (``lambda_J = 0.01``, ``lambda_J_times_Lq``: times
   (q - 1)(L - 1)): $\lambda_J = 0.01 (q-1)(L-1)/M_\mathrm{eff}$. For proteins (q = 21) this is
   CCMpred's rule exactly (0.01 x 20 = 0.2), so one rule (``ccmpred``) stands for both.
-* GREMLIN (Kamisetty et al. 2013; the TensorFlow notebook: ``lam_w = 0.01 * (L-1) * (A-1)``
-  on ``0.5 * sum(W^2)`` of the symmetrised W over both orders, weighted sum): the same
-  (q - 1)(L - 1) scaling as plmc, again $0.2 (L-1)/M_\mathrm{eff}$ for proteins.
+* GREMLIN (Kamisetty et al. 2013; the PyTorch port in songlab-cal/mogwai,
+  ``gremlin_weight_decay_coeffs``: ``l2_coeff * (L - 1) * (A - 1) / num_seqs`` with
+  ``l2_coeff = 0.01`` on a per-sequence mean): the same (q - 1)(L - 1) scaling as plmc,
+  0.19-0.2 (L-1)/M_eff for proteins (A = 20 or 21).
 
 So the panel's question is one dimension: the per-$M_\mathrm{eff}$ constant 0.01 (plmDCA) against
 $0.2 (L-1)/M_\mathrm{eff}$ (CCMpred, plmc, GREMLIN), with the geometric interpolations
@@ -124,9 +125,13 @@ def _family_info(report: dict, name: str, out: Path):
 
 
 def _fit_one(name: str, rule: str, lam: float, aln, D, info: dict) -> dict:
+    import resource
+
     from jaxpotts import contacts
 
     load0 = os.getloadavg()
+    estimate = contacts.fit_memory(aln, "plm")
+    print(f"{name}: memory estimate of the fit {estimate}", flush=True)
     res = contacts.pipeline(aln, "plm", l2=lam, progress=False)
     ppv = res.precision(D)
     return dict(
@@ -141,6 +146,8 @@ def _fit_one(name: str, rule: str, lam: float, aln, D, info: dict) -> dict:
         total_seconds=res.seconds["total"],
         iterations=int(res.history.step[-1]) if len(res.history.step) else 0,
         converged=bool(res.history.converged),
+        memory_estimate_bytes=estimate.total,
+        peak_rss_bytes_so_far=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux: KiB
         load_before=load0,
         load_after=os.getloadavg(),
         finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -174,7 +181,13 @@ def run_panel(families, rules, out: Path) -> dict:
                 row = dict(twin, rule=rule, l2=lam, shared_fit=twin["rule"])
             else:
                 print(f"{name}: fitting rule {rule} (lambda_J = {lam:.4g}) ...", flush=True)
-                row = _fit_one(name, rule, lam, aln, D, info)
+                try:
+                    row = _fit_one(name, rule, lam, aln, D, info)
+                except MemoryError as err:  # refused by the up-front check: recorded, retried next time
+                    report.setdefault("refused", []).append(dict(family=name, rule=rule, error=str(err)))
+                    write_json(out, report)
+                    print(f"{name} {rule}: refused: {err}", flush=True)
+                    break
             report["runs"].append(row)
             write_json(out, report)  # after every fit: a stopped run keeps what it measured
             print(
@@ -254,9 +267,7 @@ def main(argv=None) -> int:
     p.add_argument("--report", action="store_true", help="print the table of the JSON, fit nothing")
     args = p.parse_args(argv)
     sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
-    from jaxpotts.sharding import use_cpu_cores
-
-    use_cpu_cores()  # one JAX device per core, before JAX runs anything
+    import jaxpotts  # noqa: F401  (sets JAX up: one device per core, the compilation cache)
 
     if args.quick:
         args.families, args.rules = ["PF00014"], ["plmdca", "ccmpred"]

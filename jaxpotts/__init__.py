@@ -1,6 +1,21 @@
-"""jaxpotts: generalized Potts models and the factored self-attention layer that learns them."""
+"""jaxpotts: generalized Potts models and the factored self-attention layer that learns them.
 
-from . import (
+Importing jaxpotts sets JAX up as the command line does (`jaxpotts.runtime.configure`: one CPU
+device per core, the persistent compilation cache in ``~/.cache/jaxpotts/xla`` or
+``JAXPOTTS_CACHE_DIR``), unless the user already chose (JAX's own variables and ``jax.config``
+win) or set ``JAXPOTTS_CONFIGURE_JAX=0``. The device count can only be set before JAX runs
+anything: import jaxpotts before running JAX code.
+"""
+
+import os as _os
+
+from . import runtime
+from .runtime import configure
+
+if _os.environ.get(runtime.OPT_OUT_VARIABLE, "1").strip().lower() not in ("0", "false", "no", "off"):
+    configure()
+
+from . import (  # noqa: E402
     contacts,
     defaults,
     diagnostics,
@@ -14,10 +29,10 @@ from . import (
     sampling,
     serialization,
 )
-from .attention import FactoredAttention, Transformer
-from .engine import FitConfig
-from .losses import mlm_loss, pseudo_likelihood
-from .potts import (
+from .attention import FactoredAttention, Transformer  # noqa: E402
+from .engine import FitConfig  # noqa: E402
+from .losses import mlm_loss, pseudo_likelihood  # noqa: E402
+from .potts import (  # noqa: E402
     FactoredPotts,
     PottsModel,
     check_joint,
@@ -28,8 +43,8 @@ from .potts import (
     to_dense,
     zero_sum_gauge,
 )
-from .sampling import SampleResult, sample
-from .training import fit, fit_plm
+from .sampling import SampleResult, sample  # noqa: E402
+from .training import fit, fit_plm  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -41,6 +56,7 @@ __all__ = [
     "SampleResult",
     "check_joint",
     "conditional_logits",
+    "configure",
     "contacts",
     "defaults",
     "diagnostics",
@@ -58,6 +74,7 @@ __all__ = [
     "potts",
     "pseudo_likelihood",
     "replica",
+    "runtime",
     "sample",
     "sampling",
     "serialization",

@@ -24,6 +24,14 @@ Evaluation
 
 Indices are 0-based match columns of the alignment (distance files are 1-based and are
 converted by `read_distances`).
+
+Files users exchange
+    `write_ec`: plmc's coupling-score table (``.ec``/``.EC``, the input of EVcouplings), one pair
+    i < j a line, ``i A_i j A_j 0 score``, ranked by decreasing score; i, j are the focus
+    sequence's residue numbers and A_i, A_j its letters when the alignment was read with a focus
+    (`jaxpotts.msa.read_focus_alignment`: ``NAME/start-end`` numbering, as plmc's ``-f``), else
+    1-based match columns and '-'. `write_ccmpred`: CCMpred's L x L score matrix (``.mat``),
+    one row per line, tab-separated. Both are written atomically (`jaxpotts._files`).
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from . import defaults
+from ._files import atomic_open
 from ._validation import as_float_array, check_finite
 from .potts import FactoredPotts, PottsModel, double_centre, symmetrize_couplings
 from .sharding import pl_work, resolve_mesh
@@ -64,6 +73,12 @@ __all__ = [
     "ATTENTION_DEFAULTS",
     "pipeline",
     "predict",
+    "fit_memory",
+    "site_numbers",
+    "write_ec",
+    "read_ec",
+    "write_ccmpred",
+    "read_ccmpred",
 ]
 
 
@@ -405,6 +420,141 @@ def plot_contact_map(
     return fig
 
 
+# ----------------------------------------------------------------------------- files users exchange
+
+
+def site_numbers(alignment: Any) -> tuple[Int[np.ndarray, " L"], str | None]:
+    r"""How the output files number the alignment's L sites: (numbers, letters).
+
+    For a `jaxpotts.msa.FocusAlignment` (read by `jaxpotts.msa.read_focus_alignment`): the focus
+    sequence's residue numbers (``NAME/start-end``: $\text{start} + $ the residues before the
+    column) and its letters, as plmc writes them with ``-f``. Otherwise: the 1-based match columns
+    of the file (``alignment.columns + 1``, the numbering of distance files) and no letters (None).
+    """
+    from .msa import Alignment, FocusAlignment
+
+    if isinstance(alignment, FocusAlignment):
+        residues = np.asarray(alignment.focus.residues, dtype=np.int64)
+        if np.any(residues < 0):
+            raise ValueError(
+                f"the focus {alignment.focus.name!r} has a gap at {int(np.sum(residues < 0))} kept site(s) "
+                "(read with keep_focus_gaps=True): they have no residue number; read without it"
+            )
+        return residues, alignment.focus.letters
+    if isinstance(alignment, Alignment):
+        return np.asarray(alignment.columns, dtype=np.int64) + 1, None
+    raise TypeError(f"site_numbers takes a jaxpotts.msa.Alignment, got {type(alignment).__name__}")
+
+
+def _scores_and_numbering(scores: Any, residues: Any, letters: str | None):
+    """The (L, L) scores and the numbers/letters of their sites, from a ContactPrediction or arrays."""
+    if isinstance(scores, ContactPrediction):
+        own_residues, own_letters = site_numbers(scores.alignment)
+        residues = own_residues if residues is None else residues
+        letters = own_letters if letters is None else letters
+        scores = scores.scores
+    S = _square(scores, "scores").astype(np.float64)
+    L = S.shape[0]
+    r = np.arange(1, L + 1) if residues is None else np.asarray(residues)
+    if r.shape != (L,) or not np.issubdtype(r.dtype, np.integer):
+        raise ValueError(f"residues must be {L} integers (one per site), got shape {r.shape}, dtype {r.dtype}")
+    if len(np.unique(r)) != L:
+        raise ValueError("residues must be distinct: two sites have the same number")
+    a = "-" * L if letters is None else letters
+    if len(a) != L or any(c.isspace() for c in a):
+        raise ValueError(f"letters must be one non-blank character per site ({L}), got {len(a)}")
+    return S, r, a
+
+
+def write_ec(
+    path: str | os.PathLike[str],
+    scores: Any,
+    *,
+    residues: Int[np.ndarray, " L"] | None = None,
+    letters: str | None = None,
+    min_sep: int = 1,
+) -> None:
+    r"""Write ranked pairs in plmc's coupling-score format (``.ec``; EVcouplings reads it).
+
+    One line per pair i < j with $j - i \ge$ `min_sep` (site separation), in decreasing order of
+    score (`ranked_pairs`; plmc writes the same lines in site order):
+    ``i A_i j A_j 0 score`` (space-separated; ``0`` is plmc's placeholder column; score with
+    six decimals, as plmc's ``%f``).
+
+    Args:
+        path: the file (written atomically).
+        scores: an (L, L) score matrix or a `ContactPrediction` (whose alignment supplies the
+            numbering: `site_numbers`).
+        residues: number of each site (default: from the ContactPrediction, else 1..L).
+        letters: one letter per site, e.g. the focus sequence (default: from the
+            ContactPrediction, else '-' as plmc writes without a focus).
+        min_sep: smallest site separation written (default 1: every pair, as plmc).
+    """
+    S, r, a = _scores_and_numbering(scores, residues, letters)
+    pairs = ranked_pairs(S, min_sep)
+    with atomic_open(path) as fh:
+        fh.writelines(f"{r[i]} {a[i]} {r[j]} {a[j]} 0 {S[i, j]:f}\n" for i, j in pairs)
+
+
+def read_ec(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    r"""Read a plmc coupling-score file (``i A_i j A_j 0 score`` lines, any order).
+
+    Returns a dict of arrays in file order: ``i``, ``j`` (int64 residue numbers), ``A_i``,
+    ``A_j`` (letters), ``score`` (float64). Raises ValueError naming the line of a malformed row.
+    """
+    i, ai, j, aj, sc = [], [], [], [], []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            parts = line.split()
+            if not parts or parts[0].startswith("#"):
+                continue
+            try:
+                if len(parts) != 6:
+                    raise ValueError(f"{len(parts)} fields")
+                i.append(int(parts[0]))
+                j.append(int(parts[2]))
+                sc.append(float(parts[5]))
+            except ValueError as err:
+                raise ValueError(
+                    f"{os.fspath(path)}, line {lineno}: expected 'i A_i j A_j 0 score' ({err}): {line.strip()!r}"
+                ) from None
+            ai.append(parts[1])
+            aj.append(parts[3])
+    return dict(
+        i=np.asarray(i, dtype=np.int64),
+        A_i=np.asarray(ai, dtype=str),
+        j=np.asarray(j, dtype=np.int64),
+        A_j=np.asarray(aj, dtype=str),
+        score=np.asarray(sc, dtype=np.float64),
+    )
+
+
+def write_ccmpred(path: str | os.PathLike[str], scores: Any) -> None:
+    r"""Write the (L, L) scores as CCMpred writes its contact matrix (``.mat``).
+
+    Row i of the matrix on line i, each entry as ``%.20e`` followed by a tab (CCMpred's
+    `write_matrix`); rows and columns are the L sites in order (`site_numbers` says which
+    residue each is). `scores` is a matrix or a `ContactPrediction`. Written atomically.
+    """
+    S, _, _ = _scores_and_numbering(scores, None, None)
+    with atomic_open(path) as fh:
+        fh.writelines("".join(f"{v:.20e}\t" for v in row) + "\n" for row in S)
+
+
+def read_ccmpred(path: str | os.PathLike[str]) -> Float[np.ndarray, "L L"]:
+    """Read a CCMpred matrix (whitespace-separated rows; '#' lines, as CCMpred's ``#>META>``,
+    skipped). Raises ValueError if it is not a square matrix of finite numbers."""
+    try:
+        S = np.loadtxt(path, comments="#", ndmin=2, dtype=np.float64)
+    except ValueError as err:
+        raise ValueError(f"{os.fspath(path)}: not a matrix of numbers ({err})") from err
+    if S.shape[0] != S.shape[1]:
+        raise ValueError(f"{os.fspath(path)}: expected a square matrix, got {S.shape[0]} x {S.shape[1]}")
+    if not np.all(np.isfinite(S)):
+        raise ValueError(f"{os.fspath(path)}: the matrix has NaN or inf entries")
+    return S
+
+
 # ----------------------------------------------------------------------------- the pipeline
 
 #: plmDCA defaults: `jaxpotts.defaults.PLM` (the one table; this is a copy for reading).
@@ -448,13 +598,77 @@ class ContactPrediction:
         self, distances, fractions: Sequence[float] = (1 / 5, 1 / 2, 1), *, threshold: float = 8.0, min_sep: int = 5
     ) -> dict[str, float]:
         """`precision_at` of these scores against a distance matrix (`read_distances`);
-        pairs with unknown distance are left out."""
-        D = np.asarray(distances, dtype=np.float64)
-        if D.shape != self.scores.shape:
-            raise ValueError(
-                f"distances have shape {D.shape} but the alignment has L = {self.scores.shape[0]} match columns"
-            )
+        pairs with unknown distance are left out. `distances` are over the sites or over all
+        match columns of the file (`site_distances`)."""
+        D = self.site_distances(distances)
         return precision_at(self.scores, contact_map(D, threshold), fractions, min_sep, known=np.isfinite(D))
+
+    def site_distances(self, distances) -> np.ndarray:
+        """The (L, L) distances of the sites: `distances` as given when they are (L, L), or
+        their rows and columns ``alignment.columns`` when they cover all the file's match columns
+        (a distance file is indexed by match column; a focus alignment keeps only some)."""
+        D = np.asarray(distances, dtype=np.float64)
+        L, n = self.scores.shape[0], self.alignment.n_columns
+        if D.shape == (L, L):
+            return D
+        if D.shape == (n, n):
+            cols = np.asarray(self.alignment.columns)
+            return D[np.ix_(cols, cols)]
+        raise ValueError(
+            f"distances have shape {D.shape} but the alignment has L = {L} sites ({n} match columns in the file)"
+        )
+
+
+def _fit_setup(aln: Any, method: str, mesh: Any, options: dict, weights: Any = None):
+    """The fit's settings, its (distinct) sequences and weights and its mesh, as `pipeline` uses them."""
+    from . import msa
+
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    table = defaults.PLM if method == "plm" else defaults.ATTENTION_CONTACTS
+    settings = table.settings(**options)
+    settings.pop("init", None)  # plmDCA's start: fit_plm's own default
+    # Copies of a sequence are one term of the (weighted) pseudo-likelihood: fit each once.
+    fit_seqs, fit_weights = msa.merge_duplicates(aln.seqs, weights)
+    rows = fit_seqs.shape[0] if settings.get("batch_size") is None else min(settings["batch_size"], fit_seqs.shape[0])
+    mesh = resolve_mesh(mesh, pl_work(rows, aln.L, aln.alphabet.q))  # the rows one loss evaluation sees
+    return settings, fit_seqs, fit_weights, mesh
+
+
+def fit_memory(alignment: Any, method: str = "plm", *, mesh: Any = "auto", **options: Any) -> Any:
+    r"""The peak-memory estimate (`jaxpotts.memory.fit_estimate`) of the fit `pipeline` would run.
+
+    The same settings, distinct sequences and device mesh as `pipeline(alignment, method,
+    mesh=mesh, **options)`; `pipeline` refuses a fit whose estimate exceeds the budget
+    (``max_memory``, default the available memory). For plmDCA the parameters dominate:
+    $n = L^2 q^2 + Lq$ floats, kept in about 12 copies plus the L-BFGS memory (2 x 21 vectors,
+    split over the devices); the pseudo-likelihood itself is evaluated in blocks of at most
+    256 sequences, so M costs only the sequences ($3 M L$ int32).
+
+    Args:
+        alignment: an already read `jaxpotts.msa.Alignment`.
+        method, mesh, **options: as for `pipeline`.
+
+    Returns:
+        A `jaxpotts.memory.MemoryEstimate` (``str()`` gives the total and the largest parts).
+    """
+    from .memory import fit_estimate
+    from .msa import Alignment
+
+    if not isinstance(alignment, Alignment):
+        raise TypeError(f"fit_memory takes a jaxpotts.msa.Alignment, got {type(alignment).__name__}")
+    settings, fit_seqs, _, mesh = _fit_setup(alignment, method, mesh, options)
+    shape = {} if method == "plm" else {"n_heads": settings["n_heads"]}
+    return fit_estimate(
+        alignment.L,
+        alignment.alphabet.q,
+        fit_seqs.shape[0],
+        kind="plm" if method == "plm" else "attention",
+        optimizer=settings["optimizer"],
+        batch_size=settings.get("batch_size"),
+        n_devices=getattr(mesh, "size", 1),
+        **shape,
+    )
 
 
 def pipeline(
@@ -486,7 +700,9 @@ def pipeline(
        APC (`scores`).
 
     Args:
-        alignment: a path, or an already read `jaxpotts.msa.Alignment`.
+        alignment: a path, or an already read `jaxpotts.msa.Alignment`; a
+            `jaxpotts.msa.FocusAlignment` (`read_focus_alignment`: the focus sequence's columns)
+            numbers the output files by the focus residues (`site_numbers`, `write_ec`).
         method: "plm" or "attention".
         key: PRNG key of the attention layer (split for its initialisation and the minibatch order;
             default PRNGKey(0)).
@@ -517,14 +733,8 @@ def pipeline(
     m_eff = float(weights.sum())
     t_weights = time.perf_counter()
 
-    table = defaults.PLM if method == "plm" else defaults.ATTENTION_CONTACTS
-    settings = table.settings(**options)
-    settings.pop("init", None)  # plmDCA's start: fit_plm's own default
-    # Copies of a sequence are one term of the (weighted) pseudo-likelihood: fit each once.
-    fit_seqs, fit_weights = msa.merge_duplicates(aln.seqs, weights)
+    settings, fit_seqs, fit_weights, mesh = _fit_setup(aln, method, mesh, options, weights)
     q = aln.alphabet.q
-    rows = fit_seqs.shape[0] if settings.get("batch_size") is None else min(settings["batch_size"], fit_seqs.shape[0])
-    mesh = resolve_mesh(mesh, pl_work(rows, aln.L, q))  # the rows one loss evaluation sees
     if method == "plm":
         model, history = training.fit_plm(
             fit_seqs, q=q, weights=fit_weights, progress=progress, mesh=mesh, max_memory=max_memory, **settings

@@ -8,6 +8,11 @@ would fail by chance. `--xla_gpu_deterministic_ops=true` makes XLA use determini
 implementations; it is set here, before any backend starts, for the whole test session (and
 for the subprocesses it starts, which inherit the environment). It has no effect on CPU.
 docs/accelerators.md says the same to users.
+
+`import jaxpotts` sets JAX up with one CPU device per core and a compilation cache
+(`jaxpotts.runtime`); the test session and the processes it starts keep JAX's own defaults (one
+CPU device, as the tests were written for) through ``JAXPOTTS_CONFIGURE_JAX=0``, unless the
+variable is already set. tests/test_runtime.py checks the setup itself in fresh processes.
 """
 
 import os
@@ -15,6 +20,8 @@ import os
 _DETERMINISTIC = "--xla_gpu_deterministic_ops=true"
 if "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _DETERMINISTIC).strip()
+
+os.environ.setdefault("JAXPOTTS_CONFIGURE_JAX", "0")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

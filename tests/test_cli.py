@@ -437,15 +437,48 @@ def test_contacts_on_a_pf00014_subsample(tmp_path, cache):
     assert report["L"] == 53 and report["M"] == 300 and 0 < report["m_eff"] < 300
     assert set(report["precision"]) == {"L/5", "L/2", "L"} and report["precision"]["L/5"] >= 0.6
     assert -1 <= report["generation"]["connected"]["pearson"] <= 1
-    assert "PPV@L/5" in proc.stdout
+    assert "PPV@L/5" in proc.stdout and "memory estimate of the plm fit" in proc.stdout
+    assert report["memory_estimate_bytes"] > 12 * 53**2 * 21**2 * 4
     rows = (out / "scores.csv").read_text().splitlines()
     assert rows[0] == "i,j,score,distance,contact" and len(rows) == 1 + 48 * 49 // 2  # pairs with j - i >= 5
     i, j = map(int, rows[1].split(",")[:2])
     assert 1 <= i and i + 5 <= j <= 53
     scores = np.load(out / "scores.npz")["scores"]
     assert scores.shape == (53, 53)
+    from jaxpotts.contacts import read_ccmpred, read_ec
+
+    np.testing.assert_allclose(read_ccmpred(out / "scores.mat"), scores, rtol=1e-15)
+    ec = read_ec(out / "scores.ec")  # every pair, ranked, 1-based match columns, no focus letters
+    assert len(ec["i"]) == 53 * 52 // 2 and set(ec["A_i"]) == {"-"}
+    np.testing.assert_allclose(ec["score"], scores[ec["i"] - 1, ec["j"] - 1], atol=5e-7)
     assert_figure(out / "contact_map.png")
     assert (out / "model.eqx").exists()
+
+
+def test_contacts_focus_numbers_the_outputs(tmp_path, monkeypatch):
+    """--focus: the sites are the focus's columns, every output is numbered by its residues
+    (F/5-11: A C - D e F G - H -> sites 5 6 7 9 10 11), distances are read per match column."""
+    from jaxpotts.contacts import read_ccmpred, read_ec
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "f.a2m").write_text(">F/5-11\nAC-DeFG-H\n>s1\nACKDFGLH\n>s2\nAK-DGG-H\n>s3\nGCKDFALH\n")
+    D = 3.0 + np.abs(np.subtract.outer(np.arange(8), np.arange(8)))  # column k - k' -> 3 + |k - k'| A
+    (tmp_path / "d.dat").write_text("".join(f"{i + 1} {j + 1} {D[i, j]}\n" for i in range(8) for j in range(i + 1, 8)))
+    argv = ["contacts", "f.a2m", "--focus", "--distances", "d.dat", "--min-sep", "1", "--steps", "3"]
+    assert cli.main([*argv, "--out", "o", "--quiet"]) == 0
+    residues = [5, 6, 7, 9, 10, 11]
+    scores = np.load(tmp_path / "o" / "scores.npz")["scores"]
+    assert scores.shape == (6, 6)
+    np.testing.assert_array_equal(read_ccmpred(tmp_path / "o" / "scores.mat"), scores)
+    ec = read_ec(tmp_path / "o" / "scores.ec")
+    site = {r: k for k, r in enumerate(residues)}
+    assert len(ec["i"]) == 15 and set(ec["i"]) | set(ec["j"]) == set(residues)
+    assert all("ACDFGH"[site[i]] == a for i, a in zip(ec["i"].tolist(), ec["A_i"].tolist(), strict=True))
+    rows = (tmp_path / "o" / "scores.csv").read_text().splitlines()[1:]
+    i, j, _, d, _ = rows[0].split(",")
+    cols = [0, 1, 3, 4, 5, 7]
+    assert (int(i), int(j)) == (ec["i"][0], ec["j"][0])
+    assert float(d) == D[cols[site[int(i)]], cols[site[int(j)]]]
 
 
 @pytest.mark.parametrize(

@@ -313,6 +313,124 @@ def test_pipeline_errors(tmp_path):
         contacts.pipeline(path, "plm", mesh="all")
 
 
+def test_fit_memory_is_what_the_pipeline_checks(tmp_path):
+    """The estimate counts L^2 q^2 + L q parameters 12 times and the distinct sequences; the
+    pipeline refuses a budget one byte below it and accepts one byte above."""
+    from jaxpotts import msa
+    from jaxpotts.memory import MemoryLimitError
+
+    path = tmp_path / "a.fasta"
+    path.write_text(">a\nACDEFGH\n>b\nACDEFGH\n>c\nACDKFGH\n>d\nWCDEFGY\n")
+    aln = msa.read_alignment(path)
+    est = contacts.fit_memory(aln, mesh=None)
+    L, q = 7, 21
+    assert est.parts["parameters and gradients"] == 12 * (L * q + L * L * q * q) * 4
+    assert est.parts["sequences"] == 3 * 3 * L * 4  # 3 distinct sequences of 4
+    with pytest.raises(MemoryLimitError):
+        contacts.pipeline(aln, mesh=None, n_steps=1, progress=False, max_memory=est.total - 1)
+    contacts.pipeline(aln, mesh=None, n_steps=1, progress=False, max_memory=est.total + 1)
+    with pytest.raises(TypeError, match="Alignment"):
+        contacts.fit_memory(path)
+
+
+# ----------------------------------------------------------------------------- files users exchange
+
+
+def test_write_ec_format_line_by_line(tmp_path):
+    """plmc's `%d %c %d %c 0 %f` lines, ranked by decreasing score, every pair i < j."""
+    S = np.zeros((4, 4))
+    for (i, j), v in {(0, 1): 0.5, (0, 2): -0.25, (0, 3): 2.0, (1, 2): 1e-7, (1, 3): 0.125, (2, 3): 1.0}.items():
+        S[i, j] = S[j, i] = v
+    path = tmp_path / "x.ec"
+    contacts.write_ec(path, S, residues=np.array([10, 11, 13, 14]), letters="ACDE")
+    assert path.read_text().splitlines() == [
+        "10 A 14 E 0 2.000000",
+        "13 D 14 E 0 1.000000",
+        "10 A 11 C 0 0.500000",
+        "11 C 14 E 0 0.125000",
+        "11 C 13 D 0 0.000000",
+        "10 A 13 D 0 -0.250000",
+    ]
+    contacts.write_ec(path, S, min_sep=2)  # no numbering: 1-based sites and '-', as plmc without -f
+    assert path.read_text().splitlines() == ["1 - 4 - 0 2.000000", "2 - 4 - 0 0.125000", "1 - 3 - 0 -0.250000"]
+    for bad, match in (
+        (dict(residues=np.array([1, 2, 2, 3])), "distinct"),
+        (dict(residues=np.arange(3)), "residues must be 4"),
+        (dict(letters="AC D"), "letters"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            contacts.write_ec(path, S, **bad)
+
+
+def test_ec_and_ccmpred_round_trip(tmp_path):
+    rng = np.random.default_rng(3)
+    L = 12
+    A = rng.normal(size=(L, L))
+    S = A + A.T
+    np.fill_diagonal(S, 0.0)
+    residues = np.arange(37, 37 + L) + (np.arange(L) >= 5)  # one focus insertion after the 5th site
+    contacts.write_ec(tmp_path / "s.ec", S, residues=residues, letters="ACDEFGHIKLMN")
+    ec = contacts.read_ec(tmp_path / "s.ec")
+    assert len(ec["score"]) == L * (L - 1) // 2 and np.all(np.diff(ec["score"]) <= 0)
+    site = {int(r): k for k, r in enumerate(residues)}
+    back = np.zeros((L, L))
+    for i, j, v, a in zip(ec["i"], ec["j"], ec["score"], ec["A_i"], strict=True):
+        back[site[i], site[j]] = back[site[j], site[i]] = v
+        assert a == "ACDEFGHIKLMN"[site[i]]
+    np.testing.assert_allclose(back, S, atol=5e-7)  # six decimals, as plmc
+    contacts.write_ccmpred(tmp_path / "s.mat", S)
+    lines = (tmp_path / "s.mat").read_text().split("\n")
+    assert len(lines) == L + 1 and lines[-1] == ""
+    assert lines[0] == "".join(f"{v:.20e}\t" for v in S[0])
+    np.testing.assert_array_equal(contacts.read_ccmpred(tmp_path / "s.mat"), S)  # 20 digits: exact
+    (tmp_path / "bad.mat").write_text("1 2\n3 4\n5 6\n")
+    with pytest.raises(ValueError, match="square"):
+        contacts.read_ccmpred(tmp_path / "bad.mat")
+    (tmp_path / "bad.ec").write_text("1 A 2 C 0 0.5\n1 A 3\n")
+    with pytest.raises(ValueError, match="line 2"):
+        contacts.read_ec(tmp_path / "bad.ec")
+
+
+FOCUS_A2M = """>F/5-11
+AC-DeFG-H
+>s1
+ACKDFGLH
+>s2
+AK-DGG-H
+"""
+
+
+def test_site_numbers_follow_the_focus(tmp_path):
+    """Focus F/5-11 = A C - D e F G - H: residues A5 C6 D7 e8 (insertion) F9 G10 H11; the sites
+    are its non-gap match columns 0 1 3 4 5 7, numbered 5 6 7 9 10 11."""
+    from jaxpotts import msa
+
+    path = tmp_path / "f.a2m"
+    path.write_text(FOCUS_A2M)
+    plain = msa.read_alignment(path)
+    numbers, letters = contacts.site_numbers(plain)
+    np.testing.assert_array_equal(numbers, np.arange(1, 9))
+    assert letters is None
+    focus = msa.read_focus_alignment(path)
+    numbers, letters = contacts.site_numbers(focus)
+    np.testing.assert_array_equal(numbers, [5, 6, 7, 9, 10, 11])
+    assert letters == "ACDFGH"
+    with pytest.raises(ValueError, match="keep_focus_gaps"):
+        contacts.site_numbers(msa.read_focus_alignment(path, keep_focus_gaps=True))
+    res = contacts.pipeline(focus, n_steps=3, progress=False)
+    np.testing.assert_array_equal(res.alignment.columns, [0, 1, 3, 4, 5, 7])
+    contacts.write_ec(tmp_path / "f.ec", res)
+    ec = contacts.read_ec(tmp_path / "f.ec")
+    assert sorted(zip(ec["i"].tolist(), ec["A_i"].tolist(), strict=True))[0] == (5, "A")
+    assert set(ec["j"].tolist()) == {6, 7, 9, 10, 11}
+    # distances over the file's 8 match columns are taken at the sites' columns
+    D = np.arange(64.0).reshape(8, 8)
+    D = D + D.T
+    np.testing.assert_array_equal(res.site_distances(D), D[np.ix_([0, 1, 3, 4, 5, 7], [0, 1, 3, 4, 5, 7])])
+    with pytest.raises(ValueError, match="6 sites"):
+        res.site_distances(np.zeros((7, 7)))
+
+
 @needs_pfam
 @pytest.mark.slow
 @pytest.mark.parametrize(

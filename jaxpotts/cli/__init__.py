@@ -56,28 +56,13 @@ def _one_line(err: BaseException) -> str:
 
 
 def _configure_jax() -> None:
-    """Before JAX runs anything: one CPU device per core, over which sampling splits its chains
-    and fits their sequences (`jaxpotts.sharding`), and XLA's persistent compilation cache, so a
-    second run of the same command skips compilation (``JAXPOTTS_CACHE_DIR``, else JAX's
-    ``JAX_COMPILATION_CACHE_DIR``, else ~/.cache/jaxpotts/xla; ``JAXPOTTS_CACHE_DIR=""`` turns it
-    off). Nothing changes when JAX already runs; library users make these choices themselves."""
-    import os
+    """Before JAX runs anything: one CPU device per core and the persistent compilation cache
+    (`jaxpotts.runtime.configure`, which `import jaxpotts` already called unless
+    ``JAXPOTTS_CONFIGURE_JAX=0``; the command line sets JAX up in any case). Nothing about
+    devices changes when JAX already runs (main() called from a program)."""
+    from ..runtime import configure
 
-    import jax
-
-    from ..sharding import use_cpu_cores
-
-    try:
-        use_cpu_cores()
-    except RuntimeError:  # JAX already runs (main() called from a program): leave its settings alone
-        return
-    cache = os.environ.get("JAXPOTTS_CACHE_DIR")
-    if cache is None and "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # JAX's own setting wins
-        cache = str(Path.home() / ".cache" / "jaxpotts" / "xla")
-    if cache:
-        jax.config.update("jax_compilation_cache_dir", cache)
-        if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    configure()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

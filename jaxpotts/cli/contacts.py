@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 
 from .._files import atomic_open, atomic_write
 from .._report import markdown_table, write_json
+from ..memory import available_memory, format_bytes
 from ._common import (
     UserError,
     add_common,
@@ -30,8 +33,18 @@ def run(args) -> dict:
     # `jaxpotts.contacts.predict(X, key=PRNGKey(s))` give the same scores; the check another.
     k_fit = jax.random.PRNGKey(args.seed)
     k_gen = jax.random.fold_in(k_fit, 1)
+    t0 = time.perf_counter()
+    aln = _read(args, path)
+    t_read = time.perf_counter() - t0
+    estimate = contacts.fit_memory(aln, args.method, **options)
+    budget, source = available_memory() if args.max_memory is None else (args.max_memory, "--max-memory")
+    say(
+        args,
+        f"{path.name}: L = {aln.L}, M = {aln.M}; memory estimate of the {args.method} fit: {estimate}"
+        + (f", budget {format_bytes(budget)} ({source})" if budget is not None and math.isfinite(budget) else ""),
+    )
     res = contacts.pipeline(
-        path,
+        aln,
         args.method,
         key=k_fit,
         theta=args.theta,
@@ -41,18 +54,31 @@ def run(args) -> dict:
         max_memory=args.max_memory,
         **options,
     )
+    res.seconds.update(read=t_read, total=res.seconds["total"] + t_read)  # read here, not by the pipeline
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     report = _report(args, path, res)
+    report["memory_estimate_bytes"] = estimate.total
     D = None
-    if args.distances is not None:
-        D = contacts.read_distances(args.distances, L=report["L"])
+    if args.distances is not None:  # indexed by the file's match columns; D: over the sites
+        D = res.site_distances(contacts.read_distances(args.distances, L=res.alignment.n_columns))
         report["precision"] = res.precision(D, min_sep=args.min_sep)
         report["contact_definition"] = {"threshold_angstrom": 8.0, "min_separation": args.min_sep}
     pairs = contacts.ranked_pairs(res.scores, args.min_sep)
     _write_outputs(args, out, path, res, pairs, D, report, k_gen)
     say(args, *_summary_lines(args, out, path, res, pairs, D, report))
     return report
+
+
+def _read(args, path: Path):
+    """The alignment (with --focus: its focus columns, `read_focus_alignment`)."""
+    from ..msa import read_alignment, read_focus_alignment
+
+    if args.focus is None:
+        return read_alignment(path, alphabet=args.alphabet, max_gap_fraction=args.max_gap_fraction)
+    return read_focus_alignment(
+        path, args.focus or None, alphabet=args.alphabet, max_gap_fraction=args.max_gap_fraction
+    )
 
 
 def _check_inputs(args) -> Path:
@@ -103,10 +129,15 @@ def _report(args, path: Path, res) -> dict:
     }
 
 
-def _write_scores(out: Path, S, columns, pairs, D) -> None:
-    """scores.csv (ranked pairs, 1-based, with distances when known) and scores.npz."""
+def _write_scores(out: Path, res, pairs, D) -> None:
+    """scores.csv (ranked pairs numbered as `contacts.site_numbers`, with distances when known),
+    scores.npz, scores.ec (plmc's format) and scores.mat (CCMpred's)."""
     import numpy as np
 
+    from .. import contacts
+
+    S = res.scores
+    number, _ = contacts.site_numbers(res.alignment)
     with atomic_open(out / "scores.csv") as fh:
         fh.write("i,j,score" + (",distance,contact" if D is not None else "") + "\n")
         for i, j in pairs:
@@ -115,8 +146,13 @@ def _write_scores(out: Path, S, columns, pairs, D) -> None:
                 if D is not None and np.isfinite(D[i, j])
                 else (",," if D is not None else "")
             )
-            fh.write(f"{i + 1},{j + 1},{S[i, j]:.6g}{extra}\n")
-    atomic_write(out / "scores.npz", lambda fh: np.savez_compressed(fh, scores=S, columns=columns))
+            fh.write(f"{number[i]},{number[j]},{S[i, j]:.6g}{extra}\n")
+    atomic_write(
+        out / "scores.npz",
+        lambda fh: np.savez_compressed(fh, scores=S, columns=res.alignment.columns, residues=number),
+    )
+    contacts.write_ec(out / "scores.ec", res)
+    contacts.write_ccmpred(out / "scores.mat", res)
 
 
 def _write_outputs(args, out: Path, path: Path, res, pairs, D, report: dict, k_gen) -> None:
@@ -129,7 +165,7 @@ def _write_outputs(args, out: Path, path: Path, res, pairs, D, report: dict, k_g
 
     aln, S = res.alignment, res.scores
     L = S.shape[0]
-    _write_scores(out, S, aln.columns, pairs, D)
+    _write_scores(out, res, pairs, D)
     if D is not None:
         fig = contacts.plot_contact_map(
             S,
@@ -151,13 +187,16 @@ def _write_outputs(args, out: Path, path: Path, res, pairs, D, report: dict, k_g
 
 def _summary_lines(args, out: Path, path: Path, res, pairs, D, report: dict) -> list[str]:
     """What the command prints: the fit, the top 10 pairs, the precision, the generation check."""
+    from .. import contacts
+
     aln, S = res.alignment, res.scores
     L = S.shape[0]
+    number, _ = contacts.site_numbers(aln)
     top = [
         {
             "rank": r + 1,
-            "i": int(i) + 1,
-            "j": int(j) + 1,
+            "i": int(number[i]),
+            "j": int(number[j]),
             "score": float(S[i, j]),
             **({"distance": float(D[i, j])} if D is not None else {}),
         }
@@ -184,7 +223,7 @@ def _summary_lines(args, out: Path, path: Path, res, pairs, D, report: dict) -> 
         ]
     lines += [
         "",
-        f"wrote {out}/contacts.json, scores.csv, scores.npz"
+        f"wrote {out}/contacts.json, scores.csv, scores.npz, scores.ec, scores.mat"
         + (", contact_map.png/pdf" if D is not None else "")
         + (", model.eqx" if args.save_model else ""),
     ]
@@ -199,7 +238,9 @@ def add_parser(sub) -> None:
         "pseudo-likelihood, and rank residue pairs by APC-corrected Frobenius scores "
         "(jaxpotts.contacts.pipeline). With --distances, also precision at L/5, L/2, L and a "
         "contact-map figure. Writes contacts.json, scores.csv (ranked pairs, 1-based match "
-        "columns), scores.npz and contact_map.png/pdf.",
+        "columns, or focus residue numbers with --focus), scores.npz, scores.ec (plmc's "
+        "'i A_i j A_j 0 score' table, ranked), scores.mat (CCMpred's L x L matrix) and "
+        "contact_map.png/pdf.",
     )
     p.add_argument("alignment", type=Path, help="FASTA, A2M/A3M or Stockholm alignment (gzip ok)")
     p.add_argument("--method", choices=("plm", "attention"), default="plm", help="default: plm")
@@ -211,6 +252,15 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--min-sep", type=positive_int, default=5, help="minimal |i - j| of ranked pairs (default: 5)")
     g = p.add_argument_group("data")
+    g.add_argument(
+        "--focus",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="NAME",
+        help="keep the columns of a focus sequence (default: the first; or a name, as plmc -f) and number "
+        "the outputs by its residues (NAME/start-end)",
+    )
     g.add_argument("--alphabet", default="protein", help="protein (default), rna, binary or a string of symbols")
     g.add_argument("--theta", type=positive_float, default=0.8, help="identity threshold of the weights (default: 0.8)")
     g.add_argument("--max-gap-fraction", type=fraction, default=None, help="drop sequences with more gaps")

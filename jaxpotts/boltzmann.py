@@ -58,7 +58,7 @@ from ._validation import check_count, check_sequences
 from .engine import Optimization, Regularization, named_optimizer
 from .losses import check_weights, l2_penalty
 from .potts import FactoredPotts, PottsModel, energy, to_dense
-from .sampling import sweep
+from .sampling import sweep, sweeps
 from .statistics import pair_frequencies, site_frequencies
 
 __all__ = [
@@ -195,10 +195,8 @@ def _update(problem: _Problem, state: _State, static, key: PRNGKeyArray):
     joint = _joint(model)
     k = jax.random.fold_in(key, state.step)
 
-    def one_sweep(i, chains):
-        return sweep(joint, jax.random.fold_in(k, i), chains, method=problem.method)[0]
-
-    chains = jax.lax.fori_loop(0, problem.sweeps, one_sweep, state.chains)
+    # One `sweeps` call: the dense sweep's coupling layout is made once per update, not per sweep.
+    chains = sweeps(joint, k, state.chains, problem.sweeps, method=problem.method)[0]
     p2 = pair_frequencies(chains, problem.f1.shape[1]).astype(problem.f2.dtype)
     p1 = _site_from_pairs(p2)
     grad = likelihood_gradient(model, (p1, p2), (problem.f1, problem.f2), problem.l2, problem.l2_fields)

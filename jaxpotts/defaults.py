@@ -59,6 +59,7 @@ _FIT_NAMES = {
     "batch_size",
     "loss",
     "gaps",
+    "couplings",
     "l2",
     "l2_fields",
     "n_steps",
@@ -121,7 +122,7 @@ MUTATIONS = Method(
     # an alignment): weights at 0.8 identity, plmc's absolute lambdas, the independent model's
     # pseudocount.
     model=dict(theta=0.8, coupling_factor=0.01, fields_absolute=0.01, pseudocount=0.5),
-    fit=dict(optimizer="lbfgs", n_steps=1000, ftol=0.0, tol=1e-6, gaps="state"),
+    fit=dict(optimizer="lbfgs", n_steps=1000, ftol=0.0, tol=1e-6, gaps="state", couplings="asymmetric"),
     why="EVmutation's protocol carried over, not tuned on DHFR: plmc's lambda_e = 0.01 (q-1)(L-1) and lambda_h = "
     "0.01 on an objective summed over sequences, divided by N_eff for the per-N_eff convention. No objective-change "
     "stop, L-BFGS to its gradient tolerance: fields of rare residues converge last and carry single-mutant scores "

@@ -485,7 +485,9 @@ def plm_settings(L: int, q: int, n_eff: float, **overrides: Any) -> dict:
     and jaxpotts divides the data term by $N_\mathrm{eff} = \sum_m w_m$. Each conditional has
     $(q-1)(L-1)$ free coupling parameters, and the penalty grows with them; it shrinks as the
     data grow, as a Gaussian prior's weight does against a likelihood. Keys in `overrides`
-    (``l2``, ``l2_fields``, ``n_steps``, ``ftol``, ``gaps``, any `fit_plm` option) win.
+    (``l2``, ``l2_fields``, ``n_steps``, ``ftol``, ``gaps``, ``couplings``, any `fit_plm` option)
+    win. With ``couplings="symmetric"`` the penalty $\lambda_J\sum_{i<j}\|J_{ij}\|^2$ is exactly
+    plmc's (one coupling per pair; `jaxpotts.engine.SymmetricConditionals`).
     """
     if not (n_eff > 0 and math.isfinite(n_eff)):
         raise ValueError(f"n_eff must be a finite number > 0, got {n_eff!r}")
@@ -497,6 +499,7 @@ def plm_settings(L: int, q: int, n_eff: float, **overrides: Any) -> dict:
         ftol=d["ftol"],
         tol=d["tol"],
         gaps=d["gaps"],
+        couplings=d["couplings"],
     )
     out.update(overrides)
     return out

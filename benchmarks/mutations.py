@@ -51,6 +51,16 @@ def configurations(L: int, q: int, m_eff: float) -> dict:
             "as default, gaps as missing data (plmc -g, EVmutation's setting): gapped sites and neighbours "
             "drop out, conditionals over the 20 amino acids",
         ),
+        "plm-symmetric": (
+            "plm",
+            {"couplings": "symmetric"},
+            "as default, symmetric pseudo-likelihood (one coupling per pair inside the objective, plmc's)",
+        ),
+        "plm-symmetric-gaps-missing": (
+            "plm",
+            {"couplings": "symmetric", "gaps": "missing"},
+            "as default, symmetric couplings and gaps as missing data: plmc -g's model, EVmutation's configuration",
+        ),
         "plm-rule-x0.5": ("plm", {"l2": rule / 2}, f"as default, l2 = {rule / 2:.4f} (half the rule)"),
         "plm-rule-x2": ("plm", {"l2": rule * 2}, f"as default, l2 = {rule * 2:.4f} (twice the rule)"),
         "plm-fields-0.01": ("plm", {"l2_fields": 0.01}, "as default, l2_fields = 0.01 (plmDCA's field penalty)"),

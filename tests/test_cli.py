@@ -453,6 +453,7 @@ def test_contacts_on_a_pf00014_subsample(tmp_path, cache):
     [
         (["contacts", "nope.fasta"], "nope.fasta does not exist"),
         (["contacts", "aln.fasta", "--heads", "4"], "--heads and --head-dim apply to --method attention"),
+        (["contacts", "aln.fasta", "--method", "attention", "--couplings", "symmetric"], "--couplings applies"),
         (["contacts", "aln.fasta", "--distances", "nope.dat"], "nope.dat does not exist"),
     ],
 )

@@ -128,7 +128,9 @@ MUTATIONS = Method(
     "stop, L-BFGS to its gradient tolerance: fields of rare residues converge last and carry single-mutant scores "
     "(DHFR: a 1e-4 stop gives Spearman 0.398, the converged fit 0.428-0.430, EVmutation 0.435). Half / twice "
     "lambda_J: 0.443 / 0.425. Gaps stay a state: plmc's -g (gaps='missing', EVmutation's setting) gives 0.421-0.424 "
-    "under the same rule.",
+    "under the same rule. Couplings stay asymmetric (L conditionals, symmetrised): plmc's symmetric pseudo-likelihood "
+    "(couplings='symmetric') gives 0.433 with the gap as a state and 0.432 with gaps='missing' (plmc -g's model, "
+    "EVmutation's exact configuration), short of EVmutation's 0.435, so neither is adopted.",
 )
 
 #: name -> Method.

@@ -92,6 +92,12 @@ __all__ = [
 #:   ``-g``, used by the EVmutation reference run (gapped sites and neighbours drop out,
 #:   conditionals over the 20 amino acids; `jaxpotts.losses`); under the same lambda rule it
 #:   gives 0.421-0.424 on DHFR, below the gap-as-state fit, so it is an option, not the default.
+#: * ``couplings``: "asymmetric", L conditionals with their own J_ij and J_ji, averaged
+#:   afterwards. "symmetric" is plmc's symmetric pseudo-likelihood (one coupling per pair inside
+#:   the objective; with it the rule's penalty is exactly plmc's, `jaxpotts.engine.SymmetricConditionals`).
+#:   Under the same rule on DHFR it gives 0.433 with the gap as a state and 0.432 with
+#:   ``gaps="missing"`` (plmc -g's model, EVmutation's configuration), both below EVmutation's
+#:   0.435, so it is an option, not the default.
 #: * ``pseudocount``: of the independent-site model, in effective sequences per state
 #:   (`independent_model`).
 MUTATION_DEFAULTS = {**defaults.MUTATIONS.model, **defaults.MUTATIONS.fit}  # jaxpotts.defaults.MUTATIONS

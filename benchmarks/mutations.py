@@ -42,14 +42,23 @@ def configurations(L: int, q: int, m_eff: float) -> dict:
         "plm-default": (
             "plm",
             {},
-            f"plmDCA, MUTATION_DEFAULTS: l2 = 0.01 (q-1)(L-1)/N_eff = {rule:.4f}, "
+            f"plmDCA, MUTATION_DEFAULTS (symmetric couplings, gap a state): l2 = 0.01 (q-1)(L-1)/N_eff = {rule:.4f}, "
             "l2_fields = 0.01/N_eff, L-BFGS to convergence (<= 1000 iterations)",
         ),
         "plm-gaps-missing": (
             "plm",
             {"gaps": "missing"},
-            "as default, gaps as missing data (plmc -g, EVmutation's setting): gapped sites and neighbours "
-            "drop out, conditionals over the 20 amino acids",
+            "as default, gaps as missing data: plmc -g's model, EVmutation's exact configuration",
+        ),
+        "plm-asymmetric": (
+            "plm",
+            {"couplings": "asymmetric"},
+            "as default, asymmetric pseudo-likelihood (L conditionals with their own J_ij, J_ji, averaged after)",
+        ),
+        "plm-asymmetric-gaps-missing": (
+            "plm",
+            {"couplings": "asymmetric", "gaps": "missing"},
+            "as default, asymmetric couplings and gaps as missing data",
         ),
         "plm-rule-x0.5": ("plm", {"l2": rule / 2}, f"as default, l2 = {rule / 2:.4f} (half the rule)"),
         "plm-rule-x2": ("plm", {"l2": rule * 2}, f"as default, l2 = {rule * 2:.4f} (twice the rule)"),

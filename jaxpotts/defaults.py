@@ -59,6 +59,7 @@ _FIT_NAMES = {
     "batch_size",
     "loss",
     "gaps",
+    "couplings",
     "l2",
     "l2_fields",
     "n_steps",
@@ -121,13 +122,15 @@ MUTATIONS = Method(
     # an alignment): weights at 0.8 identity, plmc's absolute lambdas, the independent model's
     # pseudocount.
     model=dict(theta=0.8, coupling_factor=0.01, fields_absolute=0.01, pseudocount=0.5),
-    fit=dict(optimizer="lbfgs", n_steps=1000, ftol=0.0, tol=1e-6, gaps="state"),
-    why="EVmutation's protocol carried over, not tuned on DHFR: plmc's lambda_e = 0.01 (q-1)(L-1) and lambda_h = "
-    "0.01 on an objective summed over sequences, divided by N_eff for the per-N_eff convention. No objective-change "
-    "stop, L-BFGS to its gradient tolerance: fields of rare residues converge last and carry single-mutant scores "
-    "(DHFR: a 1e-4 stop gives Spearman 0.398, the converged fit 0.428-0.430, EVmutation 0.435). Half / twice "
-    "lambda_J: 0.443 / 0.425. Gaps stay a state: plmc's -g (gaps='missing', EVmutation's setting) gives 0.421-0.424 "
-    "under the same rule.",
+    fit=dict(optimizer="lbfgs", n_steps=1000, ftol=0.0, tol=1e-6, gaps="state", couplings="symmetric"),
+    why="EVmutation's protocol carried over, not tuned on DHFR: plmc's model (one symmetric coupling per pair in "
+    "the pseudo-likelihood, couplings='symmetric', as plmc and CCMpred fit it) with plmc's lambda_e = 0.01 (q-1)(L-1) "
+    "and lambda_h = 0.01 on an objective summed over sequences, divided by N_eff for the per-N_eff convention. No "
+    "objective-change stop, L-BFGS to its gradient tolerance: fields of rare residues converge last and carry "
+    "single-mutant scores (DHFR: a 1e-4 stop gives Spearman 0.398). DHFR under the same rule: symmetric 0.433, "
+    "asymmetric (L conditionals, symmetrised afterwards) 0.428-0.430, EVmutation 0.435; half / twice lambda_J "
+    "(asymmetric): 0.443 / 0.425, not adopted. Gaps stay a state: plmc's -g (gaps='missing') gives 0.432 "
+    "symmetric and 0.421-0.424 asymmetric.",
 )
 
 BOLTZMANN = Method(

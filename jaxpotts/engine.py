@@ -62,10 +62,15 @@ __all__ = [
     "init",
     "step",
     "advance",
+    "DenseConditionals",
+    "SymmetricConditionals",
     "trainable",
 ]
 
 LOSSES = ("mlm", "stochastic")
+#: Coupling parametrisations of dense (plmDCA) fits: L independent conditionals with their own
+#: J_ij and J_ji, or one shared coupling per pair (J_ji = J_ij^T inside the objective).
+COUPLINGS = ("asymmetric", "symmetric")
 OPTIMIZERS = ("adam", "sgd", "lbfgs")
 FTOL_WINDOW = 5  # L-BFGS steps over which the relative objective change is measured
 DEFAULT_LEARNING_RATE = 1e-2
@@ -93,6 +98,10 @@ class Optimization:
             plmc's ``-g``: gapped sites and neighbours drop out, conditionals over the q - 1
             other colours; `jaxpotts.losses`). "missing" needs loss="mlm" and a model with
             Potts couplings.
+        couplings: for a `PottsModel` (plmDCA), "asymmetric" (L independent conditionals,
+            `DenseConditionals`; symmetrise afterwards) or "symmetric" (one coupling per pair,
+            $J_{ji} = J_{ij}^\top$ inside the objective, as plmc and CCMpred;
+            `SymmetricConditionals`).
     """
 
     optimizer: str | optax.GradientTransformation = "adam"
@@ -100,6 +109,7 @@ class Optimization:
     batch_size: int | None = None
     loss: str = "mlm"
     gaps: str = "state"
+    couplings: str = "asymmetric"
 
     def __post_init__(self):
         if isinstance(self.optimizer, str):
@@ -127,6 +137,8 @@ class Optimization:
         losses.gap_colour(self.gaps)
         if self.gaps == "missing" and self.loss != "mlm":
             raise ValueError("gaps='missing' is defined for loss='mlm' (every site in turn), got loss='stochastic'")
+        if self.couplings not in COUPLINGS:
+            raise ValueError(f"couplings must be one of {COUPLINGS}, got {self.couplings!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,6 +212,7 @@ _FLAT = {
     "batch_size": ("optimization", "batch_size"),
     "loss": ("optimization", "loss"),
     "gaps": ("optimization", "gaps"),
+    "couplings": ("optimization", "couplings"),
     "l2": ("regularization", "l2"),
     "l2_fields": ("regularization", "l2_fields"),
     "n_steps": ("stopping", "n_steps"),
@@ -261,6 +274,12 @@ class FitConfig:
 # ----------------------------------------------------------------------------- trainable models
 
 
+def _off_diagonal(couplings: Float[Array, "L L q q"]) -> Float[Array, "L L q q"]:
+    """The couplings with the diagonal blocks J_ii set to zero."""
+    off = ~jnp.eye(couplings.shape[0], dtype=bool)
+    return jnp.where(off[:, :, None, None], couplings, 0.0)
+
+
 class DenseConditionals(eqx.Module):
     r"""A trainable `PottsModel`: conditionals $h_i(a) + \sum_{j\ne i} J_{ij}(a, s_j)$ with the
     diagonal blocks masked in the forward pass, so no gradient ever reaches them."""
@@ -277,8 +296,7 @@ class DenseConditionals(eqx.Module):
         return self.fields.shape[1]
 
     def _masked(self) -> Float[Array, "L L q q"]:
-        off = ~jnp.eye(self.L, dtype=bool)
-        return jnp.where(off[:, :, None, None], self.couplings, 0.0)
+        return _off_diagonal(self.couplings)
 
     def __call__(self, s: Int[Array, " L"]) -> Float[Array, "L q"]:
         x = jax.nn.one_hot(s, self.q, dtype=self.fields.dtype)
@@ -303,10 +321,54 @@ class DenseConditionals(eqx.Module):
         return PottsModel(self.fields, self._masked())
 
 
-def trainable(model: Any) -> tuple[Any, Any]:
-    """The trainable form of `model` and the function turning a trained one back."""
+class SymmetricConditionals(DenseConditionals):
+    r"""A trainable `PottsModel` with ONE coupling per pair (symmetric pseudo-likelihood, as plmc
+    and CCMpred): the parameters $W$ (L, L, q, q) enter only through
+
+    $$J_{ij}(a,b) = \tfrac12\,[W_{ij}(a,b) + W_{ji}(b,a)] \quad (i \ne j), \qquad J_{ii} = 0,$$
+
+    so $J_{ji} = J_{ij}^\top$ exactly, and the conditionals, the fused kernel (`dense_parts`),
+    the penalty (`coupling_norm2`) and `to_potts` all see this J. The gradient of the PL with
+    respect to the shared coupling of pair i<j (moving $J_{ij}$ by E and $J_{ji}$ by
+    $E^\top$) is $G_{ij} + G_{ji}^\top$, with G the gradient of the asymmetric objective (L
+    independent conditionals) at the same J; with respect to $W_{ij}$ it is half of that.
+
+    Penalty: `coupling_norm2` is $\sum_{i \ne j}\|J_{ij}\|^2 = 2\sum_{i<j}\|J_{ij}\|^2$, so the
+    package's $\frac{\lambda_J}{2}\sum_{i\ne j}\|J_{ij}\|^2 = \lambda_J \sum_{i<j}\|J_{ij}\|^2$
+    is plmc's coupling prior (src/inference.c, `PLMNegLogPosterior`: `fx += lambdaEij(i, j) *
+    xEij(i, j, ai, aj)^2` over i < j, one stored $e_{ij}$ per pair with $e_{ji}(b,a) =
+    e_{ij}(a,b)$) with $\lambda_J = \lambda_e / N_{\mathrm{eff}}$ (plmc sums the weighted
+    objective over sequences, the package takes the weighted mean); likewise $\lambda_h =
+    \lambda_h^{\mathrm{plmc}} / N_{\mathrm{eff}}$ for $\lambda_h\sum_i\|h_i\|^2$.
+    """
+
+    def _masked(self) -> Float[Array, "L L q q"]:
+        W = self.couplings
+        return _off_diagonal(0.5 * (W + W.transpose(1, 0, 3, 2)))
+
+    def site_logits(self, s, i):
+        x = jax.nn.one_hot(s, self.q, dtype=self.fields.dtype)
+        W = self.couplings
+        both = 0.5 * (W[i] + W[:, i].transpose(0, 2, 1))
+        row = jnp.where((jnp.arange(self.L) != i)[:, None, None], both, 0.0)
+        return self.fields[i] + jnp.einsum("jab,jb->a", row, x)
+
+
+def trainable(model: Any, couplings: str = "asymmetric") -> tuple[Any, Any]:
+    """The trainable form of `model` and the function turning a trained one back. A `PottsModel`
+    trains as `DenseConditionals` (``couplings="asymmetric"``) or `SymmetricConditionals`
+    (``"symmetric"``, started from its couplings $W$ = `model.couplings`: the effective start is
+    their symmetric part); other models only with the default."""
+    if couplings not in COUPLINGS:
+        raise ValueError(f"couplings must be one of {COUPLINGS}, got {couplings!r}")
     if isinstance(model, PottsModel):
-        return DenseConditionals(model.fields, model.couplings), lambda m: m.to_potts()
+        cls = SymmetricConditionals if couplings == "symmetric" else DenseConditionals
+        return cls(model.fields, model.couplings), lambda m: m.to_potts()
+    if couplings != "asymmetric":
+        raise ValueError(
+            f"couplings={couplings!r} applies to dense Potts fits (PottsModel, plmDCA); "
+            f"{type(model).__name__} has its own parametrisation"
+        )
     if isinstance(model, FactoredPotts):
         raise TypeError(
             "fit does not train FactoredPotts directly; use FactoredAttention(L, q, 1, 1, softmax=False, "

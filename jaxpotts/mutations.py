@@ -19,8 +19,8 @@ second after compilation. Singles need only $\phi$: the full scan is
 $\Delta E_{ia} = -[\phi_i(a) - \phi_i(a_i)]$, an (L, q) matrix with zeros at the wild type.
 
 Models. Any joint Potts model: an independent-site model (`independent_model`, zero couplings),
-plmDCA (`jaxpotts.training.fit_plm`: asymmetric couplings, made joint by
-$\tfrac12[J_{ij}(a,b) + J_{ji}(b,a)]$ as EVmutation does for plmDCA-type fits), factored attention
+plmDCA (`jaxpotts.training.fit_plm`: symmetric couplings by default for mutations, plmc's
+model; asymmetric fits are made joint by $\tfrac12[J_{ij}(a,b) + J_{ji}(b,a)]$), factored attention
 (``to_potts(symmetrize=True)``), a `FactoredPotts`, or anything with ``to_potts(symmetrize=True)``;
 `jaxpotts.potts.joint_model` does the conversion.
 
@@ -84,14 +84,21 @@ __all__ = [
 #:   at 300 iterations gave 0.437 or 0.427 depending on the device split (an unconverged point
 #:   depends on rounding; the optimum does not).
 #:
-#: The rule is EVmutation's, carried over, not tuned on DHFR. There it reaches 0.429 converged,
-#: below EVmutation's 0.435 on the same alignment (plmc, capped at 200 iterations, gaps as
-#: missing data); half / twice its lambda_J give 0.443 / 0.425, plmDCA's field penalty
-#: l2_fields = 0.01 gives 0.389 (benchmarks/README.md, docs/mutations.md).
+#: The rule and the symmetric model are EVmutation's (plmc's), carried over, not tuned on DHFR.
+#: There the default reaches 0.433 converged, below EVmutation's 0.435 on the same alignment
+#: (plmc, capped at 200 iterations, gaps as missing data); with asymmetric couplings half /
+#: twice its lambda_J give 0.443 / 0.425, plmDCA's field penalty l2_fields = 0.01 gives 0.389
+#: (benchmarks/README.md, docs/mutations.md).
 #: * ``gaps``: "state", the gap a 21st colour of the pseudo-likelihood. "missing" is plmc's
 #:   ``-g``, used by the EVmutation reference run (gapped sites and neighbours drop out,
 #:   conditionals over the 20 amino acids; `jaxpotts.losses`); under the same lambda rule it
-#:   gives 0.421-0.424 on DHFR, below the gap-as-state fit, so it is an option, not the default.
+#:   gives 0.432 on DHFR with symmetric couplings (0.421-0.424 asymmetric), below the
+#:   gap-as-state fits, so it is an option, not the default.
+#: * ``couplings``: "symmetric", plmc's symmetric pseudo-likelihood (one coupling per pair inside
+#:   the objective; with it the rule's penalty is exactly plmc's,
+#:   `jaxpotts.engine.SymmetricConditionals`): the model the rule was made for. On DHFR it gives
+#:   0.433 (0.432 with ``gaps="missing"``, plmc -g's model); "asymmetric" (L conditionals with
+#:   their own J_ij and J_ji, averaged afterwards, plmDCA's) gives 0.428-0.430.
 #: * ``pseudocount``: of the independent-site model, in effective sequences per state
 #:   (`independent_model`).
 MUTATION_DEFAULTS = {**defaults.MUTATIONS.model, **defaults.MUTATIONS.fit}  # jaxpotts.defaults.MUTATIONS
@@ -485,7 +492,9 @@ def plm_settings(L: int, q: int, n_eff: float, **overrides: Any) -> dict:
     and jaxpotts divides the data term by $N_\mathrm{eff} = \sum_m w_m$. Each conditional has
     $(q-1)(L-1)$ free coupling parameters, and the penalty grows with them; it shrinks as the
     data grow, as a Gaussian prior's weight does against a likelihood. Keys in `overrides`
-    (``l2``, ``l2_fields``, ``n_steps``, ``ftol``, ``gaps``, any `fit_plm` option) win.
+    (``l2``, ``l2_fields``, ``n_steps``, ``ftol``, ``gaps``, ``couplings``, any `fit_plm` option)
+    win. With ``couplings="symmetric"`` the penalty $\lambda_J\sum_{i<j}\|J_{ij}\|^2$ is exactly
+    plmc's (one coupling per pair; `jaxpotts.engine.SymmetricConditionals`).
     """
     if not (n_eff > 0 and math.isfinite(n_eff)):
         raise ValueError(f"n_eff must be a finite number > 0, got {n_eff!r}")
@@ -497,6 +506,7 @@ def plm_settings(L: int, q: int, n_eff: float, **overrides: Any) -> dict:
         ftol=d["ftol"],
         tol=d["tol"],
         gaps=d["gaps"],
+        couplings=d["couplings"],
     )
     out.update(overrides)
     return out
@@ -555,8 +565,8 @@ def fit_model(
     1. `jaxpotts.msa.read_focus_alignment` (focus: the first sequence by default; focus-gap
        columns dropped).
     2. Sequence weights at identity `theta` (default ``MUTATION_DEFAULTS["theta"]`` = 0.8).
-    3. Fit: ``"plm"``: asymmetric plmDCA (`jaxpotts.training.fit_plm`) with `plm_settings`
-       (EVmutation's lambda rule), symmetrised; ``"independent"``: `independent_model`
+    3. Fit: ``"plm"``: plmDCA (`jaxpotts.training.fit_plm`) with `plm_settings`
+       (EVmutation's lambda rule, plmc's symmetric couplings by default); ``"independent"``: `independent_model`
        (``pseudocount``); ``"attention"``: factored attention with
        `jaxpotts.defaults.ATTENTION_CONTACTS`, ``to_potts(symmetrize=True)``. Identical
        sequences enter a fit once with their summed weight.

@@ -315,6 +315,7 @@ def _settings(model, trainable, config: FitConfig, data: _Data, key, B: int, chu
         batch_size=B,
         loss=opt.loss,
         gaps=opt.gaps,
+        couplings=opt.couplings,
         l2=reg.l2,
         l2_fields=reg.l2_fields,
         validation_fraction=float(config.validation_fraction),
@@ -437,7 +438,9 @@ def fit(
         **options: the flat names of the config (`FitConfig.from_options`):
             optimizer ("adam" default, "sgd", "lbfgs" or an optax transformation), learning_rate
             (adam/sgd, default 1e-2), batch_size (default: full batch), loss ("mlm" or
-            "stochastic"), gaps ("state" or "missing": gaps as missing data), l2 and l2_fields ($\lambda_J$, $\lambda_h$), n_steps or n_epochs
+            "stochastic"), gaps ("state" or "missing": gaps as missing data), couplings (a
+            `PottsModel`: "asymmetric" L conditionals, or "symmetric" one coupling per pair as
+            plmc), l2 and l2_fields ($\lambda_J$, $\lambda_h$), n_steps or n_epochs
             (default: 500 steps for L-BFGS, else 100 epochs), tol and ftol (line-search stops),
             patience, target_loss, restore_best, eval_every (steps per compiled chunk, default
             one epoch or 25 full-batch steps), validation_fraction, checkpoint_path, resume
@@ -450,7 +453,7 @@ def fit(
     t_start = time.perf_counter()
     config = (config or FitConfig()).replace(**options)
     engine.check_mesh(mesh)
-    net, unwrap = engine.trainable(model)
+    net, unwrap = engine.trainable(model, config.optimization.couplings)
     dtype = jax.tree_util.tree_leaves(eqx.filter(net, eqx.is_inexact_array))[0].dtype
     k_split, k_batch, k_mask = jax.random.split(key, 3)
     data = _prepare_data(
@@ -597,7 +600,12 @@ def fit_plm(
     embedded in q colours.
 
     The result has non-symmetric couplings (L conditionals); symmetrise
-    ($\frac12[J_{ij}(a,b) + J_{ji}(b,a)]$) for a joint model. `**options` are `jaxpotts.fit`'s
+    ($\frac12[J_{ij}(a,b) + J_{ji}(b,a)]$) for a joint model. ``couplings="symmetric"`` fits
+    instead one coupling per pair ($J_{ji} = J_{ij}^\top$ inside the objective, plmc's and
+    CCMpred's symmetric pseudo-likelihood, `jaxpotts.engine.SymmetricConditionals`): the
+    conditionals are then coupled and the result is exactly symmetric; the penalty
+    $\frac{l2}{2}\sum_{i\ne j}\|J_{ij}\|^2 = l2\sum_{i<j}\|J_{ij}\|^2$ is plmc's $\lambda_e
+    \sum_{i<j}\|e_{ij}\|^2$ per effective sequence. `**options` are `jaxpotts.fit`'s
     (they override the defaults; `key` defaults to PRNGKey(0)).
     """
     if isinstance(q, bool) or not isinstance(q, (int, np.integer)) or q < 2:

@@ -486,6 +486,7 @@ def test_contacts_focus_numbers_the_outputs(tmp_path, monkeypatch):
     [
         (["contacts", "nope.fasta"], "nope.fasta does not exist"),
         (["contacts", "aln.fasta", "--heads", "4"], "--heads and --head-dim apply to --method attention"),
+        (["contacts", "aln.fasta", "--method", "attention", "--couplings", "symmetric"], "--couplings applies"),
         (["contacts", "aln.fasta", "--distances", "nope.dat"], "nope.dat does not exist"),
     ],
 )

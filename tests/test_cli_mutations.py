@@ -137,6 +137,7 @@ def _one_error_line(err: str) -> str:
         (["score", "aln.a2m", "muts.csv", "--pseudocount", "1"], "--pseudocount applies to --method independent"),
         (["scan", "aln.a2m", "--focus", "nobody"], "no sequence named 'nobody'"),
         (["scan", "aln.a2m", "--gaps", "missing", "--include-gap"], "no gap state to score"),
+        (["score", "aln.a2m", "muts.csv", "--method", "attention", "--couplings", "symmetric"], "--couplings applies"),
     ],
 )
 def test_user_mistakes(args, words, files, monkeypatch, capsys):

@@ -96,7 +96,13 @@ def _check_inputs(args) -> Path:
 def _fit_options(args) -> dict:
     """The options of `jaxpotts.contacts.pipeline` given on the command line."""
     options = {}
-    for name, key in (("l2", "l2"), ("l2_fields", "l2_fields"), ("steps", "n_steps"), ("ftol", "ftol")):
+    for name, key in (
+        ("l2", "l2"),
+        ("l2_fields", "l2_fields"),
+        ("steps", "n_steps"),
+        ("ftol", "ftol"),
+        ("couplings", "couplings"),
+    ):
         if getattr(args, name) is not None:
             options[key] = getattr(args, name)
     if args.resume:  # opt-in: checkpoints cost a write of the optimiser state per evaluation
@@ -105,6 +111,8 @@ def _fit_options(args) -> dict:
         options.update({k: v for k, v in (("n_heads", args.heads), ("head_dim", args.head_dim)) if v is not None})
     elif args.heads is not None or args.head_dim is not None:
         raise UserError("--heads and --head-dim apply to --method attention")
+    if args.method != "plm" and args.couplings is not None:
+        raise UserError("--couplings applies to --method plm")
     return options
 
 
@@ -283,6 +291,13 @@ def add_parser(sub) -> None:
         type=non_negative_float,
         default=None,
         help="plm: stop when the objective fell by less than this fraction over 5 iterations (default 0.003)",
+    )
+    g.add_argument(
+        "--couplings",
+        choices=("asymmetric", "symmetric"),
+        default=None,
+        help="plm: L independent conditionals symmetrised afterwards (default) or one coupling per pair "
+        "inside the objective (symmetric pseudo-likelihood, as plmc and CCMpred)",
     )
     g.add_argument("--heads", type=positive_int, default=None, help="attention heads (default 32)")
     g.add_argument("--head-dim", type=positive_int, default=None, help="attention head dimension (default 23)")

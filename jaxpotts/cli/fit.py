@@ -106,6 +106,7 @@ _OPTIONS = {
     "lr": "learning_rate",
     "patience": "patience",
     "eval_every": "eval_every",
+    "couplings": "couplings",
 }
 
 
@@ -455,6 +456,13 @@ def _training_options(p) -> None:
         "--l2-fields", type=non_negative_float, default=None, help="lambda_h (" + _per_kind("l2_fields") + ")"
     )
     g.add_argument(
+        "--couplings",
+        choices=("asymmetric", "symmetric"),
+        default=None,
+        help="plm: L independent conditionals (default) or one coupling per pair inside the objective "
+        "(symmetric pseudo-likelihood, as plmc and CCMpred)",
+    )
+    g.add_argument(
         "--val-fraction",
         type=fraction,
         default=None,
@@ -478,6 +486,8 @@ def _training_options(p) -> None:
 def check_args(args) -> None:
     if args.steps is not None and args.epochs is not None:
         raise UserError("give --steps or --epochs, not both")
+    if args.couplings is not None and args.kind != "plm":
+        raise UserError("--couplings applies to 'jaxpotts fit plm'")
     if args.heads is None:
         args.heads = _default("transformer" if args.kind == "transformer" else "attention", "n_heads")
     if args.kind == "transformer" and args.d_model % args.heads:

@@ -70,6 +70,13 @@ def _model_options(parser) -> None:
         "default plm: MUTATION_DEFAULTS['gaps'], attention: state)",
     )
     g.add_argument(
+        "--couplings",
+        choices=("asymmetric", "symmetric"),
+        default=None,
+        help="plm: L independent conditionals symmetrised afterwards (asymmetric plmDCA) or one coupling "
+        "per pair inside the objective (symmetric, plmc's; default MUTATION_DEFAULTS['couplings'])",
+    )
+    g.add_argument(
         "--pseudocount",
         type=non_negative_float,
         default=None,
@@ -85,6 +92,7 @@ _FIT_FLAGS = {
     "n_steps": ("steps", "--steps"),
     "pseudocount": ("pseudocount", "--pseudocount"),
     "gaps": ("gaps", "--gaps"),
+    "couplings": ("couplings", "--couplings"),
 }
 
 
@@ -134,6 +142,8 @@ def _prepare(args):
         raise UserError("--pseudocount applies to --method independent")
     if args.method == "independent" and any(k in options for k in ("l2", "l2_fields", "n_steps", "gaps")):
         raise UserError("--l2, --l2-fields, --steps and --gaps apply to plm and attention fits")
+    if args.method != "plm" and "couplings" in options:
+        raise UserError("--couplings applies to --method plm")
     res = mutations.fit_model(
         aln, args.method, key=jax.random.PRNGKey(args.seed), theta=args.theta, progress=show_progress(args), **options
     )

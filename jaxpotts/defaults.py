@@ -159,7 +159,8 @@ BOLTZMANN = Method(
     "Pearson of C_ij at 0.86 on PF00014, 10,000 at 0.98. Pseudocount 0.01. lambda_J = 0.001 keeps "
     "the couplings from growing on sampling noise, which slowed mixing: without it (PF00014, load 9-13) 0.90 "
     "came after 353 s but 0.95 not within 900 s (the frozen model's tau grew to 242 sweeps, R-hat 1.28); with "
-    "it 0.80 / 0.90 / 0.95 after 157 / 400 / 664 s (800 updates, tau 27 sweeps, R-hat 1.04), benchmarks/README.md.",
+    "it 0.80 / 0.90 / 0.95 after 157 / 400 / 664 s (800 updates, tau 27 sweeps, R-hat 1.04) under load 9.5, and after "
+    "48 / 65 / 198 s on the quiet machine with the block-row sweeps, benchmarks/README.md.",
 )
 
 #: name -> Method.

@@ -4,6 +4,7 @@ r"""Contact-prediction panel: which L2 rule for plmDCA's couplings generalises a
     python benchmarks/panel.py --quick                       # PF00014, two rules (smoke run)
     python benchmarks/panel.py --families PF00014 PF00763 --rules plmdca ccmpred
     python benchmarks/panel.py --report                      # only print the table of what is done
+    python benchmarks/panel.py --peers none                  # without CCMpred/plmc (default: when on PATH)
 
 For each family of the panel (`shared/data/pfam`: PF00014, PF00763; `shared/data/panel`:
 PF00595, PF07648, PF13354, 3n2a; smallest fits first, 3n2a last) and each regularisation rule
@@ -15,6 +16,14 @@ it is measured; a later run skips the (family, rule) pairs already there, so a l
 continued by another session. The two ends of the grid (``plmdca``, ``ccmpred``) run first on
 every family, then the steps between. Rules whose $\lambda_J$ on a family is within 5% of one
 already fitted there share that fit (marked ``shared_fit``): on 3n2a all rules give 0.0096-0.0100.
+
+With ``--peers auto`` (the default) the C tools run on every family too, when installed:
+CCMpred and plmc on PATH or named by ``JAXPOTTS_CCMPRED`` / ``JAXPOTTS_PLMC``
+(`benchmarks/peers/c_tools.py`: each with its own documented contact settings, the same
+sequences, scored by the same function), one row per (family, tool) under ``peers`` in the JSON
+with PPV@L/5, L/2, L and the tool's wall time; an absent tool is skipped with one note
+("ccmpred not on PATH: skipped; set JAXPOTTS_CCMPRED", under ``peer_notes``). ``--peers none``
+runs none, ``--peers ccmpred`` only CCMpred.
 
 Then it prints the panel table (PPV@L of every family x rule) and the leave-one-family-out
 choice: for each family, the rule with the best mean PPV@L on the *other* families (only
@@ -77,6 +86,11 @@ FAMILIES = {
     # 3n2a_struct.dat writes 0.0 for unlisted pairs (beyond 20 A); 3n2a_distances.dat has them as 99.
     "3n2a": (SHARED / "panel" / "3n2a" / "3n2a_1_A.fasta.gz", SHARED / "panel" / "3n2a" / "3n2a_distances.dat"),
 }
+
+# plmDCA's PPV@L (lambda_J = 0.01 per M_eff) in shared/data/panel/README.md, on the families the
+# issue gives no peer figures for (those: peers/c_tools.py REFERENCE): tests/test_panel.py's
+# regression floors (minus 0.01).
+README_PPV_L = {"PF00595": 0.951, "PF07648": 0.878, "PF13354": 0.995}
 
 
 def _ccmpred(L: int, q: int, m_eff: float) -> float:
@@ -207,6 +221,73 @@ def run_panel(families, rules, out: Path) -> dict:
     return report
 
 
+def _c_tools():
+    """benchmarks/peers/c_tools.py (CCMpred and plmc when installed)."""
+    if str(HERE / "peers") not in sys.path:
+        sys.path.insert(0, str(HERE / "peers"))
+    import c_tools
+
+    return c_tools
+
+
+def run_peers(report: dict, families, tools, out: Path, threads: int | None = None) -> dict:
+    """Run the C peers (`c_tools`) that are installed on every family not yet measured, scored
+    like the panel's fits; a tool that is absent (or fails) leaves one note in ``peer_notes``."""
+    from jaxpotts._report import write_json
+
+    c_tools = _c_tools()
+    report.setdefault("peers", [])
+    notes = report["peer_notes"] = {}
+    found = {t: c_tools.executable(t) for t in tools}
+    for tool, exe in found.items():
+        if exe is None:
+            notes[tool] = c_tools.skip_note(tool)
+            print(notes[tool], flush=True)
+    for name in families:
+        done = {r["tool"] for r in report["peers"] if r["family"] == name}
+        todo = [t for t, exe in found.items() if exe is not None and t not in done]
+        if not todo:
+            continue
+        aln, D, info = _family_info(report, name, out)
+        for tool in todo:
+            if tool in notes:  # failed on an earlier family
+                continue
+            load0 = os.getloadavg()
+            print(f"{name}: running {tool} ({found[tool]}) ...", flush=True)
+            try:
+                res = c_tools.run_tool(tool, found[tool], aln, threads=threads)
+            except (RuntimeError, ValueError) as err:
+                notes[tool] = f"{tool} failed on {name}: {err}"
+                print(notes[tool], flush=True)
+                continue
+            row = dict(family=name, tool=tool, ppv=c_tools.score(res["scores"], D), seconds=res["seconds"])
+            row.update(L=info["L"], M=info["M"], executable=res["executable"], command=res["command"])
+            row.update(load_before=load0, load_after=os.getloadavg())
+            row["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+            report["peers"].append(row)
+            print(f"{name} {tool}: PPV@L {row['ppv']['L']:.3f}, {row['seconds']:.1f} s", flush=True)
+        write_json(out, report)
+    write_json(out, report)
+    return report
+
+
+def peer_rows(report: dict) -> list[dict]:
+    """The peers' table: this run's rows (`run_peers`), then the issue's reference figures."""
+    fmt = lambda ppv, s: (  # noqa: E731
+        "/".join(f"{ppv[k]:.3f}" if k in ppv else "-" for k in ("L/5", "L/2", "L")),
+        "-" if s is None else f"{s:.1f} s",
+    )
+    rows = []
+    for r in report.get("peers", []):
+        ppv, sec = fmt(r["ppv"], r["seconds"])
+        rows.append(dict(family=r["family"], tool=r["tool"], **{"PPV@L/5 / L/2 / L": ppv, "wall time": sec}))
+    for family, tools in _c_tools().REFERENCE.items():
+        for tool, ref in tools.items():
+            ppv, sec = fmt(ref["ppv"], ref["seconds"])
+            rows.append(dict(family=family, tool=f"{tool} (issue 15)", **{"PPV@L/5 / L/2 / L": ppv, "wall time": sec}))
+    return rows
+
+
 def leave_one_out(report: dict, rules) -> list[dict]:
     """For each family with every rule measured: the rule best on the others (mean PPV@L) and
     its PPV@L on this family, beside this family's own best."""
@@ -256,6 +337,11 @@ def print_report(report: dict, rules) -> None:
         rows.append(row)
     print("PPV@L/5 / L/2 / L (fit time) per rule; lambda_J of each rule in the JSON")
     print(markdown_table(rows, ["family", "L", "M", "M_eff", *rules]))
+    peers = peer_rows(report)
+    print("\npeers: PPV@L/5 / L/2 / L and the tool's wall time (its process), scored as above")
+    print(markdown_table(peers, list(peers[0])))
+    for note in report.get("peer_notes", {}).values():
+        print(note)
     loo = leave_one_out(report, rules)
     if loo:
         print("\nleave-one-family-out (rule chosen by mean PPV@L on the other families):")
@@ -274,6 +360,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=HERE / "results" / "panel.json")
     p.add_argument("--quick", action="store_true", help="PF00014 with rules plmdca and ccmpred")
     p.add_argument("--report", action="store_true", help="print the table of the JSON, fit nothing")
+    p.add_argument(
+        "--peers",
+        default="auto",
+        help="auto (default: CCMpred and plmc when on PATH or set by JAXPOTTS_CCMPRED/JAXPOTTS_PLMC), none, "
+        "or a comma list such as ccmpred,plmc (benchmarks/peers/c_tools.py)",
+    )
     args = p.parse_args(argv)
     sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
     import jaxpotts  # noqa: F401  (sets JAX up: one device per core, the compilation cache)
@@ -283,7 +375,13 @@ def main(argv=None) -> int:
         if args.out == p.get_default("out"):
             args.out = HERE / "results" / "panel_quick.json"
     rules = [r for r in RULES if r in args.rules]
+    try:
+        peers = _c_tools().parse_peers(args.peers)
+    except ValueError as err:
+        p.error(str(err))
     report = _load(args.out) if args.report else run_panel(args.families, rules, args.out)
+    if peers and not args.report:
+        report = run_peers(report, args.families, peers, args.out)
     print_report(report, rules)
     return 0
 

@@ -382,6 +382,11 @@ def main(argv=None) -> int:
     report = _load(args.out) if args.report else run_panel(args.families, rules, args.out)
     if peers and not args.report:
         report = run_peers(report, args.families, peers, args.out)
+    for tool in peers if args.report else ():  # say which requested tools are absent now (not stored)
+        notes = report.setdefault("peer_notes", {})
+        if tool not in notes and _c_tools().executable(tool) is None:
+            if not any(r["tool"] == tool for r in report.get("peers", [])):
+                notes[tool] = _c_tools().skip_note(tool)
     print_report(report, rules)
     return 0
 

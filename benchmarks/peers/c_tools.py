@@ -56,10 +56,9 @@ import numpy as np
 TOOLS = ("ccmpred", "plmc")
 ENV = {"ccmpred": "JAXPOTTS_CCMPRED", "plmc": "JAXPOTTS_PLMC"}
 
-# The peers' figures on this 2-core machine (2 threads), measured by the issue's author (issue 15;
-# CCMpred's and plmc's PF00014 rows also in benchmarks/contacts.py): PPV@L/5, L/2, L and wall
-# time where given. The one table: benchmarks/panel.py prints it, tests/test_panel.py checks
-# the issue's targets against it.
+# The peers' figures on this 2-core machine (2 threads), measured by the issue's author (issue 15):
+# PPV@L/5, L/2, L and wall time where given. The one table: benchmarks/panel.py and
+# benchmarks/contacts.py print it, tests/test_panel.py checks the issue's targets against it.
 REFERENCE = {
     "PF00014": {
         "ccmpred": dict(ppv={"L/5": 1.000, "L/2": 1.000, "L": 0.925}, seconds=4.8),

@@ -379,9 +379,9 @@ def main(argv=None) -> int:
         peers = _c_tools().parse_peers(args.peers)
     except ValueError as err:
         p.error(str(err))
+    if peers and not args.report:  # first: minutes, where the grid of fits takes hours
+        run_peers(_load(args.out), args.families, peers, args.out)
     report = _load(args.out) if args.report else run_panel(args.families, rules, args.out)
-    if peers and not args.report:
-        report = run_peers(report, args.families, peers, args.out)
     for tool in peers if args.report else ():  # say which requested tools are absent now (not stored)
         notes = report.setdefault("peer_notes", {})
         if tool not in notes and _c_tools().executable(tool) is None:

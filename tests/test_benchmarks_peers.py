@@ -316,18 +316,21 @@ def test_absent_tools_are_skipped_with_a_note(empty_path, tmp_path, monkeypatch,
     out = tmp_path / "panel.json"
     report = panel.run_peers(panel._load(out), ["TOY"], c_tools.parse_peers("auto"), out)
     stored = json.loads(out.read_text())
-    assert stored["peer_notes"] == {"ccmpred": "ccmpred not on PATH: skipped; set JAXPOTTS_CCMPRED"}
+    assert stored["peer_notes"] == {"ccmpred": f"ccmpred not found at JAXPOTTS_CCMPRED={tmp_path / 'missing'}: skipped"}
     assert [(r["family"], r["tool"]) for r in stored["peers"]] == [("TOY", "plmc")]
     aln = msa.read_alignment(fasta)
     expected = _panel_precision(aln, _direct(aln), contacts.read_distances(dist, L=13))
     assert stored["peers"][0]["ppv"] == pytest.approx(expected)
     panel.print_report(report, [])
     printed = capsys.readouterr().out
-    assert "ccmpred not on PATH: skipped; set JAXPOTTS_CCMPRED" in printed
+    assert stored["peer_notes"]["ccmpred"] in printed
     assert "| TOY " in printed and "ccmpred (issue 15)" in printed
-    # a second run measures nothing again (resumable), and --peers none runs nothing
-    panel.run_peers(report, ["TOY"], ("plmc",), out)
-    assert len(json.loads(out.read_text())["peers"]) == 1
+    # a second run measures nothing again (resumable); without the variable the note says PATH
+    monkeypatch.delenv("JAXPOTTS_CCMPRED")
+    panel.run_peers(report, ["TOY"], ("ccmpred", "plmc"), out)
+    stored = json.loads(out.read_text())
+    assert len(stored["peers"]) == 1
+    assert stored["peer_notes"] == {"ccmpred": "ccmpred not on PATH: skipped; set JAXPOTTS_CCMPRED"}
 
 
 def test_a_failing_tool_raises_with_its_output(fakes, tmp_path, monkeypatch):

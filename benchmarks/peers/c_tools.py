@@ -76,7 +76,10 @@ PROTEIN_SYMBOLS = "-ACDEFGHIKLMNPQRSTVWY"
 
 
 def skip_note(tool: str) -> str:
-    """The note printed and stored when `tool` is not installed."""
+    """The note printed and stored when `tool` is not installed (or `ENV` names nothing)."""
+    named = os.environ.get(ENV[tool])
+    if named:
+        return f"{tool} not found at {ENV[tool]}={named}: skipped"
     return f"{tool} not on PATH: skipped; set {ENV[tool]}"
 
 

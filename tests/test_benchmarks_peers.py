@@ -287,6 +287,16 @@ def test_plmc_focus_mode_numbering(fakes, tmp_path):
     assert c_tools.score(res["scores"], D) == _panel_precision(aln, _direct(aln), D)
 
 
+def test_plmc_focus_with_a_letter_read_as_gap_is_refused(fakes, tmp_path):
+    path = _toy(tmp_path, focus=True)
+    lines = path.read_text().splitlines()
+    lines[1] = "X" + lines[1][1:]  # the focus's first residue: unknown, read as a gap
+    path.write_text("\n".join(lines) + "\n")
+    aln = msa.read_focus_alignment(path)
+    with pytest.raises(ValueError, match="read as gaps"):
+        c_tools.run_tool("plmc", c_tools.executable("plmc"), aln, threads=1)
+
+
 def test_ec_matrix_refuses_incomplete_or_wrongly_numbered_output():
     ec = dict(i=np.array([1, 1, 2]), j=np.array([2, 3, 3]), score=np.array([0.5, 0.25, 0.125]))
     S = c_tools.ec_matrix(ec, 3)

@@ -129,6 +129,11 @@ def _focus(aln) -> tuple[int, str, int] | None:
             f"the focus {focus.name!r} has gaps at kept sites (keep_focus_gaps=True); plmc's -f drops "
             "those columns: read the alignment without keep_focus_gaps"
         )
+    if np.any(np.asarray(aln.wild_type) == aln.alphabet.gap_index):
+        raise ValueError(
+            f"the focus {focus.name!r} has letters read as gaps (X, B, Z, J) at sites: plmc's -f would "
+            "drop those columns; replace them in the focus or run without a focus"
+        )
     # plmc numbers from the digits after NAME/ in the focus name (plm.c), else from 1.
     tail = focus.name.split("/", 1)[1] if "/" in focus.name else ""
     digits = tail[: len(tail) - len(tail.lstrip("0123456789"))]

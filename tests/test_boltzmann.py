@@ -210,7 +210,6 @@ def test_frozen_model_pearson_against_exact_enumeration(truth, exact_data):
         res = frozen_model_pearson(model, chains, states, p, key=jax.random.PRNGKey(3), n_sweeps=40)
         exact_r = target or _connected_pearson(states, np.exp(np.asarray(log_p, np.float64)), p)
         assert res["equilibrated"] and abs(res["pearson"] - exact_r) < 0.02, (res["pearson"], exact_r)
-        assert res["site_pearson"] > 0.9 if model is truth else True
     assert _connected_pearson(states, p, p) == pytest.approx(1.0)
     assert exact_r < 0.9  # the two models differ: the test can fail
 

@@ -66,6 +66,7 @@ __all__ = [
     "data_statistics",
     "likelihood_gradient",
     "equilibration_check",
+    "frozen_model_pearson",
     "fit_boltzmann",
 ]
 
@@ -403,8 +404,7 @@ def _setup(seqs, q, weights, start, s, key):
     model = _start_model(start, seqs, q, weights, s["pseudocount"])
     dtype = model.fields.dtype if hasattr(model, "fields") and model.fields is not None else jnp.float32
     f1, f2 = data_statistics(seqs, q, weights, pseudocount=s["pseudocount"])
-    raw1 = site_frequencies(seqs, q, weights)
-    c_data = _connected(raw1, pair_frequencies(seqs, q, weights))
+    c_data, site_data = _data_targets(seqs, q, weights)
     opt = named_optimizer(s["optimizer"])
     problem = _Problem(
         f1.astype(dtype),
@@ -421,7 +421,14 @@ def _setup(seqs, q, weights, start, s, key):
     params, static = eqx.partition(model, eqx.is_inexact_array)
     chains = _initial_chains(model, key, s["n_chains"], f1)
     state = _State(params, opt.init(params), chains, jnp.zeros((), jnp.int32))
-    return problem, state, static, c_data, np.asarray(raw1, np.float64).ravel()
+    return problem, state, static, c_data, site_data
+
+
+def _data_targets(seqs, q: int, weights) -> tuple[np.ndarray, np.ndarray]:
+    """The weighted data's connected correlations (i < j, flattened) and one-site frequencies
+    (flattened), no pseudocount: what the Pearsons of `_check` compare against."""
+    raw1 = site_frequencies(seqs, q, weights)
+    return _connected(raw1, pair_frequencies(seqs, q, weights)), np.asarray(raw1, np.float64).ravel()
 
 
 def _check(model, chains, seqs, weights, key, s, c_data, site_data) -> tuple[float, float, dict]:
@@ -430,6 +437,33 @@ def _check(model, chains, seqs, weights, key, s, c_data, site_data) -> tuple[flo
     f2 = ev.pop("pair_frequencies")
     f1 = _site_from_pairs(f2)
     return _pearson(c_data, _connected(f1, f2)), _pearson(site_data, np.asarray(f1, np.float64).ravel()), ev
+
+
+def frozen_model_pearson(
+    model: Any,
+    chains: Int[Array, "n_chains L"],
+    seqs: Int[Array, "M L"],
+    weights: Float[Array, " M"] | None = None,
+    *,
+    key: PRNGKeyArray,
+    n_sweeps: int | None = None,
+) -> dict:
+    r"""The score `fit_boltzmann` stops on, for any model: `equilibration_check` of `model`
+    with `chains` (e.g. its persistent chains, or another tool's) for `n_sweeps` sweeps
+    (default: the recipe's ``check_sweeps``), then the Pearson correlation of the frozen
+    model's connected correlations $C_{ij}(a,b) = p_{ij}(a,b) - p_i(a) p_j(b)$ ($i < j$, all
+    colour pairs; $p$ averaged over the check's sweeps) with the weighted data's (no
+    pseudocount), and of the one-site frequencies. The same code path as the checks of a fit.
+
+    Returns the evidence of `equilibration_check` (without ``pair_frequencies``) with
+    ``pearson`` and ``site_pearson`` added.
+    """
+    joint = _joint(model)
+    seqs = check_sequences(seqs, joint.L, joint.q, "seqs")
+    n_sweeps = defaults.BOLTZMANN.settings()["check_sweeps"] if n_sweeps is None else n_sweeps
+    c_data, site_data = _data_targets(seqs, joint.q, check_weights(weights, seqs.shape[0]))
+    r, r_site, ev = _check(model, chains, seqs, weights, key, {"check_sweeps": n_sweeps}, c_data, site_data)
+    return dict(ev, pearson=r, site_pearson=r_site)
 
 
 def _resume(path: Path, state: _State, s: dict) -> tuple[_State, dict, float]:

@@ -15,11 +15,13 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Float
 
 from ._files import read_checkpoint_meta, write_checkpoint_files
 from .potts import FactoredPotts, PottsModel
 
-__all__ = ["save_model", "load_model", "save_checkpoint", "load_checkpoint"]
+__all__ = ["save_model", "load_model", "save_checkpoint", "load_checkpoint", "import_potts"]
 
 
 def save_checkpoint(path: str | os.PathLike, tree: Any, metadata: dict | None = None) -> None:
@@ -134,3 +136,52 @@ def load_model(path: str | os.PathLike, like: Any = None) -> tuple[Any, dict]:
         like = _template(meta["model"])
     model, meta = load_checkpoint(path, like)
     return model, meta.get("hyperparameters", {})
+
+
+def import_potts(
+    fields: Float[np.ndarray, "L q"],
+    couplings: Float[np.ndarray, "L L q q"],
+    symbols: str,
+    alphabet: Any,
+    *,
+    dtype: Any = None,
+) -> PottsModel:
+    r"""A `PottsModel` from another tool's parameter arrays (e.g. adabmDCA's ``bias`` and
+    ``coupling_matrix`` moved to ``[i, j, a, b]``), in the colour order of `alphabet`
+    (a `jaxpotts.msa.Alphabet`).
+
+    The arrays follow the energy convention
+    $E(s) = -\sum_i h_i(s_i) - \tfrac12 \sum_{i, j} J_{ij}(s_i, s_j)$ over all ordered pairs,
+    the diagonal blocks $i = j$ included (adabmDCA's `compute_energy`), with colour ``k`` the
+    letter ``symbols[k]``. The result has the same energy for every sequence under
+    `jaxpotts.potts.energy`: colours are permuted to `alphabet.symbols`
+    ($h'_i(a) = h_i(\pi(a))$, $J'_{ij}(a, b) = J_{ij}(\pi(a), \pi(b))$ with
+    $\pi(a)$ = the position of ``alphabet.symbols[a]`` in `symbols`), the diagonal blocks
+    are folded into the fields ($h'_i(a) \mathrel{+}= \tfrac12 J_{ii}(a, a)$, the only part of
+    $J_{ii}$ a one-hot sequence sees) and set to zero, and the couplings are symmetrised,
+    $\tfrac12[J_{ij}(a,b) + J_{ji}(b,a)]$, which leaves every energy unchanged. For a tool whose
+    energy sums $i < j$ only, pass $J + J^\top$. `symbols` and the alphabet must hold the same
+    letters. Float64 arithmetic, then `dtype` (default: JAX's default float).
+    """
+    h = np.asarray(fields, np.float64)
+    J = np.asarray(couplings, np.float64)
+    if h.ndim != 2 or J.shape != (h.shape[0], h.shape[0], h.shape[1], h.shape[1]):
+        raise ValueError(f"fields must be (L, q) and couplings (L, L, q, q); got {h.shape} and {J.shape}")
+    target = getattr(alphabet, "symbols", None)
+    if not isinstance(target, str):
+        raise ValueError(f"alphabet must be a jaxpotts.msa.Alphabet, got {alphabet!r}")
+    if len(symbols) != h.shape[1] or len(set(symbols)) != len(symbols) or set(symbols) != set(target):
+        raise ValueError(
+            f"symbols {symbols!r} must be q = {h.shape[1]} distinct letters, the letters of the alphabet {target!r}"
+        )
+    if not (np.isfinite(h).all() and np.isfinite(J).all()):
+        raise ValueError("fields and couplings must be finite")
+    perm = np.array([symbols.index(c) for c in target])
+    h, J = h[:, perm], J[:, :, perm][:, :, :, perm]
+    L = h.shape[0]
+    idx = np.arange(L)
+    h = h + 0.5 * np.diagonal(J[idx, idx], axis1=-2, axis2=-1)
+    J[idx, idx] = 0.0
+    J = 0.5 * (J + J.transpose(1, 0, 3, 2))
+    dtype = jnp.result_type(float) if dtype is None else dtype
+    return PottsModel(jnp.asarray(h, dtype), jnp.asarray(J, dtype))

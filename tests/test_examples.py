@@ -79,3 +79,17 @@ def test_example_smoke(script, tmp_path, cache):
 def test_example_quick(script, tmp_path, cache):
     out = _run(script, "--quick", tmp_path, cache, timeout=900)
     _check_outputs(script, out, EXAMPLES[script] + QUICK_ONLY.get(script, []))
+
+
+@needs_pfam
+def test_validate_model_smoke_with_a_bmdca_fit(tmp_path, cache):
+    """`validate_model.py --method bm`: fit_boltzmann on the training 80%, then the same report."""
+    out = tmp_path / "out"
+    argv = [REPO / "examples" / "validate_model.py", "--smoke", "--method", "bm", "--out", out, "--quiet"]
+    proc = run(argv, cache, tmp_path, timeout=300)
+    assert proc.returncode == 0, f"validate_model.py --method bm failed:\n{proc.stderr[-3000:]}"
+    assert_figure(out / "validation_PF00014" / "validation.png")
+    summary = json.loads((out / "validation_PF00014" / "validation.json").read_text())
+    assert summary["fit"]["method"] == "bm" and summary["fit"]["steps"] == 20  # the smoke recipe ran to its end
+    assert summary["sizes"]["train"] == 240 and summary["sizes"]["test"] == 60
+    assert summary["agreement"]["site"]["model_vs_train"]["pearson"] > 0.9  # the profile start's fields

@@ -34,7 +34,11 @@ target, `equilibration_check` freezes the model and runs the persistent chains a
 started from data sequences for `check_sweeps` sweeps: the fit stops only if the persistent
 chains' energy trace has split R-hat < 1.1 and its mean agrees with the fresh chains' (within
 three standard errors or 5% of the energies' spread), and if the Pearson of the frozen model's
-statistics (averaged over the check's sweeps) still reaches the target. docs/boltzmann.md
+statistics (averaged over the check's sweeps) still reaches the target. A check that fails
+although the chains' statistics had reached the target means the model moves faster than its
+chains mix (their statistics are those of a moving model, not of any frozen one): the fit then
+backs off, multiplying the learning rate by `backoff_lr` and the sweeps per update by
+`backoff_sweeps`, at most `max_backoffs` times (the steps are in ``history["backoffs"]``). docs/boltzmann.md
 explains the default recipe (`jaxpotts.defaults.BOLTZMANN`).
 """
 
@@ -70,7 +74,20 @@ __all__ = [
     "fit_boltzmann",
 ]
 
-_EXTRA = ("n_chains", "sweeps", "pseudocount", "start", "target", "field_lr_factor", "decay", "chunk", "check_sweeps")
+_EXTRA = (
+    "n_chains",
+    "sweeps",
+    "pseudocount",
+    "start",
+    "target",
+    "field_lr_factor",
+    "decay",
+    "chunk",
+    "check_sweeps",
+    "backoff_lr",
+    "backoff_sweeps",
+    "max_backoffs",
+)
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -372,6 +389,10 @@ def _settings(overrides: dict) -> dict:
     for name in ("field_lr_factor", "decay"):
         if not s[name] > 0:
             raise ValueError(f"{name} must be positive, got {s[name]!r}")
+    if not 0.0 < s["backoff_lr"] <= 1.0:
+        raise ValueError(f"backoff_lr must be in (0, 1], got {s['backoff_lr']!r}")
+    s["backoff_sweeps"] = check_count(s["backoff_sweeps"], "backoff_sweeps")
+    s["max_backoffs"] = check_count(s["max_backoffs"], "max_backoffs", minimum=0)
     return {k: s[k] for k in (*_EXTRA, "optimizer", "learning_rate", "l2", "l2_fields", "n_steps")}
 
 
@@ -476,7 +497,8 @@ def _resume(path: Path, state: _State, s: dict) -> tuple[_State, dict, float]:
     given = {k: v for k, v in s.items() if k not in free}
     if saved != given:
         raise ValueError(f"checkpoint {path} was written with other settings: {saved} (now {given})")
-    return state, meta["history"], float(meta["history"]["seconds"][-1] if meta["history"]["seconds"] else 0.0)
+    history = {"backoffs": [], **meta["history"]}
+    return state, history, float(history["seconds"][-1] if history["seconds"] else 0.0)
 
 
 def fit_boltzmann(
@@ -511,7 +533,7 @@ def fit_boltzmann(
         s["start"] = start
     k_init, k_train, k_check = jax.random.split(key, 3)
     problem, state, static, c_data, site_data = _setup(seqs, q, weights, start, s, k_init)
-    history = {"step": [], "pearson": [], "grad_norm": [], "seconds": []}
+    history = {"step": [], "pearson": [], "grad_norm": [], "seconds": [], "backoffs": []}
     offset = 0.0
     path = None if checkpoint_path is None else Path(checkpoint_path)
     if resume and path is not None and path.exists():
@@ -532,6 +554,15 @@ def fit_boltzmann(
     return BoltzmannResult(ev.pop("model"), history, reached, r, r_site, ev, ev.pop("chains"), s)
 
 
+def _backed_off(problem: _Problem, s: dict, k: int) -> _Problem:
+    """The update rule after `k` back-offs: learning rate x backoff_lr^k, sweeps x backoff_sweeps^k."""
+    return dataclasses.replace(
+        problem,
+        learning_rate=problem.learning_rate * s["backoff_lr"] ** k,
+        sweeps=s["sweeps"] * s["backoff_sweeps"] ** k,
+    )
+
+
 def _train(problem, state, static, keys, s, data, history, offset, path, progress, max_seconds):
     from .serialization import save_checkpoint
 
@@ -540,11 +571,12 @@ def _train(problem, state, static, keys, s, data, history, offset, path, progres
     t0 = time.perf_counter() - offset
     n_chunk = s["chunk"]
     reached, ev, r, r_site = False, None, float("nan"), float("nan")
+    rule = _backed_off(problem, s, len(history["backoffs"]))
     with progress_bar(s["n_steps"], "bmDCA", progress, unit="update") as bar:
         bar.update(int(state.step))
         while int(state.step) < s["n_steps"]:
             n = min(n_chunk, s["n_steps"] - int(state.step))
-            _, state, s1, s2, norms = _advance(problem, state, static, k_train, jnp.asarray(n), n_chunk)
+            _, state, s1, s2, norms = _advance(rule, state, static, k_train, jnp.asarray(n), n_chunk)
             rc = _pearson(c_data, _connected(s1 / n, s2 / n))
             g = float(np.nanmean(np.asarray(norms)))
             history["step"].append(int(state.step))
@@ -553,8 +585,6 @@ def _train(problem, state, static, keys, s, data, history, offset, path, progres
             history["seconds"].append(time.perf_counter() - t0)
             bar.update(n)
             bar.set_postfix_str(f"pearson C {rc:.3f}, |grad| {g:.2e}")
-            if path is not None:
-                save_checkpoint(path, state, {"history": history, "settings": s})
             timeout = max_seconds is not None and history["seconds"][-1] >= max_seconds
             if rc >= s["target"] or timeout or int(state.step) >= s["n_steps"]:
                 model = eqx.combine(state.params, static)
@@ -562,7 +592,14 @@ def _train(problem, state, static, keys, s, data, history, offset, path, progres
                     model, state.chains, seqs, weights, jax.random.fold_in(k_check, state.step), s, c_data, site_data
                 )
                 reached = ev["equilibrated"] and r >= s["target"]
-                if reached or timeout:
-                    break
+                # The chains' statistics reached the target but the frozen model's did not: the
+                # model moves faster than its chains mix, so slow the updates and sweep more.
+                if not reached and rc >= s["target"] and len(history["backoffs"]) < s["max_backoffs"]:
+                    history["backoffs"].append(int(state.step))
+                    rule = _backed_off(problem, s, len(history["backoffs"]))
+            if path is not None:
+                save_checkpoint(path, state, {"history": history, "settings": s})
+            if reached or timeout:
+                break
     ev = dict(ev, model=eqx.combine(state.params, static), chains=state.chains)
     return reached, ev, r, r_site

@@ -294,3 +294,35 @@ def test_cli_fit_bm_on_a_tiny_alignment(tmp_path):
     np.fill_diagonal(score, -np.inf)
     assert np.unravel_index(np.argmax(score), score.shape) in [(1, 3), (3, 1)]
     assert cli.main([*args, "--epochs", "3", "--out", str(tmp_path / "o2"), "--quiet"]) == 2
+
+
+def test_failed_check_with_chains_on_target_backs_off(truth, exact_data, tmp_path, monkeypatch):
+    """A check that fails although the chains' statistics reached the target divides the
+    learning rate by 1/backoff_lr and multiplies the sweeps by backoff_sweeps, at most
+    max_backoffs times; the back-offs survive a resume."""
+    import jaxpotts.boltzmann as bm
+
+    states, p = exact_data
+    rules, original = [], bm._advance
+
+    def recording(problem, *args):
+        rules.append((float(problem.learning_rate), problem.sweeps))
+        return original(problem, *args)
+
+    def failing(*args):  # equilibrated but below the target: the frozen model lags its chains
+        return 0.0, 1.0, dict(equilibrated=True, rhat=1.0, tau=1.0)
+
+    monkeypatch.setattr(bm, "_advance", recording)
+    monkeypatch.setattr(bm, "_check", failing)
+    kw = dict(q=Q, weights=p, n_chains=256, sweeps=2, chunk=2, target=0.01, learning_rate=0.01, progress=False)
+    kw.update(backoff_lr=0.5, backoff_sweeps=3, max_backoffs=2)
+    ck = tmp_path / "bm.ckpt"
+    # Started at the true model, the chains' statistics are on target from the first chunk.
+    res = fit_boltzmann(states, key=jax.random.PRNGKey(0), start=truth, n_steps=6, checkpoint_path=ck, **kw)
+    assert not res.reached and min(res.history["pearson"]) > kw["target"]
+    assert res.history["backoffs"] == [2, 4]  # the third failure is past max_backoffs
+    np.testing.assert_allclose([r[0] for r in rules], [0.01, 0.005, 0.0025], rtol=1e-6)
+    assert [r[1] for r in rules] == [2, 6, 18]
+    rules.clear()
+    fit_boltzmann(states, key=jax.random.PRNGKey(0), start=truth, n_steps=8, checkpoint_path=ck, resume=True, **kw)
+    assert rules == [(pytest.approx(0.0025), 18)]

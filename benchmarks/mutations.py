@@ -264,6 +264,7 @@ def main(argv=None) -> int:
             "score_2363_s": score_s,
             "load_average_end": os.getloadavg(),
             "description": description,
+            "prediction": [float(v) for v in -dE],  # -dE per mutant, in the CSV's order: paired comparisons
         }
         rows.append(row)
         print(

@@ -246,6 +246,7 @@ def main(argv=None) -> int:
             fields = {
                 "fit_s": res.seconds["fit"],
                 "iterations": int(h.step[-1]) if h is not None and len(h.step) else 0,
+                "converged": None if h is None else bool(h.converged),
                 "l2": res.options.get("l2"),
                 "l2_fields": res.options.get("l2_fields"),
             }

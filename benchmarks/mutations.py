@@ -1,6 +1,6 @@
 """Mutation effects on a real deep mutational scan: Spearman of dE against measured fitness.
 
-    python benchmarks/mutations.py                 # every configuration below (about 1 h on 2 CPU cores)
+    python benchmarks/mutations.py                 # every configuration below (hours on 2 CPU cores)
     python benchmarks/mutations.py --quick         # independent + plmDCA with the default only
     python benchmarks/mutations.py --only plm-default attention
     python benchmarks/mutations.py --only bm --bm-budget 900   # bmDCA, stopped after 900 s

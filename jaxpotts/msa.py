@@ -75,7 +75,7 @@ class Alphabet:
             when '-' is one of the symbols.
         aliases: extra letters read as one of the symbols (e.g. ``{"T": "U"}`` for RNA), given
             as a mapping or as (letter, symbol) pairs. Aliases are part of the alphabet: they
-            are accepted even when reading with ``strict=True``.
+            are accepted even when reading with ``unknown="error"``.
         name: a label for messages.
 
     Letters are case sensitive: ``Alphabet("-ACGU")`` does not know 'a'. (In alignments,
@@ -180,8 +180,8 @@ class Alphabet:
 #: The rare amino acids U (selenocysteine) -> C and O (pyrrolysine) -> K, their closest standard
 #: residues (aliases, accepted silently). The ambiguous letters X (unknown), B (D/N), Z (E/Q) and
 #: J (I/L) are *not* part of the alphabet: `read_alignment` reads them as gaps, as plmDCA and
-#: CCMpred do (this reproduces the C tools' M_eff), with a warning counting them, or refuses them
-#: with ``strict=True``. A '*' (stop) ending a sequence is dropped; elsewhere it is an error.
+#: CCMpred do (this reproduces the C tools' M_eff), with a warning counting them; ``unknown="drop"``
+#: drops their sequences (plmc's filter) and ``unknown="error"`` refuses them. A '*' (stop) ending a sequence is dropped; elsewhere it is an error.
 #: '.' and lower case are insertions (see `read_alignment`).
 PROTEIN = Alphabet(
     "-ACDEFGHIKLMNPQRSTVWY",
@@ -282,6 +282,7 @@ def read_alignment(
     alphabet: Alphabet | str = PROTEIN,
     format: str | None = None,
     strict: bool = False,
+    unknown: str = "gap",
     insertions: str = "drop",
     max_gap_fraction: float | None = None,
     max_column_gap_fraction: float | None = None,
@@ -297,8 +298,13 @@ def read_alignment(
             Stockholm file starts with ``# STOCKHOLM``; FASTA-like files with '>' after optional
             '#' or ';' comment lines, as hhblits A3M files have). FASTA, A2M and A3M are read the
             same way: A3M only omits the '.' of A2M.
-        strict: raise on a letter that is neither a symbol nor an alias of the alphabet. When
-            False such letters become gaps with a warning (an error if the alphabet has no gap).
+        strict: shorthand for ``unknown="error"`` (kept for existing code).
+        unknown: what to do with a letter of a match column that is neither a symbol nor an
+            alias of the alphabet (X, B, Z, J for proteins). "gap" (default): read it as a gap,
+            with one warning counting the letters (plmDCA's and CCMpred's reading; an error if
+            the alphabet has no gap). "drop": drop every sequence that holds one, with one
+            warning counting the dropped sequences (plmc's reading: its validity filter), before
+            the other sequence filters. "error": raise, naming the letter, sequence and column.
         insertions: "drop" (default): lower-case letters and '.' are insertions and are removed
             from each sequence before the lengths are compared (a lower-case letter that is
             itself a symbol or alias of the alphabet is kept). "keep": every column is a match
@@ -321,7 +327,9 @@ def read_alignment(
       (decoded); text that is not UTF-8 is read as Latin-1 (only headers can hold such bytes);
       a file with NUL bytes is refused as binary;
     * unknown letters (not a symbol or alias; for proteins X, B, Z, J and anything else) become
-      gaps with one warning that counts them per letter, or raise with ``strict=True``;
+      gaps with one warning that counts them per letter; ``unknown="drop"`` drops their
+      sequences instead (warning with the count) and ``unknown="error"`` (or ``strict=True``)
+      raises;
     * a '*' (translation stop) as the last character of a sequence is dropped; a '*' anywhere
       else is an error naming the line and column, as is a digit (a numbered sequence line, as
       in GenBank format) unless the alphabet has digits as symbols;
@@ -330,14 +338,15 @@ def read_alignment(
     Raises:
         ValueError: empty, binary or unreadable file, no sequences, ragged alignment (naming the
             sequence and the two lengths), a digit or an inner '*' (naming line and column),
-            unknown letter when strict (naming letter, sequence and column), an unrecognised
-            format, or filters that leave nothing.
+            unknown letter with ``unknown="error"`` (naming letter, sequence and column), an
+            unrecognised format or `unknown` mode, or filters that leave nothing.
     """
     return _read_with_rows(
         path,
         alphabet=alphabet,
         format=format,
         strict=strict,
+        unknown=unknown,
         insertions=insertions,
         max_gap_fraction=max_gap_fraction,
         max_column_gap_fraction=max_column_gap_fraction,
@@ -351,6 +360,7 @@ def _read_with_rows(
     alphabet: Alphabet | str = PROTEIN,
     format: str | None = None,
     strict: bool = False,
+    unknown: str = "gap",
     insertions: str = "drop",
     max_gap_fraction: float | None = None,
     max_column_gap_fraction: float | None = None,
@@ -361,6 +371,7 @@ def _read_with_rows(
     alphabet = _as_alphabet(alphabet)
     if insertions not in ("drop", "keep"):
         raise ValueError(f"insertions must be 'drop' or 'keep', got {insertions!r}")
+    unknown = _unknown_mode(unknown, strict)
     text = _read_text(path)
     if not text.strip():
         raise ValueError(f"{os.fspath(path)}: the file is empty")
@@ -390,10 +401,16 @@ def _read_with_rows(
         hint = " (every character is an insertion: lower case or '.'; try insertions='keep')"
         raise ValueError(f"{os.fspath(path)}: the alignment has no match columns{hint}")
 
-    seqs = _encode_all(matches, names, alphabet, strict, path)
+    seqs, valid = _encode_all(matches, names, alphabet, unknown, path)
     M_file, L_file = seqs.shape
     rows = np.arange(M_file)
     columns = np.arange(L_file)
+    if not valid.all():  # unknown="drop"
+        if not valid.any():
+            raise ValueError(
+                f"{os.fspath(path)}: unknown='drop' removes all {M_file} sequences (each has a letter outside the {alphabet.name} alphabet)"
+            )
+        seqs, rows = seqs[valid], rows[valid]
 
     if max_gap_fraction is not None or max_column_gap_fraction is not None:
         if alphabet.gap_index is None:
@@ -587,32 +604,57 @@ def _match_states(raw: list[str], alphabet: Alphabet, insertions: str) -> list[s
     return [s.translate(table) for s in raw]
 
 
-def _encode_all(matches: list[str], names: list[str], alphabet: Alphabet, strict: bool, path) -> np.ndarray:
+def _unknown_mode(unknown: str, strict: bool) -> str:
+    """The `unknown` mode of `read_alignment`, with ``strict=True`` as a shorthand for "error"."""
+    if unknown not in ("gap", "drop", "error"):
+        raise ValueError(f"unknown must be 'gap', 'drop' or 'error', got {unknown!r}")
+    if not isinstance(strict, (bool, np.bool_)):
+        raise TypeError(f"strict must be True or False, got {strict!r}")
+    if strict and unknown == "drop":
+        raise ValueError("strict=True (unknown letters raise) contradicts unknown='drop'; pass only one")
+    return "error" if strict else unknown
+
+
+def _encode_all(
+    matches: list[str], names: list[str], alphabet: Alphabet, unknown: str, path
+) -> tuple[np.ndarray, np.ndarray]:
+    """(colours (M, L), valid (M,) bool): unknown letters read as gaps (valid all True), or their
+    sequences marked invalid for dropping, or an error, by `unknown` ("gap", "drop", "error")."""
     M, L = len(matches), len(matches[0])
     colours = _lookup(alphabet._lut, _code_points("".join(matches))).reshape(M, L)
-    unknown = colours < 0
-    if not unknown.any():
-        return colours
-    m, i = (int(x[0]) for x in np.nonzero(unknown))
+    bad = colours < 0
+    valid = np.ones(M, bool)
+    if not bad.any():
+        return colours, valid
+    m, i = (int(x[0]) for x in np.nonzero(bad))
     letter = matches[m][i]
     where = f"sequence {names[m]!r} (number {m + 1}), match column {i + 1}"
-    if strict or alphabet.gap_index is None:
-        why = "" if strict else f"; the {alphabet.name} alphabet has no gap to read it as"
+    if unknown == "error" or (unknown == "gap" and alphabet.gap_index is None):
+        why = "" if unknown == "error" else f"; the {alphabet.name} alphabet has no gap to read it as"
         raise ValueError(
             f"{os.fspath(path)}: unknown letter {letter!r} in {where}: not in the {alphabet.name} alphabet "
             f"{alphabet.symbols!r} or its aliases{why}"
         )
     letters, counts = np.unique(
-        np.array([matches[a][b] for a, b in zip(*np.nonzero(unknown), strict=False)]), return_counts=True
+        np.array([matches[a][b] for a, b in zip(*np.nonzero(bad), strict=False)]), return_counts=True
     )
     summary = ", ".join(f"{str(c)!r} x{int(n)}" for c, n in zip(letters, counts, strict=False))
+    if unknown == "drop":
+        valid = ~bad.any(axis=1)
+        warnings.warn(
+            f"{os.fspath(path)}: dropped {int(M - valid.sum())} of {M} sequences that hold unknown letter(s) "
+            f"({int(bad.sum())} letter(s): {summary}; first in {where}); unknown='gap' reads them as gaps",
+            stacklevel=4,
+        )
+        colours[bad] = 0  # placeholder colour in rows that are dropped
+        return colours, valid
     warnings.warn(
-        f"{os.fspath(path)}: {int(unknown.sum())} unknown letter(s) read as gaps ({summary}; first in {where}); "
-        "read_alignment(..., strict=True) refuses them",
+        f"{os.fspath(path)}: {int(bad.sum())} unknown letter(s) read as gaps ({summary}; first in {where}); "
+        "unknown='drop' drops their sequences, unknown='error' refuses them",
         stacklevel=4,
     )
-    colours[unknown] = alphabet.gap_index
-    return colours
+    colours[bad] = alphabet.gap_index
+    return colours, valid
 
 
 def _check_fraction(x, name: str) -> None:
@@ -961,13 +1003,17 @@ def read_focus_alignment(
             to the focus, and keeping them shifts nothing but adds sites no mutation refers to.
         start: residue number of the focus's first residue, overriding ``NAME/start-end``
             (default: from the name, else 1).
-        **options: passed to `read_alignment` (``alphabet``, ``insertions``, filters ...).
+        **options: passed to `read_alignment` (``alphabet``, ``insertions``, ``unknown``,
+            filters ...). With ``unknown="drop"`` sequences holding an unknown letter in a match
+            column are dropped (plmc's validity filter), but never the focus: a focus with an
+            unknown letter is an error.
 
     Returns:
         A `FocusAlignment` (an `Alignment` with a `Focus`).
 
     Raises:
-        ValueError: no such focus sequence, the focus removed by a filter, a range
+        ValueError: no such focus sequence, the focus removed by a filter (or holding an
+            unknown letter with ``unknown="drop"``), a range
             ``start-end`` that disagrees with the number of focus residues, or no site left.
     """
     aln, names, raw = _read_with_rows(path, **options)  # one parse: the focus row comes with it
@@ -993,6 +1039,13 @@ def read_focus_alignment(
     name = names[index]
     found = np.flatnonzero(aln.rows == index)
     if found.size == 0:
+        focus_match = _match_states([raw[index]], alphabet, insertions)[0]
+        odd = sorted({c for c in focus_match if not alphabet.knows(c)})
+        if odd:  # only unknown="drop" removes a sequence for its letters
+            raise ValueError(
+                f"the focus sequence {name!r} holds unknown letter(s) {odd} and unknown='drop' would drop it; "
+                "the focus is never dropped: read with unknown='gap', or correct the focus sequence"
+            )
         raise ValueError(
             f"the focus sequence {name!r} was removed by the sequence filters (max_gap_fraction or "
             "remove_duplicates); relax them or choose another focus"

@@ -116,6 +116,19 @@ def test_scan_fits_plm_by_default(files, cache):
     assert (out / "model.eqx").exists()
 
 
+def test_unknown_drop_option_reaches_the_reader(files, monkeypatch, capsys):
+    """--unknown drop (shared by fit, contacts, validate, score, scan) drops the sequence with an X."""
+    monkeypatch.chdir(files)
+    (files / "x.a2m").write_text(A2M.replace(">s5\nSC-NEGH", ">s5\nSC-NXGH"))
+    out = files / "u"
+    assert cli.main(["scan", "x.a2m", "--method", "independent", "--unknown", "drop", "--out", str(out)]) == 0
+    assert "dropped 1 of 6 sequences" in capsys.readouterr().err  # the CLI shows the reader's warning
+    report = json.loads((out / "scan.json").read_text())
+    assert (report["M"], report["n_sequences_file"], report["unknown"]) == (5, 6, "drop")
+    assert cli.main(["scan", "x.a2m", "--method", "independent", "--unknown", "error", "--out", str(out)]) == 2
+    assert "unknown letter 'X' in sequence 's5'" in _one_error_line(capsys.readouterr().err)
+
+
 def _one_error_line(err: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("jaxpotts: error: "), err

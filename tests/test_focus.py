@@ -110,6 +110,35 @@ def test_dhfr_focus_is_the_dms_wild_type():
     assert len(wt) == 159 and aln.focus.letters == wt == aln.alphabet.decode(aln.wild_type)
 
 
+def test_unknown_drop_never_drops_the_focus(tmp_path):
+    # X in s2 (a match column) is dropped with its sequence; the focus row index follows.
+    text = ">s0\nAXDEGH\n>F/1-6\nACDEGH\n>s2\nACDEGY\n"
+    with pytest.warns(UserWarning, match="dropped 1 of 3 sequences"):
+        aln = read_focus_alignment(write(tmp_path, text), "F", unknown="drop")
+    assert aln.M == 2 and aln.focus.row == 0 and aln.names == ("F/1-6", "s2")
+    assert aln.alphabet.decode(aln.wild_type) == "ACDEGH"
+    # A focus holding an unknown letter: read as a gap by default, an error (not a silent drop) with "drop".
+    bad = ">F/1-6\nACXEGH\n>s2\nACDEGY\n>s3\nACDEGH\n"
+    with pytest.warns(UserWarning, match="1 unknown letter"):
+        assert read_focus_alignment(write(tmp_path, bad)).M == 3
+    with (
+        pytest.warns(UserWarning, match="dropped 1 of 3"),
+        pytest.raises(
+            ValueError, match=r"the focus sequence 'F/1-6' holds unknown letter\(s\) \['X'\] and unknown='drop'"
+        ),
+    ):
+        read_focus_alignment(write(tmp_path, bad), unknown="drop")
+
+
+@needs_dms
+def test_dhfr_unknown_drop_removes_plmcs_13_sequences():
+    """plmc's validity filter keeps 3616 of the 3629 DHFR sequences: the 13 holding the 18 X."""
+    with pytest.warns(UserWarning, match=r"dropped 13 of 3629 sequences .*18 letter\(s\): 'X' x18"):
+        aln = read_focus_alignment(DMS / "DHFR.a2m", unknown="drop")
+    assert aln.M == 3616 and aln.L == 159 and aln.focus.row == 0
+    assert not np.isin(aln.rows, [123]).any()  # UniRef100_UPI000188C0E8, the first with an X
+
+
 def test_focus_alignment_reads_and_parses_the_file_once(tmp_path, monkeypatch):
     """The focus's row (for its numbering and gap columns) comes from the same parse as the
     alignment: the file is read once and gives the same result as a separate read."""

@@ -196,6 +196,39 @@ def test_unknown_letter_strict_and_lenient(tmp_path):
         read_alignment(write(tmp_path, "b.fasta", ">s\n01X0\n"), alphabet=BINARY)
 
 
+def test_unknown_drop_removes_their_sequences_and_counts_them(tmp_path):
+    # s2: one X; s3: B and two X; s5: a lower-case x is an insertion (removed before the check).
+    text = ">s1\nACDE\n>s2\nAXDE\n>s3\nBXXE\n>s4\nAC-E\n>s5\nACxDE\n>s6\nACDE\n"
+    path = write(tmp_path, "x.fasta", text)
+    with pytest.warns(
+        UserWarning, match=r"dropped 2 of 6 sequences .*\(4 letter\(s\): 'B' x1, 'X' x3; first in sequence 's2'"
+    ):
+        aln = read_alignment(path, unknown="drop")
+    assert aln.M == 4 and aln.n_sequences == 6 and aln.names == ("s1", "s4", "s5", "s6")
+    np.testing.assert_array_equal(aln.rows, [0, 3, 4, 5])
+    np.testing.assert_array_equal(aln.seqs, enc("ACDE", "AC-E", "ACDE", "ACDE"))
+    # The other sequence filters act on what is left, and rows still index the file.
+    with pytest.warns(UserWarning, match="dropped 2 of 6"):
+        dedup = read_alignment(path, unknown="drop", remove_duplicates=True, max_gap_fraction=0.2)
+    np.testing.assert_array_equal(dedup.rows, [0])
+    # "gap" (the default) keeps every sequence; "error" and strict=True refuse the file alike.
+    with pytest.warns(UserWarning, match="4 unknown letter"):
+        assert read_alignment(path, unknown="gap").M == 6
+    for kwargs in ({"unknown": "error"}, {"strict": True}):
+        with pytest.raises(ValueError, match=r"unknown letter 'X' in sequence 's2' \(number 2\), match column 2"):
+            read_alignment(path, **kwargs)
+    with pytest.raises(ValueError, match="contradicts unknown='drop'"):
+        read_alignment(path, strict=True, unknown="drop")
+    with pytest.raises(ValueError, match="unknown must be 'gap', 'drop' or 'error'"):
+        read_alignment(path, unknown="skip")
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="removes all 2 sequences"):
+        read_alignment(write(tmp_path, "all.fasta", ">a\nAX\n>b\nZA\n"), unknown="drop")
+    # Nothing unknown: no warning, nothing dropped, even without a gap in the alphabet.
+    assert read_alignment(write(tmp_path, "b.fasta", ">a\n01\n>b\n10\n"), alphabet=BINARY, unknown="drop").M == 2
+    with pytest.warns(UserWarning, match="dropped 1 of 2"):
+        assert read_alignment(write(tmp_path, "b2.fasta", ">a\n01\n>b\n1X\n"), alphabet=BINARY, unknown="drop").M == 1
+
+
 def test_custom_alphabets_and_keep_insertions(tmp_path):
     seqs, alphabet = read_alignment(write(tmp_path, "rna.fa", ">r1\nACGT-\n>r2\nAC.GUu-\n"), alphabet="rna")
     assert alphabet is RNA

@@ -108,6 +108,17 @@ def add_memory_option(parser) -> None:
     )
 
 
+def add_unknown_option(group) -> None:
+    """``--unknown {gap,drop,error}``: `jaxpotts.msa.read_alignment`'s ``unknown`` (letters outside the alphabet)."""
+    group.add_argument(
+        "--unknown",
+        choices=("gap", "drop", "error"),
+        default="gap",
+        help="letters outside the alphabet (X, B, Z, J for proteins): read as gaps (default), drop their "
+        "sequences (plmc's validity filter; never the focus), or refuse the file",
+    )
+
+
 def fraction(text: str) -> float:
     value = non_negative_float(text)
     if value >= 1:

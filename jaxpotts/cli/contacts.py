@@ -13,6 +13,7 @@ from ._common import (
     UserError,
     add_common,
     add_memory_option,
+    add_unknown_option,
     fraction,
     non_negative_float,
     positive_float,
@@ -75,9 +76,11 @@ def _read(args, path: Path):
     from ..msa import read_alignment, read_focus_alignment
 
     if args.focus is None:
-        return read_alignment(path, alphabet=args.alphabet, max_gap_fraction=args.max_gap_fraction)
+        return read_alignment(
+            path, alphabet=args.alphabet, unknown=args.unknown, max_gap_fraction=args.max_gap_fraction
+        )
     return read_focus_alignment(
-        path, args.focus or None, alphabet=args.alphabet, max_gap_fraction=args.max_gap_fraction
+        path, args.focus or None, alphabet=args.alphabet, unknown=args.unknown, max_gap_fraction=args.max_gap_fraction
     )
 
 
@@ -270,6 +273,7 @@ def add_parser(sub) -> None:
         "the outputs by its residues (NAME/start-end)",
     )
     g.add_argument("--alphabet", default="protein", help="protein (default), rna, binary or a string of symbols")
+    add_unknown_option(g)
     g.add_argument("--theta", type=positive_float, default=0.8, help="identity threshold of the weights (default: 0.8)")
     g.add_argument("--max-gap-fraction", type=fraction, default=None, help="drop sequences with more gaps")
     g = p.add_argument_group("fit (defaults: jaxpotts.defaults.PLM / ATTENTION_CONTACTS)")

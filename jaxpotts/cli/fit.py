@@ -13,6 +13,7 @@ from ._common import (
     UserError,
     add_common,
     add_memory_option,
+    add_unknown_option,
     fraction,
     non_negative_float,
     positive_float,
@@ -67,6 +68,7 @@ def _load_training_data(args):
     aln = read_alignment(
         path,
         alphabet=args.alphabet,
+        unknown=args.unknown,
         max_gap_fraction=args.max_gap_fraction,
         max_column_gap_fraction=args.max_column_gap_fraction,
     )
@@ -374,6 +376,7 @@ def _data_options(p) -> None:
         default="protein",
         help="alignment alphabet: protein, rna, binary or the symbols (default: protein)",
     )
+    add_unknown_option(g)
     g.add_argument(
         "--theta", type=fraction, default=0.8, help="identity threshold of the sequence weights (default: 0.8)"
     )

@@ -15,7 +15,16 @@ import time
 from pathlib import Path
 
 from .._report import markdown_table, write_json
-from ._common import UserError, add_common, fraction, non_negative_float, positive_int, say, show_progress
+from ._common import (
+    UserError,
+    add_common,
+    add_unknown_option,
+    fraction,
+    non_negative_float,
+    positive_int,
+    say,
+    show_progress,
+)
 
 _MEASURED_NAMES = ("score", "DMS_score")
 
@@ -46,6 +55,7 @@ def _model_options(parser) -> None:
         help="focus (wild-type) sequence: its name, or the part before '/' (default: the first sequence)",
     )
     g.add_argument("--alphabet", default="protein", help="protein (default), rna, binary or a string of symbols")
+    add_unknown_option(g)
     g.add_argument(
         "--theta", type=fraction, default=None, help="identity threshold of the sequence weights (default 0.8)"
     )
@@ -108,7 +118,7 @@ def _prepare(args):
         raise UserError(f"alignment file {path} does not exist")
     if path.is_dir():
         raise UserError(f"{path} is a folder; give an alignment file (FASTA, A2M/A3M or Stockholm)")
-    aln = msa.read_focus_alignment(path, args.focus, alphabet=args.alphabet)
+    aln = msa.read_focus_alignment(path, args.focus, alphabet=args.alphabet, unknown=args.unknown)
     options = {k: getattr(args, attr) for k, (attr, _) in _FIT_FLAGS.items() if getattr(args, attr) is not None}
     if args.model_file is not None:
         if options:
@@ -117,7 +127,9 @@ def _prepare(args):
         if note:
             say(args, f"note: {note}")
         if potts.L != aln.L and potts.L == aln.n_columns:
-            aln = msa.read_focus_alignment(path, args.focus, alphabet=args.alphabet, keep_focus_gaps=True)
+            aln = msa.read_focus_alignment(
+                path, args.focus, alphabet=args.alphabet, unknown=args.unknown, keep_focus_gaps=True
+            )
             say(
                 args,
                 f"note: the model has L = {potts.L}, every match column of the alignment: focus-gap columns "
@@ -197,6 +209,8 @@ def _report_base(args, prep) -> dict:
         "focus": aln.focus.name,
         "L": aln.L,
         "M": aln.M,
+        "n_sequences_file": aln.n_sequences,
+        "unknown": args.unknown,
         "n_columns_file": aln.n_columns,
         "m_eff": prep["m_eff"],
         "method": prep["method"],

@@ -9,6 +9,7 @@ from ._common import (
     UserError,
     add_common,
     add_memory_option,
+    add_unknown_option,
     fraction,
     load_saved_model,
     non_negative_int,
@@ -28,6 +29,7 @@ def _read(path: Path, args, what: str):
     return read_alignment(
         path,
         alphabet=args.alphabet,
+        unknown=args.unknown,
         max_gap_fraction=args.max_gap_fraction,
         max_column_gap_fraction=args.max_column_gap_fraction,
     )
@@ -126,6 +128,7 @@ def add_parser(sub) -> None:
         "--test-alignment", type=Path, default=None, help="held-out natural sequences the model was not fitted on"
     )
     g.add_argument("--alphabet", default="protein", help="protein (default), rna, binary or a string of symbols")
+    add_unknown_option(g)
     g.add_argument(
         "--theta", type=fraction, default=0.8, help="identity threshold of the sequence weights (default: 0.8)"
     )

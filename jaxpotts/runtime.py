@@ -10,6 +10,12 @@ anything (before its backends start):
    PF00763 takes 1.10 s on the project's 2-core CPU instead of 1.86 s.
 2. The persistent compilation cache: XLA compiles every program on first use (seconds per
    fit); with a cache folder the next process loads them instead.
+3. Patient collectives: with several CPU devices a fit's devices meet in collectives (the sum of
+   the gradient over the sequence shards). XLA:CPU aborts the whole process when one device waits
+   more than 40 s for another, which happens on a busy machine (a 3n2a fit under `nice` beside
+   other jobs was killed after 40 minutes). `configure` raises that limit to an hour, and the
+   "may be stuck" warning from 20 s to 10 minutes, through ``XLA_FLAGS`` (read when JAX's
+   backend starts; a value the user put there is kept).
 
 `configure` makes both choices, and `import jaxpotts` calls it, so a library user gets what the
 command line gets. It never overrides a choice the user made: a device count set by
@@ -28,10 +34,26 @@ from typing import Any
 
 import jax
 
-__all__ = ["configure", "OPT_OUT_VARIABLE"]
+__all__ = ["configure", "OPT_OUT_VARIABLE", "COLLECTIVE_TIMEOUTS"]
 
 #: Environment variable: "0" (or "false", "no", "off") before `import jaxpotts` skips `configure`.
 OPT_OUT_VARIABLE = "JAXPOTTS_CONFIGURE_JAX"
+
+
+#: XLA:CPU collective timeouts (seconds) that `configure` puts into ``XLA_FLAGS``.
+COLLECTIVE_TIMEOUTS = {
+    "xla_cpu_collective_call_terminate_timeout_seconds": 3600,
+    "xla_cpu_collective_call_warn_stuck_timeout_seconds": 600,
+}
+
+
+def _patient_collectives() -> list[str]:
+    """Add `COLLECTIVE_TIMEOUTS` to ``XLA_FLAGS`` (those the user did not set); returns the added flags."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    added = [f"--{name}={value}" for name, value in COLLECTIVE_TIMEOUTS.items() if name not in flags]
+    if added:
+        os.environ["XLA_FLAGS"] = " ".join([flags, *added]).strip()
+    return added
 
 
 def _user_chose_devices() -> bool:
@@ -67,13 +89,15 @@ def configure(*, cpu_devices: int | None = None, cache_dir: str | os.PathLike[st
        cached whatever their compile time (``jax_persistent_cache_min_compile_time_secs = 0``)
        unless ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` says otherwise. The cache can be
        set at any time; it serves the programs compiled afterwards.
+    3. `COLLECTIVE_TIMEOUTS` added to ``XLA_FLAGS`` unless the user set them (effective only
+       before JAX's backend starts, like the device count).
 
-    Returns what was set: ``{"cpu_devices": n or None, "cache_dir": folder or None}`` (None:
-    left as it was).
+    Returns what was set: ``{"cpu_devices": n or None, "cache_dir": folder or None,
+    "xla_flags": [added flags]}`` (None or []: left as it was).
     """
     from .sharding import use_cpu_cores
 
-    done: dict[str, Any] = {"cpu_devices": None, "cache_dir": None}
+    done: dict[str, Any] = {"cpu_devices": None, "cache_dir": None, "xla_flags": _patient_collectives()}
     if cpu_devices is not None:
         done["cpu_devices"] = use_cpu_cores(cpu_devices)
     elif not _user_chose_devices():

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from jaxpotts.runtime import OPT_OUT_VARIABLE
+from jaxpotts.runtime import COLLECTIVE_TIMEOUTS, OPT_OUT_VARIABLE
 
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 REPORT = "import jax, json; print(json.dumps([len(jax.devices('cpu')), jax.config.jax_compilation_cache_dir]))"
@@ -50,3 +50,20 @@ def test_configure_explicit_devices_after_start_raises():
     got = _run(code, **{OPT_OUT_VARIABLE: "0"})
     assert got[0] == "raised" and "before JAX runs" in got[1]
     assert _run("import jaxpotts\n" + REPORT, JAXPOTTS_CACHE_DIR="")[1] is None  # "" turns the cache off
+
+
+def test_import_makes_collectives_patient_and_keeps_the_users_timeout():
+    """XLA:CPU must accept the flags (an unknown flag aborts the process) and a 2-device
+    collective must run with them; a timeout the user set is kept."""
+    code = (
+        "import jaxpotts, jax, json, os; import jax.numpy as jnp\n"
+        "out = jax.pmap(lambda x: jax.lax.psum(x, 'i'), axis_name='i')(jnp.ones(2))\n"
+        "print(json.dumps([float(out[0]), os.environ['XLA_FLAGS']]))"
+    )
+    total, flags = _run(code, JAX_NUM_CPU_DEVICES="2")
+    assert total == 2.0
+    for name, value in COLLECTIVE_TIMEOUTS.items():
+        assert f"--{name}={value}" in flags
+    mine = "--xla_cpu_collective_call_terminate_timeout_seconds=77"
+    total, flags = _run(code, JAX_NUM_CPU_DEVICES="2", XLA_FLAGS=mine)
+    assert total == 2.0 and "=77" in flags and "terminate_timeout_seconds=3600" not in flags

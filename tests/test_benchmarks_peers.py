@@ -13,7 +13,6 @@ independent computation. Each fake records its arguments and its input in a JSON
 """
 
 import dataclasses
-import importlib.util
 import json
 import stat
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _scripts import load_script
 
 from jaxpotts import contacts, msa
 
@@ -29,16 +29,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 pytestmark = pytest.mark.filterwarnings("ignore:.*unknown letter")  # the toy's X, read as a gap on purpose
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-c_tools = _load("c_tools", BENCHMARKS / "peers" / "c_tools.py")
-panel = _load("panel", BENCHMARKS / "panel.py")
+c_tools = load_script("c_tools", BENCHMARKS / "peers" / "c_tools.py")
+panel = load_script("panel", BENCHMARKS / "panel.py")
 
 _COMMON = """
 import json, os, sys

@@ -5,16 +5,14 @@ import re
 from pathlib import Path
 
 import pytest
+from _scripts import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("generate_api", DOCS / "generate_api.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("generate_api", DOCS / "generate_api.py")
 
 
 def test_api_reference_is_up_to_date():

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
+from _scripts import load_script
 
 from jaxpotts import energy
 from jaxpotts.msa import PROTEIN, read_focus_alignment
@@ -284,12 +285,8 @@ def test_benchmark_bootstrap_interval_of_spearman():
     random stream: the endpoints' Monte-Carlo error with 2000 resamples is about 0.06 standard errors,
     ~0.0012 here; tolerance 0.006) and against Fisher's z interval, atanh(rho) +- 1.96 sqrt(1.06 / (n - 3))
     for Spearman (Fieller et al. 1957), within 15% in width."""
-    import importlib.util
-
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "mutations.py"
-    spec = importlib.util.spec_from_file_location("benchmark_mutations", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmark_mutations", path)
     rng = np.random.default_rng(3)
     n = 2000
     x = rng.normal(size=n)

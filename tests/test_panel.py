@@ -9,27 +9,18 @@ the peers' (CCMpred, plmc, measured by the issue's author on this machine) in
 (``README_PPV_L``); the alignments and distances are ``panel.FAMILIES``.
 """
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from _scripts import load_script
 
 from jaxpotts import contacts
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-panel = _load("panel", BENCHMARKS / "panel.py")
-c_tools = _load("c_tools", BENCHMARKS / "peers" / "c_tools.py")
+panel = load_script("panel", BENCHMARKS / "panel.py")
+c_tools = load_script("c_tools", BENCHMARKS / "peers" / "c_tools.py")
 
 PEER_FAMILIES = list(c_tools.REFERENCE)  # PF00014, PF00763
 FLOOR_FAMILIES = list(panel.README_PPV_L)  # PF00595, PF07648, PF13354

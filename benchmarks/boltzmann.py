@@ -44,6 +44,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -60,6 +61,9 @@ from jaxpotts.serialization import import_potts
 
 PFAM = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pfam"
 PEER_SCRIPT = Path(__file__).resolve().parent / "peers" / "run_adabmdca_bm.py"
+sys.path.insert(0, str(PEER_SCRIPT.parent))
+from adabmdca_probe import peer_versions  # noqa: E402  (benchmarks/peers/)
+
 TARGETS = (0.80, 0.90, 0.95)
 VALIDATION = {
     "full": dict(sampler=generative.SAMPLER_DEFAULTS, n_triplets=50_000),
@@ -134,14 +138,7 @@ def validation(model, data: dict, seed: int, quick: bool, folder: Path | None) -
 
 def peer_available(python: str | None) -> str | None:
     """adabmDCA's version if `python` can import adabmDCA and torch, else None."""
-    if not python:
-        return None
-    probe = "from importlib.metadata import version; import torch; print(version('adabmDCA'))"
-    try:
-        out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=300)
-    except OSError:
-        return None
-    return out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else None
+    return (peer_versions(python) or {}).get("adabmDCA")
 
 
 def run_adabmdca(data: dict, seconds: float, python: str, threads: int, seed: int) -> tuple[object, np.ndarray, dict]:

@@ -39,6 +39,9 @@ import numpy as np
 from jaxpotts.potts import random_factored_potts, to_dense
 from jaxpotts.sampling import sample
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
+from adabmdca_probe import peer_versions  # noqa: E402  (benchmarks/peers/)
+
 
 def time_jaxpotts(model, method, n_chains, n_sweeps, repeats):
     def run(key):
@@ -104,14 +107,7 @@ def time_adabmdca(model, method, n_chains, n_sweeps, repeats, threads, python):
 
 def peer_available(python: str) -> str | None:
     """torch's version if `python` can import adabmDCA and torch, else None."""
-    import subprocess
-
-    probe = "import adabmDCA, torch; print(torch.__version__)"
-    try:
-        out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=300)
-    except OSError:
-        return None
-    return out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else None
+    return (peer_versions(python) or {}).get("torch")
 
 
 def main(argv=None):

@@ -93,7 +93,7 @@ def configurations(L: int, q: int, m_eff: float) -> dict:
         "plm-contacts": (
             "plm",
             dict(PLM_DEFAULTS),
-            "plmDCA, contacts' PLM_DEFAULTS (l2 = l2_fields = 0.01, ftol 3e-3)",
+            "plmDCA, contacts' PLM_DEFAULTS (l2 auto = max(0.01, 0.01 (q-1)(L-1)/N_eff), l2_fields 0.01, ftol 3e-3)",
         ),
         "attention": (
             "attention",

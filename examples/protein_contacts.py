@@ -4,7 +4,7 @@ For each Pfam family in ``shared/data/pfam`` (PF00014, the Kunitz/BPTI domain, L
 L = 116) the alignment is read (insert columns dropped), its sequences are weighted at 80%
 identity, and two models are fitted by pseudo-likelihood with `jaxpotts.contacts.pipeline`:
 
-* plmDCA: a dense Potts model, L conditionals fitted at once by L-BFGS (lambda_J = 0.01);
+* plmDCA: a dense Potts model, L conditionals fitted at once by L-BFGS (lambda_J = max(0.01, 0.01 (q-1)(L-1)/M_eff));
 * factored attention: 32 softmax heads with $q \times q$ value matrices; its couplings
   $J_{ij}(a,b) = \sum_h A^h_{ij} V^h(a,b)$ are scored the same way.
 

@@ -690,7 +690,9 @@ def pipeline(
        columns dropped), optionally dropping sequences with more than `max_gap_fraction` gaps.
     2. Sequence weights at identity threshold `theta` (0.8), $M_\mathrm{eff} = \sum_m w_m$.
     3. Fit by weighted pseudo-likelihood with plmDCA's L2 convention (``l2`` = $\lambda_J$,
-       ``l2_fields`` = $\lambda_h$; CCMpred's ``lambda_pair`` = $\lambda_J M_\mathrm{eff}$):
+       ``l2_fields`` = $\lambda_h$; CCMpred's ``lambda_pair`` = $\lambda_J M_\mathrm{eff}$;
+       plmDCA's default ``l2="auto"`` is $\max(0.01, 0.01 (q-1)(L-1)/M_\mathrm{eff})$,
+       `jaxpotts.training.plmdca_settings`):
        ``method="plm"``: asymmetric plmDCA (`jaxpotts.training.fit_plm`, `PLM_DEFAULTS`);
        ``method="attention"``: a `FactoredAttention` layer trained by MLM (`ATTENTION_DEFAULTS`;
        ``n_heads``, ``head_dim``, ``fields``, ``init_scale`` set the layer), its couplings
@@ -736,6 +738,8 @@ def pipeline(
     settings, fit_seqs, fit_weights, mesh = _fit_setup(aln, method, mesh, options, weights)
     q = aln.alphabet.q
     if method == "plm":
+        settings = training.plmdca_settings(aln.L, q, m_eff, **settings)  # l2="auto" -> its number, kept in options
+        settings.pop("init")
         model, history = training.fit_plm(
             fit_seqs, q=q, weights=fit_weights, progress=progress, mesh=mesh, max_memory=max_memory, **settings
         )

@@ -46,11 +46,13 @@ training loop minimises $F/L$ (the same minimiser, in per-site MLM units).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int, Scalar
 
 from . import _dense_pl
@@ -72,6 +74,7 @@ __all__ = [
     "coupling_norm2",
     "field_norm2",
     "l2_penalty",
+    "l2_rule",
     "weighted_mean",
     "check_weights",
     "GAPS",
@@ -385,6 +388,30 @@ def l2_penalty(model: Any, l2: Any = 0.0, l2_fields: Any = 0.0) -> Scalar:
     if not (isinstance(l2_fields, (int, float)) and l2_fields == 0):
         total = total + l2_fields * field_norm2(model)
     return total
+
+
+def l2_rule(L: int, q: int, m_eff: float, *, factor: float = 0.01, floor: float = 0.0) -> float:
+    r"""$\lambda_J$ for an alignment of L sites, q colours and $M_\mathrm{eff}$ effective sequences:
+
+    $$\lambda_J = \max\Bigl(\text{floor},\ \frac{\text{factor}\,(q-1)(L-1)}{M_\mathrm{eff}}\Bigr).$$
+
+    The second term is plmc/EVcouplings' and GREMLIN's rule (``factor`` = 0.01; CCMpred's
+    $\lambda_\mathrm{pair} = 0.2 (L-1)$ at q = 21) moved to this package's per-$M_\mathrm{eff}$
+    convention: those tools add $c (q-1)(L-1) \sum_{i<j}\|J_{ij}\|^2$ to a pseudo-likelihood
+    *summed* over sequences, a Gaussian prior of fixed weight whose share of the objective falls
+    as the data grow; the $(q-1)(L-1)$ free couplings of each conditional scale it. ``floor`` is
+    a constant per-$M_\mathrm{eff}$ penalty (plmDCA's 0.01), which wins for deep alignments
+    ($M_\mathrm{eff} > \text{factor}\,(q-1)(L-1)/\text{floor}$). Regularisation of contact fits:
+    `jaxpotts.defaults.PLM`; of mutation-effect fits: `jaxpotts.mutations.plm_settings` (no floor).
+    """
+    for name, value in (("factor", factor), ("floor", floor)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if not (isinstance(m_eff, (int, float, np.floating)) and math.isfinite(m_eff) and m_eff > 0):
+        raise ValueError(f"m_eff must be a finite number > 0, got {m_eff!r}")
+    if L < 1 or q < 1:
+        raise ValueError(f"L and q must be >= 1, got L={L}, q={q}")
+    return max(float(floor), float(factor) * (q - 1) * (L - 1) / float(m_eff))
 
 
 def site_negative_log_likelihood(

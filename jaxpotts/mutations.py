@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from . import defaults
+from . import defaults, losses
 from .potts import FactoredPotts, PottsModel, check_joint, joint_model, local_fields
 
 __all__ = [
@@ -500,7 +500,7 @@ def plm_settings(L: int, q: int, n_eff: float, **overrides: Any) -> dict:
         raise ValueError(f"n_eff must be a finite number > 0, got {n_eff!r}")
     d = MUTATION_DEFAULTS
     out = dict(
-        l2=d["coupling_factor"] * (q - 1) * (L - 1) / n_eff,
+        l2=losses.l2_rule(L, q, n_eff, factor=d["coupling_factor"]),
         l2_fields=d["fields_absolute"] / n_eff,
         n_steps=d["n_steps"],
         ftol=d["ftol"],

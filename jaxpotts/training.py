@@ -55,7 +55,7 @@ from .potts import PottsModel
 from .serialization import load_checkpoint, load_model, save_checkpoint, save_model
 from .sharding import to_one_device
 
-__all__ = ["History", "fit", "fit_plm"]
+__all__ = ["History", "fit", "fit_plm", "plmdca_settings"]
 # save_model, load_model, save_checkpoint, load_checkpoint moved to jaxpotts.serialization; they
 # stay importable from here for one release (CHANGELOG.md).
 _MOVED = (save_model, load_model, save_checkpoint, load_checkpoint)
@@ -587,8 +587,9 @@ def fit_plm(
     All L conditionals $p(s_i \mid s_{-i}) = \mathrm{softmax}_a(h_i(a) + \sum_{j\ne i} J_{ij}(a, s_j))$
     are fitted in parallel (their objectives are independent, so one joint minimisation of
     $\mathrm{PL} + \frac{l2}{2}\sum_{i\ne j}\|J_{ij}\|^2 + \text{l2\_fields}\,\|h\|^2$ is L
-    plmDCA site problems at once). The defaults are `jaxpotts.defaults.PLM` (plmDCA's
-    $\lambda_J = \lambda_h = 0.01$, full-batch L-BFGS with an objective-change stop), from zero
+    plmDCA site problems at once). The defaults are `jaxpotts.defaults.PLM` (`plmdca_settings`:
+    $\lambda_J = \max(0.01, 0.01 (q-1)(L-1)/M_\mathrm{eff})$ with $M_\mathrm{eff}$ the sum of
+    the weights, $\lambda_h = 0.01$, full-batch L-BFGS with an objective-change stop), from zero
     couplings and (``init="profile"``) the fields of the independent-site model,
     $h_i(a) = \log \tilde f_i(a)$ with $\tilde f_i = 0.9 f_i + 0.1/q$ the weighted frequencies
     mixed with a uniform pseudocount (centred), or zero fields (``init="zero"``). The objective is
@@ -617,7 +618,12 @@ def fit_plm(
     if L < 2:
         raise ValueError(f"sequences need L >= 2 sites, got L={L}")
     run_args = {k: options.pop(k) for k in _RUN_ARGS if k in options}
-    settings = defaults.PLM.settings(**options, **({} if init is None else {"init": init}))
+    if weights is not None:
+        losses.check_weights(weights, arr.shape[0])  # before the L2 rule reads their sum
+    m_eff = float(arr.shape[0] if weights is None else np.sum(np.asarray(weights, dtype=np.float64)))
+    if init is not None:
+        options["init"] = init
+    settings = plmdca_settings(L, q, m_eff, **options)
     init = settings.pop("init")
     dtype = jnp.result_type(float) if dtype is None else dtype
     check_memory(
@@ -641,6 +647,27 @@ def fit_plm(
     start = PottsModel(h0, jnp.zeros((L, L, q, q), dtype))
     key = jax.random.PRNGKey(0) if key is None else key
     return fit(start, seqs, key=key, weights=weights, **run_args, **settings)
+
+
+def plmdca_settings(L: int, q: int, m_eff: float, **options: Any) -> dict:
+    r"""`fit_plm`'s settings for an alignment of L sites, q colours and $M_\mathrm{eff}$: the
+    defaults `jaxpotts.defaults.PLM` with `options` applied and the L2 rule resolved.
+
+    ``l2="auto"`` (the default) becomes
+    $\lambda_J = \max\bigl(0.01,\ 0.01\,(q-1)(L-1)/M_\mathrm{eff}\bigr)$ (`jaxpotts.losses.l2_rule`
+    with ``l2_floor`` and ``l2_factor``): plmDCA's constant for deep alignments, the C tools'
+    prior of fixed weight (CCMpred, plmc, GREMLIN) when $M_\mathrm{eff} < (q-1)(L-1)$, where
+    it is the stronger of the two; the panel that chose it is in benchmarks/README.md. A number
+    given as ``l2`` is used as it is. The returned dict has ``init`` and the fit options of
+    `jaxpotts.fit`.
+    """
+    settings = defaults.PLM.settings(**options)
+    factor, floor = settings.pop("l2_factor"), settings.pop("l2_floor")
+    if isinstance(settings["l2"], str):
+        if settings["l2"] != "auto":
+            raise ValueError(f"l2 must be a number >= 0 or 'auto', got {settings['l2']!r}")
+        settings["l2"] = losses.l2_rule(L, q, m_eff, factor=factor, floor=floor)
+    return settings
 
 
 # Arguments of `fit` that are not fit options (not in a defaults table).

@@ -255,7 +255,8 @@ def test_fit_plm_on_an_alignment_with_sequence_weights(cache, tmp_path):
     (tmp_path / "aln.fasta").write_text("\n".join(lines) + "\n")
     jp(["fit", "plm", "aln.fasta", "--steps", "5", "--out", "out", "--quiet"], cache, tmp_path)
     model, hyper = load_model(tmp_path / "out" / "model.eqx")
-    assert type(model).__name__ == "PottsModel" and model.L == 8 and model.q == 21 and hyper["l2"] == 0.01
+    assert type(model).__name__ == "PottsModel" and model.L == 8 and model.q == 21
+    assert hyper["l2"] == pytest.approx(0.01 * 20 * 7 / 7.0)  # l2="auto": max(0.01, 0.01 (q-1)(L-1)/M_eff)
     summary = json.loads((tmp_path / "out" / "fit.json").read_text())
     assert summary["format"] == "alignment" and summary["M"] == 12 and summary["L"] == 8 and summary["q"] == 21
     assert summary["optimizer"] == "lbfgs" and summary["steps"] <= 5 and np.isfinite(summary["train_loss"])

@@ -21,7 +21,7 @@ import jaxpotts
 from jaxpotts import defaults, engine, losses
 from jaxpotts.attention import FactoredAttention
 from jaxpotts.engine import FitConfig
-from jaxpotts.training import fit, fit_plm
+from jaxpotts.training import fit, fit_plm, plmdca_settings
 
 L, Q = 5, 3
 
@@ -65,7 +65,10 @@ def test_defaults_table_keys_are_fit_options():
     """Every fit entry of every method is an option `FitConfig` accepts (no drift between them)."""
     assert defaults._FIT_NAMES == set(engine._FLAT)
     for m in defaults.METHODS.values():
-        FitConfig.from_options(**m.fit)
+        fit_options = dict(m.fit)
+        if m is defaults.PLM:  # l2="auto" becomes a number for an alignment (plmdca_settings)
+            fit_options = {k: v for k, v in plmdca_settings(50, 21, 100.0).items() if k in m.fit}
+        FitConfig.from_options(**fit_options)
     with pytest.raises(ValueError, match="unknown method"):
         defaults.method("gremlin")
     with pytest.raises(TypeError):
@@ -174,8 +177,11 @@ def test_fit_plm_and_contacts_read_the_one_plm_table(seqs, monkeypatch):
 
     monkeypatch.setattr(jaxpotts.training, "fit", spy)
     fit_plm(seqs, q=Q, progress=False, n_steps=2)
-    for name in ("l2", "l2_fields", "ftol", "tol", "optimizer"):
+    for name in ("l2_fields", "ftol", "tol", "optimizer"):
         assert seen[name] == defaults.PLM.fit[name]
+    M, n_sites = seqs.shape  # unit weights: M_eff = M
+    expected = max(defaults.PLM.model["l2_floor"], defaults.PLM.model["l2_factor"] * (Q - 1) * (n_sites - 1) / M)
+    assert seen["l2"] == pytest.approx(expected)
     assert contacts.PLM_DEFAULTS == dict(defaults.PLM.fit)
 
 

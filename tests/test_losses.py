@@ -209,3 +209,25 @@ def test_clear_errors():
         losses.mlm_loss(lambda s: s, good)
     with pytest.raises(TypeError, match="no couplings to regularise"):
         losses.l2_penalty(object(), 0.1)
+
+
+def test_l2_rule_is_the_c_tools_prior_with_plmdca_floor():
+    """lambda_J = max(floor, c (q-1)(L-1)/M_eff): CCMpred's 0.2 (L-1) absolute at q = 21, c = 0.01."""
+    L, q = 53, 21
+    # shallow: the prior of fixed weight; CCMpred's lambda_pair = lambda_J * M_eff = 0.2 (L-1)
+    assert losses.l2_rule(L, q, 53.0, factor=0.01, floor=0.01) * 53.0 == pytest.approx(0.2 * (L - 1))
+    # deep: the floor; the crossover is at M_eff = c (q-1)(L-1) / floor = 20 (L-1)
+    assert losses.l2_rule(L, q, 5000.0, factor=0.01, floor=0.01) == 0.01
+    crossover = 0.01 * (q - 1) * (L - 1) / 0.01
+    assert losses.l2_rule(L, q, crossover * 0.99, factor=0.01, floor=0.01) > 0.01
+    assert losses.l2_rule(L, q, crossover * 1.01, factor=0.01, floor=0.01) == 0.01
+    assert losses.l2_rule(L, q, 1000.0, factor=0.01) == pytest.approx(0.01 * 20 * 52 / 1000)  # no floor
+    for bad in (
+        dict(m_eff=0.0),
+        dict(m_eff=float("nan")),
+        dict(m_eff=10.0, factor=-1.0),
+        dict(m_eff=10.0, floor=float("inf")),
+    ):
+        m_eff = bad.pop("m_eff")
+        with pytest.raises(ValueError, match="must be a finite number"):
+            losses.l2_rule(L, q, m_eff, **bad)

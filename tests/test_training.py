@@ -329,3 +329,43 @@ def test_minibatch_train_loss_is_unbiased_when_batches_do_not_divide_the_data():
     )
     true = float(losses.mlm_loss(layer, seqs, w))
     np.testing.assert_allclose(np.mean(hist.train_loss), true, rtol=0.02)
+
+
+def test_plmdca_settings_resolve_the_l2_rule_and_keep_a_given_number():
+    """l2="auto" (the default) -> max(0.01, 0.01 (q-1)(L-1)/M_eff); a number is used as given."""
+    from jaxpotts.training import plmdca_settings
+
+    shallow = plmdca_settings(50, 21, 100.0)
+    assert shallow["l2"] == pytest.approx(0.01 * 20 * 49 / 100.0)
+    assert "l2_factor" not in shallow and "l2_floor" not in shallow and shallow["init"] == "profile"
+    assert plmdca_settings(50, 21, 1e5)["l2"] == 0.01
+    assert plmdca_settings(50, 21, 100.0, l2=0.003)["l2"] == 0.003
+    assert plmdca_settings(50, 21, 100.0, l2_floor=0.0, l2_factor=0.02)["l2"] == pytest.approx(0.02 * 20 * 49 / 100.0)
+    with pytest.raises(ValueError, match="'auto'"):
+        plmdca_settings(50, 21, 100.0, l2="ccmpred")
+
+
+def test_fit_plm_resolves_the_rule_with_the_sum_of_the_weights():
+    """M_eff is the sum of the weights: the lambda_J handed to `fit` follows it (floor included);
+    invalid weights are refused before the rule reads their sum."""
+    import jaxpotts.training as tr
+    from jaxpotts.training import fit_plm
+
+    rng = np.random.default_rng(0)
+    seqs = rng.integers(0, 3, size=(40, 5))
+    w = np.full(40, 0.25)  # M_eff = 10: lambda_J = 0.01 * 2 * 4 / 10 = 0.008 < floor 0.01 -> 0.01
+    tiny = np.full(40, 0.05)  # M_eff = 2: lambda_J = 0.04
+    seen = []
+    real = tr.fit
+
+    def spy(model, s, **kw):
+        seen.append(kw["l2"])
+        return real(model, s, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tr, "fit", spy)
+        fit_plm(seqs, q=3, weights=w, progress=False, n_steps=2)
+        fit_plm(seqs, q=3, weights=tiny, progress=False, n_steps=2)
+        with pytest.raises(ValueError, match="weight"):
+            fit_plm(seqs, q=3, weights=np.zeros(40), progress=False, n_steps=2)
+    assert seen == [0.01, pytest.approx(0.04)]

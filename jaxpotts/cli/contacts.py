@@ -281,7 +281,7 @@ def add_parser(sub) -> None:
         "--l2",
         type=non_negative_float,
         default=None,
-        help="lambda_J (plmDCA convention; default plm 0.01, attention 0.001)",
+        help="lambda_J (plmDCA convention; default plm max(0.01, 0.01 (q-1)(L-1)/M_eff), attention 0.001)",
     )
     g.add_argument("--l2-fields", type=non_negative_float, default=None, help="lambda_h (default 0.01)")
     g.add_argument(

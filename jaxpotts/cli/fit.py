@@ -172,6 +172,10 @@ def run(args) -> dict:
     if args.kind == "bm":
         return _fit_bm.run(args, seqs, weights, q, data_info)
     settings = _fit_defaults(args)
+    if args.kind == "plm":  # l2="auto" -> its number for this alignment, as the fit will use it (and saved)
+        from ..training import plmdca_settings
+
+        settings["l2"] = plmdca_settings(L, q, data_info["M_eff"], l2=settings["l2"])["l2"]
     k_init, k_fit = jax.random.split(jax.random.PRNGKey(args.seed))
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

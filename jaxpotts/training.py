@@ -382,7 +382,7 @@ def _record(
     history._append(step, step / per_epoch, float(np.mean(terms)), val, test, float(values[-1]), values)
     if math.isfinite(val):
         if val < best.val:
-            best.params, best.val, best.step, best.bad = state.params, val, step, 0
+            best.params, best.val, best.step, best.bad = _copy(state.params), val, step, 0
         else:
             best.bad += 1
             history.stopped_early = stop.patience is not None and best.bad >= stop.patience
@@ -491,7 +491,7 @@ def fit(
     if config.stopping.target_loss is not None and val is None:
         raise ValueError("target_loss needs validation data (validation_fraction or validation_data)")
     ckpt = _Checkpointer(config, _settings(model, net, config, data, key, B, chunk))
-    best, history = _Best(state.params), History.empty()
+    best, history = _Best(_copy(state.params)), History.empty()
     resumed = ckpt.load(state, best, mesh)
     if resumed is not None:
         state, best, history = resumed
@@ -503,6 +503,11 @@ def fit(
     # A fit over a mesh leaves the parameters split over its devices; hand back plain arrays.
     params = params if mesh is None else to_one_device(params)
     return unwrap(eqx.combine(params, problem.static)), history
+
+
+def _copy(params):
+    """Parameters that survive the next chunk: `engine.advance` donates (reuses) the state's buffers."""
+    return jax.tree_util.tree_map(jnp.copy, params)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -528,7 +533,9 @@ def _drive(loop: _Loop, state: FitState, best: _Best, history: History, desc: st
             step = int(state.step)
             chunk = None if problem.full_batch else batches.chunk_from(step)
             n_active = jnp.asarray(min(batches.chunk, total - step), jnp.int32)
-            state, n_done, values, terms = engine.advance(problem, state, chunk, n_active, loop.key, batches.chunk)
+            state, n_done, values, terms = engine.advance(
+                problem, state, chunk, n_active, loop.key, batches.chunk, donate=True
+            )
             v = _evaluate(state.params, problem.static, loop.val, problem.gaps)
             t = _evaluate(state.params, problem.static, loop.test, problem.gaps)
             _record(history, best, state, int(n_done), values, terms, v, t, batches.per_epoch, loop.stop)

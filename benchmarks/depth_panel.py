@@ -18,7 +18,8 @@ GREMLIN's, see `benchmarks/panel.py`; ``auto``: the larger of the two, the packa
 ``l2="auto"``, `jaxpotts.losses.l2_rule` with `defaults.PLM`'s constants; ``plmdca14``: the asymmetric plmDCA code's
 own depth rule, 0.1 - 0.09 min(M_eff, 500)/500, stronger below M_eff = 500) and the couplings
 (``asym``: plmDCA's L conditionals with their own couplings; ``sym``: one coupling per pair,
-as CCMpred and plmc). Results go to the JSON (default `benchmarks/results/depth_panel.json`)
+as CCMpred and plmc), optionally with a pipeline option after a third slash (``theta=0.7``:
+the sequence-weight identity threshold; ``l2_fields=0.001``: lambda_h). Results go to the JSON (default `benchmarks/results/depth_panel.json`)
 after every fit; a later run skips what is there.
 
 The report prints mean PPV@L over the seeds per (family, depth) and variant, and the
@@ -47,6 +48,9 @@ VARIANTS = (
     "plmdca/sym",
     "ccmpred/sym",
     "auto/sym",
+    "auto/asym/theta=0.7",
+    "auto/asym/theta=0.9",
+    "auto/asym/l2_fields=0.001",
 )
 FULL = "full"  # the whole alignment: one fit per variant (seed 0), no subsample
 
@@ -108,6 +112,13 @@ def subsample(aln, depth: float, seed: int, theta: float = 0.8):
     return prefix(hi)
 
 
+def _parse(variant: str) -> tuple[str, str, dict]:
+    """'rule/couplings[/name=value ...]' -> (rule, couplings, pipeline options: theta, l2_fields)."""
+    rule, couplings, *extra = variant.split("/")
+    options = {k: float(v) for k, v in (e.split("=") for e in extra)}
+    return rule, couplings, options
+
+
 def _lambda(rule: str, L: int, m_eff: float) -> float:
     rules = _panel().RULES
     if rule == "plmdca14":  # plmDCA_asymmetric.m: lambda_J = 0.1 - 0.09 B_eff / 500 when B_eff <= 500
@@ -129,7 +140,9 @@ def _fit(sub, D, variant: str, lam: float) -> dict:
 
     from jaxpotts import contacts
 
-    options = dict(couplings="symmetric") if variant.endswith("/sym") else {}
+    _, couplings, options = _parse(variant)
+    if couplings == "sym":
+        options["couplings"] = "symmetric"
     load0 = os.getloadavg()
     res = contacts.pipeline(sub, "plm", l2=lam, progress=False, **options)
     gap = sub.alphabet.gap_index
@@ -155,9 +168,9 @@ def _fit(sub, D, variant: str, lam: float) -> dict:
 def _twin(report: dict, name: str, depth: float, seed: int, variant: str, lam: float) -> dict | None:
     """An earlier fit of the same subsample with the same couplings and lambda_J (within 1e-9):
     ``auto`` is ``ccmpred`` below M_eff = 20 (L-1) and ``plmdca`` above, so their rows share one fit."""
-    couplings = variant.split("/")[1]
+    settings = _parse(variant)[1:]
     for r in report["runs"]:
-        same = (r["family"], r["depth"], r["seed"]) == (name, depth, seed) and r["variant"].endswith("/" + couplings)
+        same = (r["family"], r["depth"], r["seed"]) == (name, depth, seed) and _parse(r["variant"])[1:] == settings
         if same and "shared_fit" not in r and abs(r["l2"] - lam) <= 1e-9 * lam:
             return r
     return None
@@ -166,9 +179,9 @@ def _twin(report: dict, name: str, depth: float, seed: int, variant: str, lam: f
 def _panel_fit(name: str, depth, variant: str) -> dict | None:
     """The asymmetric full-depth fits are `benchmarks/panel.py`'s (its JSON), not fitted twice."""
     path = HERE / "results" / "panel.json"
-    if depth != FULL or not variant.endswith("/asym") or not path.exists():
+    rule, couplings, options = _parse(variant)
+    if depth != FULL or couplings != "asym" or options or not path.exists():
         return None
-    rule = variant.split("/")[0]
     row = next((r for r in _panel()._load(path)["runs"] if (r["family"], r["rule"]) == (name, rule)), None)
     return None if row is None else dict(row, variant="panel.py " + rule)
 
@@ -197,9 +210,11 @@ def run(families, depths, seeds, variants, out: Path) -> dict:
                 if not todo:
                     continue
                 sub = aln if depth == FULL else subsample(aln, depth, seed)
-                m_eff = float(np.sum(msa.sequence_weights(sub.seqs, 0.8, q=sub.alphabet.q)))
                 for variant in todo:
-                    lam = _lambda(variant.split("/")[0], sub.L, m_eff)
+                    rule, _, options = _parse(variant)
+                    theta = options.get("theta", 0.8)
+                    m_eff = float(np.sum(msa.sequence_weights(sub.seqs, theta, q=sub.alphabet.q)))
+                    lam = _lambda(rule, sub.L, m_eff)
                     row = dict(family=name, depth=depth, seed=seed, variant=variant, L=int(aln.L))
                     twin = _twin(report, name, depth, seed, variant, lam) or _panel_fit(name, depth, variant)
                     row.update(

@@ -639,7 +639,8 @@ def advance(
     masked sites of step t use ``fold_in(key, t)``. Returns the state, the number of steps
     taken and the objective and data term of each (NaN after the last).
 
-    With ``donate=True`` (what `jaxpotts.fit` uses) the buffers of `state` are reused for the
+    With ``donate=True`` (what `jaxpotts.fit` uses for L-BFGS, whose memory is the largest
+    part of the state; first-order optimisers keep the default) the buffers of `state` are reused for the
     returned state, and `state` must not be used again (`init` gives a state that shares no
     buffer with the model it was made from). Without donation the old and the new state
     coexist at every call, for L-BFGS a second copy of its memory: 3n2a (L = 406) peaked at

@@ -349,6 +349,7 @@ class _Checkpointer:
                 "resume needs the same model, data, key and settings"
             )
         state, best_params = engine.place(tree, mesh)
+        state = _copy(state)  # arrays read from a file may share host memory; the loop donates its own
         p = meta["progress"]
         val = math.inf if p["best_val"] is None else p["best_val"]
         return state, _Best(best_params, val, int(p["best_step"]), int(p["bad"])), History.from_dict(meta["history"])
@@ -534,7 +535,7 @@ def _drive(loop: _Loop, state: FitState, best: _Best, history: History, desc: st
             chunk = None if problem.full_batch else batches.chunk_from(step)
             n_active = jnp.asarray(min(batches.chunk, total - step), jnp.int32)
             state, n_done, values, terms = engine.advance(
-                problem, state, chunk, n_active, loop.key, batches.chunk, donate=True
+                problem, state, chunk, n_active, loop.key, batches.chunk, donate=problem.linesearch
             )
             v = _evaluate(state.params, problem.static, loop.val, problem.gaps)
             t = _evaluate(state.params, problem.static, loop.test, problem.gaps)

@@ -479,7 +479,6 @@ def init(
     training sequences with positive total weight. With a `mesh`, the state starts placed on it
     (whole on every device), where the compiled loop leaves it, so nothing recompiles."""
     params, static = eqx.partition(model, eqx.is_inexact_array)
-    params = jax.tree_util.tree_map(jnp.copy, params)  # `advance` donates the state: never the model's buffers
     dtype = jax.tree_util.tree_leaves(params)[0].dtype
     opt_cfg, stop, reg = config.optimization, config.stopping, config.regularization
     opt = named_optimizer(opt_cfg.optimizer, mesh) if isinstance(opt_cfg.optimizer, str) else opt_cfg.optimizer
@@ -623,6 +622,7 @@ def step(problem: Problem, state: FitState, batch: tuple | None, key: PRNGKeyArr
     return FitState(params, opt_state, done, recent, state.step + 1), info
 
 
+@eqx.filter_jit
 def advance(
     problem: Problem,
     state: FitState,
@@ -630,26 +630,12 @@ def advance(
     n_active: Int[Array, ""],
     key: PRNGKeyArray,
     chunk: int,
-    *,
-    donate: bool = False,
 ) -> tuple[FitState, Int[Array, ""], Float[Array, " chunk"], Float[Array, " chunk"]]:
     """Up to `n_active` (<= `chunk`, static) steps in one `lax.while_loop`, stopping early once
     the state is done. Minibatches arrive pre-gathered as ``batches = (seqs[chunk, B, L],
     weights[chunk, B])``, so the compiled loop does not depend on the training-set size; the
     masked sites of step t use ``fold_in(key, t)``. Returns the state, the number of steps
-    taken and the objective and data term of each (NaN after the last).
-
-    With ``donate=True`` (what `jaxpotts.fit` uses for L-BFGS, whose memory is the largest
-    part of the state; first-order optimisers keep the default) the buffers of `state` are reused for the
-    returned state, and `state` must not be used again (`init` gives a state that shares no
-    buffer with the model it was made from). Without donation the old and the new state
-    coexist at every call, for L-BFGS a second copy of its memory: 3n2a (L = 406) peaked at
-    20.7 GiB without it, for an estimate of 14.4 GB."""
-    return (_advance_donated if donate else _advance_kept)((problem, batches, n_active, key, chunk), state)
-
-
-def _advance(fixed: tuple, state: FitState):
-    problem, batches, n_active, key, chunk = fixed
+    taken and the objective and data term of each (NaN after the last)."""
 
     def body(carry):
         i, state, values, terms = carry
@@ -664,7 +650,3 @@ def _advance(fixed: tuple, state: FitState):
     blank = jnp.full((chunk,), jnp.nan, dtype)
     n_done, state, values, terms = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), state, blank, blank))
     return state, n_done, values, terms
-
-
-_advance_kept = eqx.filter_jit(_advance)
-_advance_donated = eqx.filter_jit(_advance, donate="all-except-first")  # the state only: `fixed` comes first

@@ -118,19 +118,13 @@ def _flat_space(params, mesh: Mesh | None):
 def _init_state(params, m: int, mesh: Mesh | None) -> LbfgsState:
     _, _, size = _flat_space(params, mesh)
     dtype = jax.tree_util.tree_leaves(params)[0].dtype
-
-    def zeros():  # one buffer each: a fit donates its state, and a buffer cannot be donated twice
-        z = jnp.zeros((m, size), dtype)
-        return (
-            jax.device_put(z, NamedSharding(mesh, PartitionSpec(None, DATA_AXIS)))
-            if mesh is not None and mesh.size > 1
-            else z
-        )
-
+    zeros = jnp.zeros((m, size), dtype)
+    if mesh is not None and mesh.size > 1:
+        zeros = jax.device_put(zeros, NamedSharding(mesh, PartitionSpec(None, DATA_AXIS)))
     return LbfgsState(
         count=jnp.zeros((), jnp.int32),
-        s=zeros(),
-        y=zeros(),
+        s=zeros,
+        y=zeros,
         rho=jnp.zeros((m,), dtype),
         value=jnp.asarray(jnp.inf, dtype),
         grad=jax.tree_util.tree_map(jnp.zeros_like, params),

@@ -349,7 +349,6 @@ class _Checkpointer:
                 "resume needs the same model, data, key and settings"
             )
         state, best_params = engine.place(tree, mesh)
-        state = _copy(state)  # arrays read from a file may share host memory; the loop donates its own
         p = meta["progress"]
         val = math.inf if p["best_val"] is None else p["best_val"]
         return state, _Best(best_params, val, int(p["best_step"]), int(p["bad"])), History.from_dict(meta["history"])
@@ -383,7 +382,7 @@ def _record(
     history._append(step, step / per_epoch, float(np.mean(terms)), val, test, float(values[-1]), values)
     if math.isfinite(val):
         if val < best.val:
-            best.params, best.val, best.step, best.bad = _copy(state.params), val, step, 0
+            best.params, best.val, best.step, best.bad = state.params, val, step, 0
         else:
             best.bad += 1
             history.stopped_early = stop.patience is not None and best.bad >= stop.patience
@@ -492,7 +491,7 @@ def fit(
     if config.stopping.target_loss is not None and val is None:
         raise ValueError("target_loss needs validation data (validation_fraction or validation_data)")
     ckpt = _Checkpointer(config, _settings(model, net, config, data, key, B, chunk))
-    best, history = _Best(_copy(state.params)), History.empty()
+    best, history = _Best(state.params), History.empty()
     resumed = ckpt.load(state, best, mesh)
     if resumed is not None:
         state, best, history = resumed
@@ -504,11 +503,6 @@ def fit(
     # A fit over a mesh leaves the parameters split over its devices; hand back plain arrays.
     params = params if mesh is None else to_one_device(params)
     return unwrap(eqx.combine(params, problem.static)), history
-
-
-def _copy(params):
-    """Parameters that survive the next chunk: `engine.advance` donates (reuses) the state's buffers."""
-    return jax.tree_util.tree_map(jnp.copy, params)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -534,9 +528,7 @@ def _drive(loop: _Loop, state: FitState, best: _Best, history: History, desc: st
             step = int(state.step)
             chunk = None if problem.full_batch else batches.chunk_from(step)
             n_active = jnp.asarray(min(batches.chunk, total - step), jnp.int32)
-            state, n_done, values, terms = engine.advance(
-                problem, state, chunk, n_active, loop.key, batches.chunk, donate=problem.linesearch
-            )
+            state, n_done, values, terms = engine.advance(problem, state, chunk, n_active, loop.key, batches.chunk)
             v = _evaluate(state.params, problem.static, loop.val, problem.gaps)
             t = _evaluate(state.params, problem.static, loop.test, problem.gaps)
             _record(history, best, state, int(n_done), values, terms, v, t, batches.per_epoch, loop.stop)

@@ -113,25 +113,6 @@ def test_run_equals_repeated_steps_and_stops_when_done(layer, seqs):
     assert int(n_after) == 0
 
 
-def test_donated_advance_reuses_the_state_and_leaves_the_model_alone(layer, seqs):
-    """donate=True gives the same steps as without, consumes the state it was given (its buffers
-    are reused: no second copy of the L-BFGS memory at a chunk boundary) and never the model's
-    own arrays, which `init` copies."""
-    cfg = FitConfig.from_options(optimizer="lbfgs", l2=0.01)
-    key = jax.random.PRNGKey(0)
-    problem, kept = engine.init(layer, seqs, np.ones(len(seqs), np.float32), cfg)
-    _, donated = engine.init(layer, seqs, np.ones(len(seqs), np.float32), cfg)
-    a, n_a, va, _ = engine.advance(problem, kept, None, jnp.asarray(4, jnp.int32), key, 5)
-    b, n_b, vb, _ = engine.advance(problem, donated, None, jnp.asarray(4, jnp.int32), key, 5, donate=True)
-    assert int(n_a) == int(n_b) == 4
-    np.testing.assert_array_equal(np.asarray(va), np.asarray(vb))
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    assert all(x.is_deleted() for x in jax.tree_util.tree_leaves(donated.opt_state))
-    assert not any(x.is_deleted() for x in jax.tree_util.tree_leaves(kept))
-    assert not any(x.is_deleted() for x in jax.tree_util.tree_leaves(eqx.filter(layer, eqx.is_array)))
-
-
 def test_named_optimizers_are_one_object_so_fits_share_a_compiled_loop():
     assert engine.named_optimizer("adam") is engine.named_optimizer("adam")
     assert engine.named_optimizer("lbfgs") is engine.named_optimizer("lbfgs")

@@ -255,34 +255,13 @@ def complete_variants(means: dict, variants) -> list[str]:
 
 
 def leave_one_out(means: dict, variants) -> list[dict]:
-    """Per family: the variant with the best mean PPV@L on the other families (each family the
-    mean over its depths) and its mean PPV@L on this family, beside this family's best variant.
-    `variants` must be measured in every cell (`complete_variants`); the first is the reference."""
-    families = sorted({f for f, _ in means})
-    per_family = {}
-    for f in families:
+    """`panel.choose_held_out` with each family's PPV@L the mean over its depths. `variants`
+    must be measured in every cell (`complete_variants`); the first is the reference."""
+    table = {}
+    for f in sorted({f for f, _ in means}):
         cells = [m for (g, _), m in means.items() if g == f]
-        per_family[f] = {v: sum(c[v] for c in cells) / len(cells) for v in variants}
-    rows = []
-    for held in families:
-        others = [f for f in families if f != held]
-        if not others:
-            continue
-        on_others = {v: sum(per_family[f][v] for f in others) / len(others) for v in variants}
-        chosen = max(variants, key=lambda v: (on_others[v], -list(variants).index(v)))
-        best = max(variants, key=lambda v: per_family[held][v])
-        rows.append(
-            dict(
-                held_out=held,
-                chosen=chosen,
-                mean_on_others=on_others[chosen],
-                ppv_L_held_out=per_family[held][chosen],
-                best_variant=best,
-                best_ppv_L=per_family[held][best],
-                reference_ppv_L=per_family[held][variants[0]],
-            )
-        )
-    return rows
+        table[f] = {v: sum(c[v] for c in cells) / len(cells) for v in variants}
+    return _panel().choose_held_out(table, list(variants), variants[0])
 
 
 def _fmt(x) -> str:

@@ -126,7 +126,7 @@ def test_leave_one_out_chooses_on_the_other_families_only():
         ("C", 1.0): {"x": 0.7, "y": 0.6},
     }
     rows = {r["held_out"]: r for r in depth_panel.leave_one_out(means, ["x", "y"])}
-    assert rows["A"]["chosen"] == "x" and rows["A"]["ppv_L_held_out"] == 0.5 and rows["A"]["best_variant"] == "y"
+    assert rows["A"]["chosen"] == "x" and rows["A"]["ppv_L_held_out"] == 0.5 and rows["A"]["best_held_out"] == "y"
     assert rows["B"]["chosen"] == "y"  # on A and C: y 0.75 > x 0.6
     assert rows["C"]["chosen"] == "y"  # on A and B: y 0.7 > x 0.55
     assert depth_panel.complete_variants({**means, ("A", 2.0): {"x": 0.1}}, ["x", "y"]) == ["x"]

@@ -163,6 +163,7 @@ def _build_model(args, L: int, q: int, key):
 
 def run(args) -> dict:
     import jax
+    import numpy as np
 
     check_args(args)
     seqs, weights, q, data_info = _load_training_data(args)
@@ -172,10 +173,11 @@ def run(args) -> dict:
     if args.kind == "bm":
         return _fit_bm.run(args, seqs, weights, q, data_info)
     settings = _fit_defaults(args)
-    if args.kind == "plm":  # l2="auto" -> its number for this alignment, as the fit will use it (and saved)
-        from ..training import plmdca_settings
+    m_eff = float(M if weights is None else np.sum(np.asarray(weights, np.float64)))
+    if args.kind == "plm" and m_eff > 0:  # l2="auto" -> its number here, as the fit uses it (and saved);
+        from ..training import plmdca_settings  # bad weights are left to fit_plm's own error
 
-        settings["l2"] = plmdca_settings(L, q, data_info["M_eff"], l2=settings["l2"])["l2"]
+        settings["l2"] = plmdca_settings(L, q, m_eff, l2=settings["l2"])["l2"]
     k_init, k_fit = jax.random.split(jax.random.PRNGKey(args.seed))
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -321,7 +321,7 @@ def leave_one_out(report: dict, rules) -> list[dict]:
     for r in report["runs"]:
         table.setdefault(r["family"], {})[r["rule"]] = r["ppv"]["L"]
     complete = {f: table[f] for f in FAMILIES if f in table and all(r in table[f] for r in rules)}
-    return choose_held_out(complete, list(rules), _reference(rules))
+    return choose_held_out(complete, list(rules), _reference(rules)) if rules else []
 
 
 def _reference(rules) -> str:

@@ -643,7 +643,7 @@ def fit_memory(alignment: Any, method: str = "plm", *, mesh: Any = "auto", **opt
     (``max_memory``, default the available memory). For plmDCA the parameters dominate:
     $n = L^2 q^2 + Lq$ floats, kept in about 12 copies plus the L-BFGS memory (2 x 21 vectors,
     split over the devices); the pseudo-likelihood itself is evaluated in blocks of at most
-    256 sequences, so M costs only the sequences ($3 M L$ int32).
+    512 sequences, so M costs only the sequences ($3 M L$ int32).
 
     Args:
         alignment: an already read `jaxpotts.msa.Alignment`.

@@ -23,8 +23,9 @@ $$\text{peak} \approx c\,n + s_\text{opt}\,n + E + 3 M L \cdot 4\,\text{B} + R ,
   stores $2m$ vectors $(s_k, y_k)$ plus the gradient, $s_\text{opt} = 2(2m+1)$; Adam two
   moments, $s_\text{opt} = 4$; SGD none;
 * $E$, one loss evaluation and its gradient: dense models (plmDCA, attention with >= 3 heads)
-  use the row-gather kernel of `jaxpotts._dense_pl`, which already works through blocks of at
-  most 256 sequences, so $E$ is $6 \cdot B_\text{blk} L q$ floats (negligible). Other models
+  use the row-gather kernel of `jaxpotts._dense_pl`, which already works through blocks of
+  $B_\text{blk} \le 512$ sequences ($B_\text{blk} L q \le 2^{22}$), so $E$ is
+  $6 \cdot B_\text{blk} L q$ floats (at most 96 MiB in float32). Other models
   (attention with 1-2 heads, Transformer) are vmapped over all rows of a batch: logits,
   log-probabilities, one-hot and their cotangents, $E = 8\, r\, L\, q\, \max(H, 1)$ floats for
   $r$ rows (the batch size, or M for full-batch L-BFGS), and $r L^2 (4 d + d_\text{mlp})$ per
@@ -61,6 +62,8 @@ from typing import Any
 
 import numpy as np
 
+from ._dense_pl import block_size
+
 __all__ = [
     "MemoryEstimate",
     "MemoryLimitError",
@@ -76,7 +79,6 @@ __all__ = [
 RUNTIME_BYTES = 512 * 2**20  # interpreter, XLA runtime, compiled programs
 _PARAM_COPIES = 12
 _LBFGS_MEMORY = 10  # jaxpotts.optim.lbfgs default
-_DENSE_BLOCK = 256  # jaxpotts._dense_pl block_size upper bound
 _COUPLING_ROUTE_HEADS = 3  # jaxpotts.losses: attention with this many heads evaluates through couplings
 
 
@@ -243,7 +245,7 @@ def fit_estimate(
         opt_bytes *= D
     dense = kind == "plm" or (kind == "attention" and n_heads >= _COUPLING_ROUTE_HEADS)
     if dense:
-        evaluation = 6 * min(rows, _DENSE_BLOCK) * L * q * f
+        evaluation = 6 * block_size(L * q, -(-rows // D)) * L * q * f
         if kind == "attention":  # couplings built from the heads, their matrix form and gradient
             evaluation += 4 * L * L * q * q * f
     else:

@@ -56,17 +56,21 @@ def test_block_size_and_padding_do_not_change_results(x64, monkeypatch):
     W = _dense_pl.coupling_matrix(C)
     ref = jax.value_and_grad(_dense_pl.weighted_nll_sum, argnums=1)(h, W, seqs, w)
     for B in (1, 8, 16, 64):
-        monkeypatch.setattr(_dense_pl, "block_size", lambda K, B=B: B)
+        monkeypatch.setattr(_dense_pl, "block_size", lambda K, M, B=B: B)
         v, gW = jax.value_and_grad(_dense_pl.weighted_nll_sum, argnums=1)(h, W, seqs, w)
         np.testing.assert_allclose(v, ref[0], rtol=1e-13)
         np.testing.assert_allclose(gW, ref[1], atol=1e-12)
 
 
-def test_block_size_is_a_power_of_two_within_bounds():
-    for K in (2, 63, 1113, 2436, 6300, 10**6):
-        B = _dense_pl.block_size(K)
-        assert 8 <= B <= 256 and B & (B - 1) == 0
-    assert _dense_pl.block_size(1113) * 1113 <= 1 << 17
+def test_block_size_uses_the_fewest_evenly_filled_blocks_within_bounds():
+    for K in (2, 63, 1113, 2436, 8526, 10**6):
+        for M in (1, 7, 100, 512, 513, 3617, 11418):
+            B = _dense_pl.block_size(K, M)
+            cap = max(8, min(_dense_pl.MAX_BLOCK, (1 << 22) // K) // 8 * 8)
+            n_blocks = -(-M // B)
+            assert B % 8 == 0 and 8 <= B <= cap, (K, M, B)
+            assert n_blocks == max(1, -(-M // cap)), (K, M, B)  # no more blocks than the bounds need
+            assert n_blocks * B - M < 8 * n_blocks or B == 8, (K, M, B)  # padding: under 8 rows a block
 
 
 def test_coupling_matrix_layout():

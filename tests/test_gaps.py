@@ -49,7 +49,7 @@ def test_block_size_and_padding_do_not_change_results(x64, monkeypatch):
     W = _dense_pl.coupling_matrix(J)
     ref = direct_sum(h, J, seqs, w)
     for B in (1, 8, 64):
-        monkeypatch.setattr(_dense_pl, "block_size", lambda K, B=B: B)
+        monkeypatch.setattr(_dense_pl, "block_size", lambda K, M, B=B: B)
         np.testing.assert_allclose(_dense_pl.weighted_nll_sum(h, W, seqs, w, None, 0), ref, rtol=1e-12)
 
 

@@ -307,6 +307,7 @@ def family(rng, M, L, q, n_parents=4, mutation=0.15):
 def test_weights_match_brute_force(M, L, q, chunk):
     X = family(np.random.default_rng(M * L), M, L, q)
     X[3] = X[0]  # an exact duplicate
+    X[[5, 8, 9]] = X[1]  # and three copies of another (weights are computed on distinct rows)
     for threshold in (0.3, 0.5, 0.7, 0.8, 1.0):
         w = np.asarray(sequence_weights(X, threshold, chunk_size=chunk))
         np.testing.assert_allclose(w, brute_force_weights(X, threshold), rtol=1e-6)

@@ -56,6 +56,27 @@ def test_quadratic_with_pytree_params_and_one_evaluation_per_iteration(x64):
     np.testing.assert_allclose(x, np.linalg.solve(A, b), atol=1e-9)
 
 
+def test_a_too_short_first_step_grows_to_the_secant_step(x64):
+    # f = |x - 1|^2 / 2 from 0: g = -1, t0 = 1/|g|_1 = 0.01 along d = 1, the line minimum at t = 1.
+    # phi'(0.01) = -99 < c2 phi'(0) = -90 (still steep): the secant step, t = 1, is clipped to
+    # 64 x 0.01 = 0.64, where phi' = -36 ends the growth: 2 evaluations (4x steps: 0.04, 0.16,
+    # 0.64 would take 4).
+    calls = []
+
+    def fn(x):
+        jax.debug.callback(lambda: calls.append(1))
+        return 0.5 * jnp.sum((x - 1.0) ** 2)
+
+    x = jnp.zeros(100)
+    opt = lbfgs()
+    state = opt.init(x)
+    v, g = jax.value_and_grad(fn)(x)
+    calls.clear()
+    u, state = opt.update(g, state, x, value=v, grad=g, value_fn=fn)
+    assert len(calls) == 2, len(calls)
+    np.testing.assert_allclose(u, np.full(100, 0.64), rtol=1e-12)
+
+
 def test_failed_line_search_returns_zero_update_and_keeps_value(x64):
     # Finite only at the start: every trial point is NaN, so no step can be accepted.
     fn = lambda x: jnp.where(jnp.all(x == 0.0), jnp.sum((x - 1.0) ** 2), jnp.nan)

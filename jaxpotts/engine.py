@@ -274,6 +274,7 @@ class FitConfig:
 # ----------------------------------------------------------------------------- trainable models
 
 
+@jax.jit  # one compiled program instead of five small ones when called outside a trace
 def _off_diagonal(couplings: Float[Array, "L L q q"]) -> Float[Array, "L L q q"]:
     """The couplings with the diagonal blocks J_ii set to zero."""
     off = ~jnp.eye(couplings.shape[0], dtype=bool)

@@ -87,6 +87,7 @@ def site_frequencies(seqs: Int[Array, "M L"], q: int, weights: Float[Array, " M"
     return _site_frequencies(s, w, int(q))
 
 
+@partial(jax.jit, static_argnames="q")
 def _site_frequencies(s, w, q: int):
     return einsum("m,mia->ia", w, jax.nn.one_hot(s, q, dtype=w.dtype)) / jnp.sum(w)
 

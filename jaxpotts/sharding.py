@@ -72,8 +72,8 @@ def data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
 #: Least work per device (floats read per loss evaluation, `pl_work`) for which `default_mesh`
 #: splits a computation. Below it the collectives and the larger program cost more than the
 #: split saves: on the project's 2-core CPU a plmDCA iteration of PF00014 (3617 x 53, 2.1e8)
-#: took 88 ms on one device and 143 ms on two, one of PF00763 (3.1e9) 1.86 s and 1.10 s, and a
-#: 3000-sequence part of PF00763 (8.5e8) 0.52 s and 0.41 s.
+#: took 59 ms on one device and 83 ms on two, one of PF00763 (3.1e9) 0.65 s and 0.45 s
+#: (2026-12-05; before the larger pseudo-likelihood blocks: 88 / 143 ms and 1.86 / 1.10 s).
 MIN_WORK_PER_DEVICE = 2.5e8
 
 

@@ -140,7 +140,13 @@ def _cases():
         (
             "msa sequence weights",
             lambda b: msa._neighbour_counts(
-                b, jnp.array([0, 0, 1]), jnp.array([0, 1, 1]), jnp.float32(4.0), q=q, dtype=jnp.float32
+                b,
+                jnp.ones((2, 4), jnp.int32),
+                jnp.array([0, 0, 1]),
+                jnp.array([0, 1, 1]),
+                jnp.float32(4.0),
+                q=q,
+                dtype=jnp.float32,
             ),
             (jnp.zeros((2, 4, L), jnp.int32),),
             True,
@@ -148,7 +154,13 @@ def _cases():
         (
             "msa sequence weights bf16",
             lambda b: msa._neighbour_counts(
-                b, jnp.array([0]), jnp.array([0]), jnp.float32(4.0), q=q, dtype=jnp.bfloat16
+                b,
+                jnp.ones((1, 4), jnp.int32),
+                jnp.array([0]),
+                jnp.array([0]),
+                jnp.float32(4.0),
+                q=q,
+                dtype=jnp.bfloat16,
             ),
             (jnp.zeros((1, 4, L), jnp.int32),),
             True,

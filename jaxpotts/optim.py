@@ -11,7 +11,8 @@ which gives the first iterations the problem's scale: to the secant step
 $t\,\phi'(0)/(\phi'(0) - \phi'(t))$, the minimiser of the quadratic with the slopes
 $\phi'(0) = g^\top d$ and $\phi'(t) = g(x+td)^\top d$, kept between 4x and 64x the last step
 (4x where the slope did not rise). On PF00014 the first iteration's search went 0.06 -> 3.9 ->
-39 (3 evaluations) instead of 0.06 -> 0.24 -> 0.97 -> 3.9 -> 15.6 (5) with 4x steps. A pair is stored only when $s^\top y > 0$.
+39 (3 evaluations) instead of 0.06 -> 0.24 -> 0.97 -> 3.9 -> 15.6 (5) with 4x steps. A pair is
+stored only when $s^\top y > 0$.
 
 Why not `optax.lbfgs`: for the convex, smooth objectives here the unit step is accepted at
 almost every iteration, so one value-and-gradient evaluation per iteration suffices, and this

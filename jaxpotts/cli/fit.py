@@ -173,11 +173,12 @@ def run(args) -> dict:
     if args.kind == "bm":
         return _fit_bm.run(args, seqs, weights, q, data_info)
     settings = _fit_defaults(args)
-    m_eff = float(M if weights is None else np.sum(np.asarray(weights, np.float64)))
-    if args.kind == "plm" and m_eff > 0:  # l2="auto" -> its number here, as the fit uses it (and saved);
-        from ..training import plmdca_settings  # bad weights are left to fit_plm's own error
+    if args.kind == "plm":  # l2="auto" -> its number here, as the fit uses it (and saved)
+        from ..training import plmdca_settings
 
-        settings["l2"] = plmdca_settings(L, q, m_eff, l2=settings["l2"])["l2"]
+        m_eff = float(M if weights is None else np.sum(np.asarray(weights, np.float64)))
+        if m_eff > 0:  # bad weights are left to fit_plm's own error
+            settings["l2"] = plmdca_settings(L, q, m_eff, l2=settings["l2"])["l2"]
     k_init, k_fit = jax.random.split(jax.random.PRNGKey(args.seed))
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

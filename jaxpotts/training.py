@@ -496,7 +496,11 @@ def fit(
     if resumed is not None:
         state, best, history = resumed
     loop = _Loop(problem, batches, total, val, test, config.stopping, ckpt, k_mask)
-    state, best, history = _drive(loop, state, best, history, f"fit {type(model).__name__}", progress)
+    # _drive gets the only reference to the starting state, so it is freed after the first chunk
+    # (an L-BFGS state holds m parameter-sized vectors: 2.9 GB for 3n2a).
+    start = [state]
+    del state
+    state, best, history = _drive(loop, start, best, history, f"fit {type(model).__name__}", progress)
     params = _finish(state, best, history, val is not None and config.stopping.restore_best)
     history.wall_time = time.perf_counter() - t_start
     ckpt.save(state, best, history)
@@ -519,9 +523,11 @@ class _Loop:
     key: PRNGKeyArray
 
 
-def _drive(loop: _Loop, state: FitState, best: _Best, history: History, desc: str, progress):
-    """The host loop over compiled chunks: evaluate, record, stop, save."""
+def _drive(loop: _Loop, start: list[FitState], best: _Best, history: History, desc: str, progress):
+    """The host loop over compiled chunks: evaluate, record, stop, save. `start` holds the state
+    to begin from, which `_drive` takes out: the caller keeps no reference to it."""
     problem, batches, total = loop.problem, loop.batches, loop.total
+    state = start.pop()
     with progress_bar(total, desc, progress, unit="step") as bar:
         bar.update(min(int(state.step), total))
         while int(state.step) < total and not (history.stopped_early or history.reached_target or bool(state.done)):

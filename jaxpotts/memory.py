@@ -14,14 +14,18 @@ $n = Lq + L^2q^2$ for plmDCA, $H(L^2 + q^2) + Lq$ for factored attention):
 
 $$\text{peak} \approx c\,n + s_\text{opt}\,n + E + 3 M L \cdot 4\,\text{B} + R ,$$
 
-* $c\,n$ with $c = 12$: parameters, the model passed in (and kept as the best-so-far copy),
-  the loop state entering and leaving one compiled chunk (the inputs are not donated, so both
-  live at the chunk boundary), the gradient, the line-search candidate and direction, and for
-  dense models the masked and transposed coupling matrices
-  ($W[(j,b),(i,a)] = J_{ij}(a,b)$) of one evaluation and their gradients;
+* $c\,n$ with $c = 14$: the parameters of the loop state entering and leaving one compiled
+  chunk (the inputs are not donated, so both live at the chunk boundary), the model passed in
+  and the best-so-far copy, and the chunk's temporaries: the line-search candidate, direction
+  and new gradient, their flat forms for the optimiser, and for dense models the masked and
+  transposed coupling matrices ($W[(j,b),(i,a)] = J_{ij}(a,b)$) of one evaluation and their
+  gradients (XLA's memory analysis of a plmDCA chunk: 10.4 parameter copies of temporaries);
 * optimiser state, twice (entering and leaving the chunk): L-BFGS with memory $m$ (default 10)
   stores $2m$ vectors $(s_k, y_k)$ plus the gradient, $s_\text{opt} = 2(2m+1)$; Adam two
-  moments, $s_\text{opt} = 4$; SGD none;
+  moments, $s_\text{opt} = 4$; SGD none. Over a mesh of D devices the estimate is the total:
+  replicated arrays count D times (the loop state's parameters and gradient and one
+  evaluation's temporaries: 8 of the c copies), arrays held once or split over the devices
+  once (the model, the best copy, the optimiser's flat vectors and the L-BFGS memory);
 * $E$, one loss evaluation and its gradient: dense models (plmDCA, attention with >= 3 heads)
   use the row-gather kernel of `jaxpotts._dense_pl`, which already works through blocks of
   $B_\text{blk} \le 512$ sequences ($B_\text{blk} L q \le 2^{22}$), so $E$ is
@@ -45,10 +49,11 @@ training covariance and flattened statistics of three sets (about 4 more) and th
 PCA matrix (2 more in float32 units); the three-site entries (sites, colours and the three
 sets' values, about 16 numbers per entry) and the 4M-value gather chunk; plus $R$.
 
-The constants were set from measured peak resident memory (ru_maxrss) of CPU runs, e.g. the
-plmDCA fit with L = 1000, q = 4, M = 500 in ``tests/test_inputs.py`` (see docs/inputs.md for
-the numbers); they are upper estimates of the arrays, not of the allocator's behaviour, and
-err on the large side.
+The constants were set from measured peak resident memory (ru_maxrss) of CPU runs over
+several compiled chunks (the peak is at a chunk boundary), e.g. the plmDCA fit with L = 1000,
+q = 4, M = 500 on one and two devices in ``tests/test_memory.py`` (docs/inputs.md has the
+numbers); they are upper estimates of the arrays, not of the allocator's behaviour, and err on
+the large side.
 """
 
 from __future__ import annotations
@@ -72,12 +77,14 @@ __all__ = [
     "validation_estimate",
     "available_memory",
     "check_memory",
+    "memory_budget",
     "parse_size",
     "format_bytes",
 ]
 
 RUNTIME_BYTES = 512 * 2**20  # interpreter, XLA runtime, compiled programs
-_PARAM_COPIES = 12
+_PARAM_COPIES = 14  # module docstring: c
+_PARAM_COPIES_PER_DEVICE = 8  # of c, those each device of a mesh holds (the rest are held once)
 _LBFGS_MEMORY = 10  # jaxpotts.optim.lbfgs default
 _COUPLING_ROUTE_HEADS = 3  # jaxpotts.losses: attention with this many heads evaluates through couplings
 
@@ -196,8 +203,9 @@ def fit_estimate(
             by shape inference when `model` is given).
         batch_size: rows per step (None: full batch, M).
         dtype: parameter dtype (default: JAX's default float).
-        n_devices: devices of a data mesh: replicated parameters and loop state count once
-            per device (the L-BFGS memory is split over them).
+        n_devices: devices of a data mesh: the estimate is the total over them. Replicated
+            parameters and loop state count once per device; the L-BFGS memory is split over
+            them, so it counts once in all.
         **shape: without `model`, its sizes: ``n_heads`` (1), and for a Transformer
             ``d_model``, ``d_mlp``, ``n_layers`` (0).
     """
@@ -240,7 +248,9 @@ def fit_estimate(
     slots = _optimizer_slots(optimizer, n_params, params)
     opt_bytes = 2 * slots * n_params * f
     if optimizer == "lbfgs" or (not isinstance(optimizer, str) and slots > 4):
-        opt_bytes = opt_bytes / D + 2 * n_params * f * (D - 1)  # memory split, gradient replicated
+        # The memory is split over the devices, so its total is that of one device's copy; the
+        # gradient in the state is replicated (D - 1 more copies, entering and leaving a chunk).
+        opt_bytes = opt_bytes + 2 * n_params * f * (D - 1)
     else:
         opt_bytes *= D
     dense = kind == "plm" or (kind == "attention" and n_heads >= _COUPLING_ROUTE_HEADS)
@@ -253,7 +263,7 @@ def fit_estimate(
         if kind == "transformer":
             evaluation += rows * L * L * (4 * d_model + d_mlp) * max(n_layers, 1) * f
     parts = {
-        "parameters and gradients": _PARAM_COPIES * n_params * f * D,
+        "parameters and gradients": (_PARAM_COPIES + _PARAM_COPIES_PER_DEVICE * (D - 1)) * n_params * f,
         "optimizer state": int(opt_bytes),
         "one loss evaluation": int(evaluation * D),
         "sequences": 3 * M * L * 4,
@@ -401,6 +411,14 @@ def available_memory() -> tuple[int | None, str]:
     return None, "unknown on this system"
 
 
+def memory_budget(max_memory: Any = None) -> tuple[float | None, str]:
+    """(bytes, where from) of the budget `check_memory` holds a run to: `available_memory()` for
+    None, else `parse_size(max_memory)` (math.inf for "unlimited"); None when unknown."""
+    if max_memory is None:
+        return available_memory()
+    return parse_size(max_memory), "max_memory"
+
+
 def check_memory(estimate: MemoryEstimate | int | float, what: str, max_memory: Any = None) -> None:
     """Refuse a run whose estimated peak memory exceeds the budget.
 
@@ -414,14 +432,9 @@ def check_memory(estimate: MemoryEstimate | int | float, what: str, max_memory: 
         MemoryLimitError: naming the estimate, the budget and where it comes from, and the override.
     """
     total = estimate.total if isinstance(estimate, MemoryEstimate) else float(estimate)
-    if max_memory is None:
-        budget, source = available_memory()
-        if budget is None:
-            return
-    else:
-        budget, source = parse_size(max_memory), "max_memory"
-        if math.isinf(budget):
-            return
+    budget, source = memory_budget(max_memory)
+    if budget is None or math.isinf(budget):
+        return
     if total > budget:
         detail = f" = {estimate}" if isinstance(estimate, MemoryEstimate) else ""
         raise MemoryLimitError(

@@ -619,9 +619,12 @@ class ContactPrediction:
         )
 
 
-def _fit_setup(aln: Any, method: str, mesh: Any, options: dict, weights: Any = None):
-    """The fit's settings, its (distinct) sequences and weights and its mesh, as `pipeline` uses them."""
+def _fit_setup(aln: Any, method: str, mesh: Any, options: dict, weights: Any = None, max_memory: Any = None):
+    """The fit's settings, its (distinct) sequences and weights and its mesh, as `pipeline` uses
+    them. ``mesh="auto"`` stays on one device when the fit's estimate over all devices (the
+    parameters replicated on each) exceeds the memory budget and one device's does not."""
     from . import msa
+    from .memory import memory_budget
 
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
@@ -631,44 +634,59 @@ def _fit_setup(aln: Any, method: str, mesh: Any, options: dict, weights: Any = N
     # Copies of a sequence are one term of the (weighted) pseudo-likelihood: fit each once.
     fit_seqs, fit_weights = msa.merge_duplicates(aln.seqs, weights)
     rows = fit_seqs.shape[0] if settings.get("batch_size") is None else min(settings["batch_size"], fit_seqs.shape[0])
+    auto = isinstance(mesh, str)
     mesh = resolve_mesh(mesh, pl_work(rows, aln.L, aln.alphabet.q))  # the rows one loss evaluation sees
+    if auto and mesh is not None and mesh.size > 1:
+        budget = memory_budget(max_memory)[0]
+        too_big = budget is not None and _estimate(aln, method, settings, fit_seqs.shape[0], mesh.size).total > budget
+        if too_big and _estimate(aln, method, settings, fit_seqs.shape[0], 1).total <= budget:
+            mesh = None
     return settings, fit_seqs, fit_weights, mesh
 
 
-def fit_memory(alignment: Any, method: str = "plm", *, mesh: Any = "auto", **options: Any) -> Any:
+def _estimate(aln: Any, method: str, settings: dict, M: int, n_devices: int):
+    from .memory import fit_estimate
+
+    shape = {} if method == "plm" else {"n_heads": settings["n_heads"]}
+    return fit_estimate(
+        aln.L,
+        aln.alphabet.q,
+        M,
+        kind="plm" if method == "plm" else "attention",
+        optimizer=settings["optimizer"],
+        batch_size=settings.get("batch_size"),
+        n_devices=n_devices,
+        **shape,
+    )
+
+
+def fit_memory(
+    alignment: Any, method: str = "plm", *, mesh: Any = "auto", max_memory: Any = None, **options: Any
+) -> Any:
     r"""The peak-memory estimate (`jaxpotts.memory.fit_estimate`) of the fit `pipeline` would run.
 
     The same settings, distinct sequences and device mesh as `pipeline(alignment, method,
-    mesh=mesh, **options)`; `pipeline` refuses a fit whose estimate exceeds the budget
-    (``max_memory``, default the available memory). For plmDCA the parameters dominate:
-    $n = L^2 q^2 + Lq$ floats, kept in about 12 copies plus the L-BFGS memory (2 x 21 vectors,
-    split over the devices); the pseudo-likelihood itself is evaluated in blocks of at most
-    512 sequences, so M costs only the sequences ($3 M L$ int32).
+    mesh=mesh, max_memory=max_memory, **options)`; `pipeline` refuses a fit whose estimate
+    exceeds the budget (``max_memory``, default the available memory), and with
+    ``mesh="auto"`` stays on one device when only that fits. For plmDCA the parameters
+    dominate: $n = L^2 q^2 + Lq$ floats, kept in about 14 copies (8 of them on every device of
+    a mesh) plus the L-BFGS memory (2 x 21 vectors, split over the devices); the
+    pseudo-likelihood itself is evaluated in blocks of at most 512 sequences, so M costs only
+    the sequences ($3 M L$ int32).
 
     Args:
         alignment: an already read `jaxpotts.msa.Alignment`.
-        method, mesh, **options: as for `pipeline`.
+        method, mesh, max_memory, **options: as for `pipeline`.
 
     Returns:
         A `jaxpotts.memory.MemoryEstimate` (``str()`` gives the total and the largest parts).
     """
-    from .memory import fit_estimate
     from .msa import Alignment
 
     if not isinstance(alignment, Alignment):
         raise TypeError(f"fit_memory takes a jaxpotts.msa.Alignment, got {type(alignment).__name__}")
-    settings, fit_seqs, _, mesh = _fit_setup(alignment, method, mesh, options)
-    shape = {} if method == "plm" else {"n_heads": settings["n_heads"]}
-    return fit_estimate(
-        alignment.L,
-        alignment.alphabet.q,
-        fit_seqs.shape[0],
-        kind="plm" if method == "plm" else "attention",
-        optimizer=settings["optimizer"],
-        batch_size=settings.get("batch_size"),
-        n_devices=getattr(mesh, "size", 1),
-        **shape,
-    )
+    settings, fit_seqs, _, mesh = _fit_setup(alignment, method, mesh, options, max_memory=max_memory)
+    return _estimate(alignment, method, settings, fit_seqs.shape[0], getattr(mesh, "size", 1))
 
 
 def pipeline(
@@ -711,7 +729,9 @@ def pipeline(
         theta: identity threshold of the sequence weights.
         alphabet, max_gap_fraction: passed to `read_alignment`.
         mesh: "auto" (split the sequences over all devices when there are several and the fit is
-            large enough to gain, `jaxpotts.sharding.default_mesh`), None (one device) or a `data_mesh()`.
+            large enough to gain, `jaxpotts.sharding.default_mesh`, and its memory estimate
+            with the parameters on every device fits the budget), None (one device) or a
+            `data_mesh()`.
         progress: progress bar of the fit (None: only on a terminal).
         max_memory: memory budget of the fit's up-front check (`jaxpotts.memory.check_memory`).
         **options: override the method's defaults (`jaxpotts.defaults.PLM` /
@@ -735,7 +755,7 @@ def pipeline(
     m_eff = float(weights.sum())
     t_weights = time.perf_counter()
 
-    settings, fit_seqs, fit_weights, mesh = _fit_setup(aln, method, mesh, options, weights)
+    settings, fit_seqs, fit_weights, mesh = _fit_setup(aln, method, mesh, options, weights, max_memory)
     q = aln.alphabet.q
     if method == "plm":
         settings = training.plmdca_settings(aln.L, q, m_eff, **settings)  # l2="auto" -> its number, kept in options

@@ -314,7 +314,7 @@ def test_pipeline_errors(tmp_path):
 
 
 def test_fit_memory_is_what_the_pipeline_checks(tmp_path):
-    """The estimate counts L^2 q^2 + L q parameters 12 times and the distinct sequences; the
+    """The estimate counts L^2 q^2 + L q parameters 14 times and the distinct sequences; the
     pipeline refuses a budget one byte below it and accepts one byte above."""
     from jaxpotts import msa
     from jaxpotts.memory import MemoryLimitError
@@ -324,7 +324,7 @@ def test_fit_memory_is_what_the_pipeline_checks(tmp_path):
     aln = msa.read_alignment(path)
     est = contacts.fit_memory(aln, mesh=None)
     L, q = 7, 21
-    assert est.parts["parameters and gradients"] == 12 * (L * q + L * L * q * q) * 4
+    assert est.parts["parameters and gradients"] == 14 * (L * q + L * L * q * q) * 4
     assert est.parts["sequences"] == 3 * 3 * L * 4  # 3 distinct sequences of 4
     with pytest.raises(MemoryLimitError):
         contacts.pipeline(aln, mesh=None, n_steps=1, progress=False, max_memory=est.total - 1)
@@ -451,3 +451,36 @@ def test_full_evaluation_meets_the_precision_targets(family, distances, ccmpred)
     p_plm, p_att = plm.precision(D)["L"], att.precision(D)["L"]
     assert p_plm >= ccmpred, (family, p_plm)
     assert p_att >= p_plm - 0.05, (family, p_att, p_plm)
+
+
+_AUTO_MESH = r"""
+import sys
+import jax
+jax.config.update("jax_num_cpu_devices", 2)
+import numpy as np
+from jaxpotts import contacts, msa
+rng = np.random.default_rng(0)
+letters = np.array(list("ACDEFGHIKLMNPQRSTVWY-"))
+rows = letters[rng.integers(0, 21, (3000, 100))]
+path = sys.argv[1]
+with open(path, "w") as f:
+    f.write("".join(f">s{m}\n{''.join(r)}\n" for m, r in enumerate(rows)))
+aln = msa.read_alignment(path)
+one = contacts.fit_memory(aln, mesh=None).total
+every = contacts.fit_memory(aln, max_memory="unlimited").total
+assert every > one, (one, every)  # the default mesh was chosen: replicated parameters
+assert contacts.fit_memory(aln, max_memory=(one + every) // 2).total == one
+assert contacts.fit_memory(aln, max_memory=every).total == every
+print("ok")
+"""
+
+
+def test_auto_mesh_stays_on_one_device_when_only_that_fits(tmp_path):
+    """mesh="auto" splits a large fit over the CPU devices (two here, in a process of its own),
+    but the parameters are replicated on each, so the estimate grows with the devices. With a
+    budget between the one-device and the two-device estimates, `fit_memory` (and so
+    `pipeline`, which shares its setup) uses one device; with the larger budget, both."""
+    from _subprocess import run
+
+    proc = run(["-c", _AUTO_MESH, tmp_path / "big.fasta"], tmp_path, tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

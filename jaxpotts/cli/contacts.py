@@ -37,7 +37,7 @@ def run(args) -> dict:
     t0 = time.perf_counter()
     aln = _read(args, path)
     t_read = time.perf_counter() - t0
-    estimate = contacts.fit_memory(aln, args.method, **options)
+    estimate = contacts.fit_memory(aln, args.method, max_memory=args.max_memory, **options)
     budget, source = available_memory() if args.max_memory is None else (args.max_memory, "--max-memory")
     say(
         args,

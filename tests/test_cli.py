@@ -536,3 +536,18 @@ def test_import_jaxpotts_exposes_the_subpackages():
         env={**__import__("os").environ, "JAX_PLATFORMS": "cpu"},
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_console_freezes_the_collector_and_returns_the_status(monkeypatch):
+    """The `jaxpotts` command (`cli.console`) takes what exists before and after `main` out of
+    the garbage collector's passes and exits with main's status."""
+    import gc
+
+    seen = []
+    monkeypatch.setattr(cli, "main", lambda argv=None: seen.append(gc.get_freeze_count()) or 3)
+    gc.unfreeze()
+    try:
+        assert cli.console() == 3
+        assert seen[0] > 0 and gc.get_freeze_count() >= seen[0]
+    finally:
+        gc.unfreeze()

@@ -551,3 +551,26 @@ def test_console_freezes_the_collector_and_returns_the_status(monkeypatch):
         assert seen[0] > 0 and gc.get_freeze_count() >= seen[0]
     finally:
         gc.unfreeze()
+
+
+def test_benchmark_precision_from_written_scores_matches_the_cli(tmp_path):
+    """benchmarks/contacts.py times `jaxpotts contacts` without --distances and scores the
+    written scores.npz itself; on a focus alignment (a focus gap drops match column 3, so sites
+    and match columns differ) its precision equals the CLI's own with --distances."""
+    from _scripts import REPO, load_script
+
+    bench = load_script("bench_contacts", REPO / "benchmarks" / "contacts.py")
+    rng = np.random.default_rng(1)
+    letters = np.array(list("ACDEFGHIKLMNPQRSTVWY"))
+    rows = letters[rng.integers(0, 20, (40, 14))]
+    rows[0, 3] = "-"
+    aln = tmp_path / "a.fasta"
+    aln.write_text("".join(f">s{m}/1-{13 if m == 0 else 14}\n{''.join(r)}\n" for m, r in enumerate(rows)))
+    dist = tmp_path / "d.dat"
+    dist.write_text("".join(f"{i} {j} {rng.uniform(3, 15):.2f}\n" for i in range(1, 15) for j in range(i + 1, 15)))
+    out = tmp_path / "out"
+    status = cli.main(["contacts", str(aln), "--focus", "--distances", str(dist), "--out", str(out), "--quiet"])
+    assert status == 0
+    report = json.loads((out / "contacts.json").read_text())
+    assert np.load(out / "scores.npz")["columns"].tolist() == [0, 1, 2, *range(4, 14)]
+    assert bench._written_precision(out / "scores.npz", dist) == report["precision"]

@@ -49,7 +49,7 @@ training covariance and flattened statistics of three sets (about 4 more) and th
 PCA matrix (2 more in float32 units); the three-site entries (sites, colours and the three
 sets' values, about 16 numbers per entry) and the 4M-value gather chunk; plus $R$.
 
-The constants were set from measured peak resident memory (ru_maxrss) of CPU runs over
+The constants were set from the measured peak resident memory (VmHWM) of CPU runs over
 several compiled chunks (the peak is at a chunk boundary), e.g. the plmDCA fit with L = 1000,
 q = 4, M = 500 on one and two devices in ``tests/test_memory.py`` (docs/inputs.md has the
 numbers); they are upper estimates of the arrays, not of the allocator's behaviour, and err on

@@ -102,8 +102,8 @@ def console() -> int:
     Everything the imports made lives until the process ends, so it is taken out of the cyclic
     garbage collector's passes (`gc.freeze`), and so is what the run made once it is done. On
     PF00014's contact run those passes cost ~0.06 s during the run and ~0.17 s at the
-    interpreter's exit. A program that calls `main`
-    keeps its collector as it is; it can do the same after its imports (docs/contacts.md)."""
+    interpreter's exit. A program that calls `main` keeps its collector as it is; it can do the
+    same after its imports (docs/contacts.md)."""
     import gc
 
     gc.freeze()

@@ -12,7 +12,7 @@ docs/accelerators.md says the same to users.
 `import jaxpotts` sets JAX up with one CPU device per core and a compilation cache
 (`jaxpotts.runtime`); the test session and the processes it starts keep JAX's own defaults (one
 CPU device, as the tests were written for) through ``JAXPOTTS_CONFIGURE_JAX=0``, unless the
-variable is already set, and the session's process keeps no persistent cache (below). tests/test_runtime.py checks the setup itself in fresh processes.
+variable is already set. tests/test_runtime.py checks the setup itself in fresh processes.
 """
 
 import os
@@ -22,14 +22,6 @@ if "xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _DETERMINISTIC).strip()
 
 os.environ.setdefault("JAXPOTTS_CONFIGURE_JAX", "0")
-# Tests that run the command line in this process call `jaxpotts.runtime.configure`, which would
-# turn on the persistent compilation cache (~/.cache/jaxpotts/xla) for the rest of the session.
-# XLA:CPU has aborted the whole session inside that cache, intermittently and always on the
-# Transformer fit's chunk program (test_transformer_trains_with_stochastic_masking): twice in
-# `executable.serialize()` (writing) and once while reading the entry back. The session's own
-# process therefore keeps no persistent cache (JAXPOTTS_CACHE_DIR="" turns it off); the processes
-# the tests start get a cache folder of their own (tests/_subprocess.py).
-os.environ.setdefault("JAXPOTTS_CACHE_DIR", "")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -11,10 +11,7 @@ spends q times more multiply-adds than needed (X has L ones per row out of Lq). 
 adding the L rows costs $M L \cdot Lq$ additions, and the gradient $X^\top R$ is the matching
 scatter-add of rows. Both loop over blocks of up to 512 sequences inside one `lax.scan` (as few
 blocks as the bounds allow: each loop iteration has a fixed cost, `block_size`), and nothing of
-size (M, Lq) is ever stored. For large L (Lq >= 4096) the loop also runs over column tiles of
-whole output sites (`tile_sites`: 24 sites for q = 21): the conditionals of different sites are
-separate softmaxes, so each tile's value and gradient are complete, and a block's (B, tile)
-accumulator stays in cache instead of a (B, Lq) one streaming through memory.
+size (M, Lq) is ever stored.
 
 `weighted_nll_sum` fuses the forward pass, the log-softmax and the backward pass of the
 weighted pseudo-likelihood into that one loop: under differentiation its forward rule returns
@@ -57,24 +54,6 @@ from .sharding import DATA_AXIS, pad_rows
 # L = 406: 2.7 s -> 1.4 s with blocks of 8 -> 256), so blocks are as large as these bounds allow.
 MAX_BLOCK = 512
 _MAX_BLOCK_FLOATS = 1 << 22  # one (B, Lq) accumulator: at most 16 MB in float32
-
-
-# Column tiles. With L q >= MIN_TILED_COLUMNS the loop runs over tiles of TILE_COLUMNS // q output
-# sites (whole sites, so each tile holds complete conditionals): a block's accumulator (B rows x
-# the tile) stays in a core's L2 cache and the tile's coupling columns in L3, instead of
-# streaming a (B, Lq) accumulator (17 MB at L = 406) through memory for every neighbour site.
-# One value and gradient (2 cores): L = 406, M = 1024: 1.6 s -> 0.97 s; L = 230, M = 2048:
-# 0.97 -> 0.49 s; L = 116, M = 4096: 216 vs 207 ms (so below the threshold the loop is as before).
-TILE_COLUMNS = 512
-MIN_TILED_COLUMNS = 4096
-
-
-def tile_sites(L: int, q: int) -> int:
-    """Output sites per column tile: L (one tile) when L q < `MIN_TILED_COLUMNS`, else
-    `TILE_COLUMNS` // q (at least 1)."""
-    if L * q < MIN_TILED_COLUMNS:
-        return L
-    return max(1, min(L, TILE_COLUMNS // q))
 
 
 def block_size(K: int, M: int) -> int:
@@ -125,126 +104,65 @@ def _scatter_rows(dW, rows, R, missing: bool = False):
     return jax.lax.scan(add_site, dW, jnp.arange(rows.shape[1]))[0]
 
 
-def _block_terms(h, W, s, gap, out=None, counted=None):
-    """Row indices, log-conditionals, per-sequence NLL and the terms that count (None: all) of
-    one block; `gap` (a colour or None) treats gaps as missing data (module docstring).
-
-    `W` may be a column tile: the conditionals of the sites whose colours are `out` (B, S) and
-    whose fields are `h` (S, q); `counted` (S,) marks the tile's sites that count (a tile that
-    overlaps the previous one repeats some). By default the tile is the whole matrix."""
+def _block_terms(h, W, s, gap):
+    """Row indices, log-conditionals, per-sequence NLL and the sites that count (None: all) of
+    one block; `gap` (a colour or None) treats gaps as missing data (module docstring)."""
     B, L = s.shape
     q = h.shape[1]
-    out = s if out is None else out
     rows = s + q * jnp.arange(L, dtype=s.dtype)
-    if gap is not None:  # a gapped neighbour: past the last row, gathers zeros, scatter dropped
-        rows = jnp.where(s != gap, rows, W.shape[0])
-    logits = _gather_rows(W, rows, missing=gap is not None).reshape(B, -1, q) + h
-    if gap is not None:
-        logits = jnp.where(jnp.arange(q) == gap, -jnp.inf, logits)
+    if gap is None:
+        logits = _gather_rows(W, rows).reshape(B, L, q) + h
+        logp = jax.nn.log_softmax(logits, axis=-1)
+        nll = -jnp.sum(jnp.take_along_axis(logp, s[:, :, None], axis=-1)[..., 0], axis=-1)
+        return rows, logp, nll, None
+    present = s != gap
+    rows = jnp.where(present, rows, W.shape[0])  # past the last row: gathers zeros, scatter dropped
+    logits = _gather_rows(W, rows, missing=True).reshape(B, L, q) + h
+    logits = jnp.where(jnp.arange(q) == gap, -jnp.inf, logits)
     logp = jax.nn.log_softmax(logits, axis=-1)
-    site = jnp.take_along_axis(logp, out[:, :, None], axis=-1)[..., 0]
-    terms = None if gap is None else out != gap
-    if counted is not None:
-        terms = counted[None, :] if terms is None else terms & counted[None, :]
-    nll = -jnp.sum(site if terms is None else jnp.where(terms, site, 0.0), axis=-1)
-    return rows, logp, nll, terms
+    site = jnp.take_along_axis(logp, s[:, :, None], axis=-1)[..., 0]
+    nll = -jnp.sum(jnp.where(present, site, 0.0), axis=-1)
+    return rows, logp, nll, present
 
 
-def _split(h, seqs, weights, K):
+def _split(h, seqs, weights):
+    K = h.size
     B = block_size(K, seqs.shape[0])
     s = _blocks(seqs.astype(jnp.int32), B)
     w = _blocks(weights.astype(h.dtype), B)  # padded sequences get weight 0
     return s, w
 
 
-def _tiles(L: int, q: int):
-    """(sites per tile S, number of tiles, tile starts): the last tile ends at the last site and
-    may overlap the one before."""
-    S = tile_sites(L, q)
-    n = -(-L // S)
-    return S, n, jnp.minimum(jnp.arange(n) * S, L - S)
-
-
-def _tile(h, W, t, start, S):
-    """Tile t starting at site `start`: its fields, coupling columns, output colours and the sites
-    it counts (those no earlier tile covered)."""
-    q = h.shape[1]
-    h_t = jax.lax.dynamic_slice_in_dim(h, start, S, axis=0)
-    W_t = jax.lax.dynamic_slice_in_dim(W, start * q, S * q, axis=1)
-    counted = start + jnp.arange(S) >= t * S
-    return h_t, W_t, counted
-
-
-def _block_value(h_t, W_t, sb, wb, gap, start, counted):
-    out = jax.lax.dynamic_slice_in_dim(sb, start, h_t.shape[0], axis=1)
-    nll = _block_terms(h_t, W_t, sb, gap, out, counted)[2]
-    return jnp.sum(wb * nll), nll
-
-
 def _value(h, W, seqs, weights, gap=None):
-    L, q = h.shape
-    S, n_tiles, starts = _tiles(L, q)
-    s, w = _split(h, seqs, weights, S * q)
+    s, w = _split(h, seqs, weights)
 
-    def tile(total, xs):
-        t, start = xs
-        h_t, W_t, counted = _tile(h, W, t, start, S)
+    def step(total, xs):
+        sb, wb = xs
+        nll = _block_terms(h, W, sb, gap)[2]
+        return total + jnp.sum(wb * nll), nll
 
-        def step(acc, ys):
-            value, nll = _block_value(h_t, W_t, *ys, gap, start, counted)
-            return acc + value, nll
-
-        value, nll = jax.lax.scan(step, jnp.zeros((), h.dtype), (s, w))
-        return total + value, nll
-
-    total, nll = _over_tiles(tile, jnp.zeros((), h.dtype), n_tiles, starts)
-    return total, jnp.sum(nll, axis=0).reshape(-1)[: seqs.shape[0]]
+    total, nll = jax.lax.scan(step, jnp.zeros((), h.dtype), (s, w))
+    return total, nll.reshape(-1)[: seqs.shape[0]]
 
 
 def _value_and_grad(h, W, seqs, weights, gap=None):
-    L, q = h.shape
-    S, n_tiles, starts = _tiles(L, q)
-    s, w = _split(h, seqs, weights, S * q)
+    s, w = _split(h, seqs, weights)
+    q = h.shape[1]
 
-    def tile(carry, xs):
+    def step(carry, xs):
         total, gh, gW = carry
-        t, start = xs
-        h_t, W_t, counted = _tile(h, W, t, start, S)
-
-        def step(c, ys):
-            value, gh_t, gW_t = c
-            sb, wb = ys
-            out = jax.lax.dynamic_slice_in_dim(sb, start, S, axis=1)
-            rows, logp, nll, terms = _block_terms(h_t, W_t, sb, gap, out, counted)
-            R = wb[:, None, None] * (jnp.exp(logp) - jax.nn.one_hot(out, q, dtype=logp.dtype))
-            if terms is not None:
-                R = jnp.where(terms[..., None], R, 0.0)
-            gW_t = _scatter_rows(gW_t, rows, R.reshape(R.shape[0], -1), missing=gap is not None)
-            return (value + jnp.sum(wb * nll), gh_t + jnp.sum(R, axis=0), gW_t), nll
-
-        init = (jnp.zeros((), h.dtype), jnp.zeros_like(h_t), jnp.zeros_like(W_t))
-        (value, gh_t, gW_t), nll = jax.lax.scan(step, init, (s, w))
-        if n_tiles == 1:
-            return (total + value, gh_t, gW_t), nll
-        # Overlapped sites are zero in this tile's gradient: keep what the earlier tile wrote.
-        keep = jnp.repeat(counted, q)
-        old_h = jax.lax.dynamic_slice_in_dim(gh, start, S, axis=0)
-        old_W = jax.lax.dynamic_slice_in_dim(gW, start * q, S * q, axis=1)
-        gh = jax.lax.dynamic_update_slice_in_dim(gh, jnp.where(counted[:, None], gh_t, old_h), start, axis=0)
-        gW = jax.lax.dynamic_update_slice_in_dim(gW, jnp.where(keep, gW_t, old_W), start * q, axis=1)
-        return (total + value, gh, gW), nll
+        sb, wb = xs
+        rows, logp, nll, present = _block_terms(h, W, sb, gap)
+        R = wb[:, None, None] * (jnp.exp(logp) - jax.nn.one_hot(sb, q, dtype=logp.dtype))
+        if present is not None:
+            R = jnp.where(present[:, :, None], R, 0.0)
+        gh = gh + jnp.sum(R, axis=0)
+        gW = _scatter_rows(gW, rows, R.reshape(R.shape[0], -1), missing=gap is not None)
+        return (total + jnp.sum(wb * nll), gh, gW), nll
 
     init = (jnp.zeros((), h.dtype), jnp.zeros_like(h), jnp.zeros_like(W))
-    (total, gh, gW), nll = _over_tiles(tile, init, n_tiles, starts)
-    return total, jnp.sum(nll, axis=0).reshape(-1)[: seqs.shape[0]], gh, gW
-
-
-def _over_tiles(tile, init, n_tiles: int, starts):
-    """`tile` over the column tiles (a scan), or called once when there is one tile."""
-    if n_tiles == 1:
-        carry, nll = tile(init, (0, 0))
-        return carry, nll[None]
-    return jax.lax.scan(tile, init, (jnp.arange(n_tiles), starts))
+    (total, gh, gW), nll = jax.lax.scan(step, init, (s, w))
+    return total, nll.reshape(-1)[: seqs.shape[0]], gh, gW
 
 
 def _sharded(fn, mesh, n_sums: int):

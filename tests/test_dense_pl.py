@@ -113,30 +113,3 @@ def test_attention_through_its_couplings_equals_its_own_forward_pass(x64, softma
     np.testing.assert_allclose(v1, w @ losses.sequence_pseudo_likelihoods(fa, seqs), rtol=1e-12)
     for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2), strict=False):
         np.testing.assert_allclose(a, b, atol=1e-10)
-
-
-@pytest.mark.parametrize("gap", [None, 0])
-@pytest.mark.parametrize("sites", [1, 2, 3, 7])
-def test_column_tiles_do_not_change_results(x64, monkeypatch, sites, gap):
-    """Large L runs over column tiles of whole sites (`tile_sites`); forced here on L = 7, with
-    tiles of 1, 2, 3 sites (the last tile overlapping the one before: 3 -> starts 0, 3, 4) and 7
-    (one tile): value, per-sequence values and gradients equal the untiled kernel's, with the
-    gap as a state and as missing data."""
-    h, C, seqs, w = problem(np.random.default_rng(5), 41, 7, 3)
-    W = _dense_pl.coupling_matrix(C)
-    f = lambda h, W, w: _dense_pl.weighted_nll_sum(h, W, seqs, w, gap=gap)
-    ref = jax.value_and_grad(f, argnums=(0, 1, 2))(h, W, w)
-    ref_nll = _dense_pl.sequence_nll(h, W, seqs, gap=gap)
-    monkeypatch.setattr(_dense_pl, "tile_sites", lambda L, q: sites)
-    v, grads = jax.value_and_grad(f, argnums=(0, 1, 2))(h, W, w)
-    np.testing.assert_allclose(v, ref[0], rtol=1e-13)
-    for g, g_ref in zip(grads, ref[1], strict=True):
-        np.testing.assert_allclose(g, g_ref, atol=1e-12)
-    np.testing.assert_allclose(_dense_pl.sequence_nll(h, W, seqs, gap=gap), ref_nll, rtol=1e-13)
-
-
-def test_tile_sites_tiles_only_large_problems():
-    assert _dense_pl.tile_sites(53, 21) == 53  # PF00014: one tile
-    assert _dense_pl.tile_sites(116, 21) == 116  # PF00763: 2436 columns, one tile
-    assert _dense_pl.tile_sites(406, 21) == _dense_pl.TILE_COLUMNS // 21  # 3n2a: tiles of 24 sites
-    assert _dense_pl.tile_sites(5000, 2) == _dense_pl.TILE_COLUMNS // 2

@@ -9,7 +9,8 @@ Each measurement is the *whole process*, timed from outside: `jaxpotts contacts 
 --method M` in a fresh interpreter (import, read, weight, fit, score, write the ranked pairs and
 the score matrix), as a user would run it: the work a peer's wall time covers. The precision is
 computed afterwards from the written scores (scores.npz), outside the timing; the contact-map
-figure that `--distances` adds (matplotlib, ~0.45 s for PF00014) is not drawn. jaxpotts compiles its programs on first use; the CLI keeps XLA's persistent
+figure that `--distances` adds (matplotlib, ~0.45 s for PF00014) is not drawn. jaxpotts
+compiles its programs on first use; the CLI keeps XLA's persistent
 compilation cache (`jaxpotts contacts --help`), so the first run on a machine ("cold": empty
 cache) pays for compilation and later runs ("warm") do not. Both are reported; the warm run is
 the steady state. Contacts: minimum heavy-atom distance < 8 A, |i - j| >= 5, pairs with unknown
@@ -92,15 +93,23 @@ def _written_precision(scores_npz: Path, distances: Path) -> dict:
     """PPV@L/5, L/2, L of the scores the CLI wrote, against the distances of its match columns."""
     import numpy as np
 
-    from jaxpotts.contacts import contact_map, precision_at, read_distances
+    from jaxpotts.contacts import read_distances
 
     z = np.load(scores_npz)
     cols = z["columns"]
     D = read_distances(distances)
     if D.shape[0] <= cols.max():  # the last columns have no listed distance
         D = np.pad(D, (0, int(cols.max()) + 1 - D.shape[0]), constant_values=np.nan)
-    D = D[np.ix_(cols, cols)]
-    return precision_at(z["scores"], contact_map(D), known=np.isfinite(D))
+    return _precision(z["scores"], D[np.ix_(cols, cols)])
+
+
+def _precision(S, D) -> dict:
+    """PPV@L/5, L/2, L of scores S against distances D over the same sites, unknown pairs left out."""
+    import numpy as np
+
+    from jaxpotts.contacts import contact_map, precision_at
+
+    return precision_at(S, contact_map(D), known=np.isfinite(D))
 
 
 # name -> (runner script in benchmarks/peers, method, interpreter option: which python runs it)
@@ -114,7 +123,7 @@ PEERS = {
 def run_peer(python: str, script: Path, family: str, method: str) -> dict:
     import numpy as np
 
-    from jaxpotts.contacts import contact_map, precision_at, read_distances
+    from jaxpotts.contacts import read_distances
 
     aln, dist = FAMILIES[family]
     with tempfile.TemporaryDirectory() as out:
@@ -131,8 +140,7 @@ def run_peer(python: str, script: Path, family: str, method: str) -> dict:
         res = json.loads(path.read_text())
     S = np.asarray(res.pop("scores"), dtype=float)
     np.fill_diagonal(S, 0.0)
-    D = read_distances(PFAM / dist, L=S.shape[0])
-    res["precision"] = precision_at(S, contact_map(D), known=np.isfinite(D))
+    res["precision"] = _precision(S, read_distances(PFAM / dist, L=S.shape[0]))
     res["wall_seconds"] = wall
     return res
 

@@ -20,8 +20,9 @@ own depth rule, 0.1 - 0.09 min(M_eff, 500)/500, stronger below M_eff = 500) and 
 (``asym``: plmDCA's L conditionals with their own couplings; ``sym``: one coupling per pair,
 as CCMpred and plmc), optionally with a pipeline option after a third slash (``theta=0.7``:
 the sequence-weight identity threshold; ``l2_fields=0.001``: lambda_h; ``ftol=0.01``: the
-L-BFGS stop, a relative fall of the objective over 5 iterations, default 0.003). Results go to the JSON (default `benchmarks/results/depth_panel.json`)
-after every fit; a later run skips what is there.
+L-BFGS stop, a relative fall of the objective over 5 iterations, default 0.003). Results go to
+the JSON (default `benchmarks/results/depth_panel.json`) after every fit; a later run skips what
+is there.
 
 The report prints mean PPV@L over the seeds per (family, depth) and variant, and the
 leave-one-family-out choice: for each family, the variant with the best mean PPV@L over the

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .._files import atomic_open, atomic_write
 from .._report import markdown_table, write_json
-from ..memory import available_memory, format_bytes
+from ..memory import format_bytes, memory_budget
 from ._common import (
     UserError,
     add_common,
@@ -38,7 +38,8 @@ def run(args) -> dict:
     aln = _read(args, path)
     t_read = time.perf_counter() - t0
     estimate = contacts.fit_memory(aln, args.method, max_memory=args.max_memory, **options)
-    budget, source = available_memory() if args.max_memory is None else (args.max_memory, "--max-memory")
+    budget, source = memory_budget(args.max_memory)
+    source = source if args.max_memory is None else "--max-memory"
     say(
         args,
         f"{path.name}: L = {aln.L}, M = {aln.M}; memory estimate of the {args.method} fit: {estimate}"
